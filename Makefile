@@ -1,0 +1,26 @@
+# Every target that runs chroma depends on `install`, so each works from a clean clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Quieter TensorFlow start-up; CUDA probing on CPU-only machines is noise.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test demo clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/pytest -q
+
+demo: install
+	$(BIN)/chroma baseline0 --data samples
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

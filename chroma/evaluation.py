@@ -1,0 +1,62 @@
+"""Score any colorizer on a dataset and lay the scores out as a results table.
+
+A colorizer here is any function from a batch (the dataset's dict: L, ab,
+caption, label) to predicted scaled ab, so trained models, baseline0 and the
+reference rows (gray output, the ground truth itself) are scored alike.
+"""
+
+import tensorflow as tf
+
+from chroma.metrics import ColorizationMetric
+
+# PSNR and SSIM are what the papers report; every paper also notes they reward
+# grayish output, hence colourfulness beside them.
+DEFAULT_METRICS = ("psnr", "ssim", "mse_8bit", "l1_ab", "uiqi", "colorfulness")
+
+COLUMN_TITLES = {
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "mse_8bit": "MSE (8-bit)",
+    "mse_unit": "MSE (unit)",
+    "l1_ab": "L1 ab",
+    "uiqi": "UIQI",
+    "colorfulness": "colourfulness",
+}
+
+
+def gray_prediction(batch):
+    """The colorizer that adds no colour: ab = 0."""
+    return tf.zeros_like(batch["ab"])
+
+
+def ground_truth(batch):
+    """The true colours: a reference row (its PSNR is the round-trip cap)."""
+    return batch["ab"]
+
+
+def evaluate(colorizer, dataset, metrics=DEFAULT_METRICS):
+    """Mean of each metric over every image of a batched `dataset`."""
+    trackers = [ColorizationMetric(name) for name in metrics]
+    for batch in dataset:
+        scaled_l = batch["L"]
+        true_lab = tf.concat([scaled_l, batch["ab"]], axis=-1)
+        predicted_lab = tf.concat([scaled_l, colorizer(batch)], axis=-1)
+        for tracker in trackers:
+            tracker.update_state(true_lab, predicted_lab)
+    return {name: float(tracker.result()) for name, tracker in zip(metrics, trackers)}
+
+
+def markdown_table(rows, metrics=DEFAULT_METRICS, first_column="model"):
+    """rows: (label, {metric: value}) pairs -> a GitHub markdown table."""
+    header = [first_column] + [COLUMN_TITLES.get(name, name) for name in metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, scores in rows:
+        cells = [label] + [_format(scores.get(name)) for name in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _format(value):
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
