@@ -1,0 +1,40 @@
+"""Images in, (L, ab) pairs out: robust decoding, image sources, tf.data pipelines, TFRecords."""
+
+from .images import MAX_PIXELS, SkipReport, UnreadableImage, is_grayscale, load_rgb
+from .pipeline import count_elements, make_dataset, preprocess
+from .sources import (
+    IMAGE_EXTENSIONS,
+    SAMPLE_NAMES,
+    ImageRecord,
+    Source,
+    coco,
+    folder,
+    open_source,
+    samples,
+    subset,
+)
+from .tfrecords import is_tfrecord_dir, read_metadata, read_tfrecords, write_tfrecords
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
+    "SAMPLE_NAMES",
+    "ImageRecord",
+    "SkipReport",
+    "Source",
+    "UnreadableImage",
+    "coco",
+    "count_elements",
+    "folder",
+    "is_grayscale",
+    "is_tfrecord_dir",
+    "load_rgb",
+    "make_dataset",
+    "open_source",
+    "preprocess",
+    "read_metadata",
+    "read_tfrecords",
+    "samples",
+    "subset",
+    "write_tfrecords",
+]
