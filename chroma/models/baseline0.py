@@ -60,11 +60,13 @@ class MeanColorBaseline(keras.Model):
     def test_step(self, data):
         scaled_l = data["L"]
         predicted_ab = self(scaled_l)
-        return self.compute_metrics(
+        scores = self.compute_metrics(
             scaled_l,
             tf.concat([scaled_l, data["ab"]], axis=-1),
             tf.concat([scaled_l, predicted_ab], axis=-1),
         )
+        scores.pop("loss", None)  # baseline0 minimises no loss; Keras would log a constant 0
+        return scores
 
     def get_config(self):
         return {**super().get_config(), "levels": self.levels}

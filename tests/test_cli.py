@@ -1,0 +1,49 @@
+"""The `chroma` command as a user runs it: help, baseline0, data build, bad input."""
+
+import keras
+import pytest
+
+from chroma import cli
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for command in ("baseline0", "data"):
+        assert command in help_text
+
+
+def test_baseline0_fits_saves_and_prints_its_table(tmp_path, capsys):
+    output = tmp_path / "baseline0.keras"
+    status = cli.main(["baseline0", "--data", "samples", "--image-size", "32", "--output", str(output)])
+    assert status == 0
+    table = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert {"gray (ab = 0)", "baseline0", "ground truth"} <= set(rows)
+    gray_psnr = float(rows["gray (ab = 0)"].split("|")[2])
+    baseline_psnr = float(rows["baseline0"].split("|")[2])
+    assert baseline_psnr > gray_psnr
+    reloaded = keras.saving.load_model(output)
+    assert int(reloaded.pixel_counts.numpy().sum()) == 8 * 32 * 32
+
+
+def test_data_build_then_train_from_the_tfrecords(tmp_path, capsys):
+    records = tmp_path / "records"
+    assert cli.main(["data", "build", "samples?take=3", "-o", str(records), "--shards", "2", "--max-side", "64"]) == 0
+    model_path = tmp_path / "baseline0.keras"
+    assert cli.main(["baseline0", "--data", str(records), "--image-size", "16", "--output", str(model_path)]) == 0
+    reloaded = keras.saving.load_model(model_path)
+    assert int(reloaded.pixel_counts.numpy().sum()) == 3 * 16 * 16
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("/no/such/folder", "does not exist"), ("samples?colour=1", "unknown option 'colour'")],
+)
+def test_bad_data_spec_is_a_clear_error(spec, message, tmp_path, capsys):
+    status = cli.main(["baseline0", "--data", spec, "--output", str(tmp_path / "m.keras")])
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m.keras").exists()
