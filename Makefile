@@ -6,7 +6,12 @@ STAMP := $(VENV)/.installed
 # Quieter TensorFlow start-up; CUDA probing on CPU-only machines is noise.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test demo clean
+.PHONY: install test demo benchmark clean
+
+# make reproduce-<paper> [SCALE=smoke|paper] [COCO=/data/coco] [BACKBONE_WEIGHTS=path|none] [STRATEGY=...] [TPU=address] [PRECISION=...]
+SCALE ?= smoke
+STRATEGY ?= default
+PRECISION ?= float32
 
 install: $(STAMP)
 
@@ -20,7 +25,14 @@ test: install
 	$(BIN)/pytest -q
 
 demo: install
-	$(BIN)/chroma baseline0 --data samples
+	$(BIN)/chroma demo
+
+reproduce-%: install
+	$(BIN)/chroma reproduce $* --scale $(SCALE) --strategy $(STRATEGY) --precision $(PRECISION) \
+		$(if $(COCO),--coco $(COCO)) $(if $(BACKBONE_WEIGHTS),--backbone-weights $(BACKBONE_WEIGHTS)) $(if $(TPU),--tpu $(TPU))
+
+benchmark: install
+	$(BIN)/python benchmarks/train_step.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

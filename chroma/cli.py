@@ -4,11 +4,11 @@ TensorFlow is imported inside the handlers so that `chroma --help` answers at on
 """
 
 import argparse
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 DATA_SPEC_HELP = (
     "where images come from: 'samples' (the colour photos bundled with scikit-image), "
@@ -19,42 +19,15 @@ DATA_SPEC_HELP = (
 )
 
 
-def parse_data_spec(spec):
-    """'coco:/x?take=8000&seed=1' -> ('coco:/x', {'take': 8000, 'seed': 1})."""
-    location, _, query = spec.partition("?")
-    options = {}
-    for key, value in parse_qsl(query, strict_parsing=bool(query)):
-        if key == "split":
-            options["coco_split"] = value
-        elif key in ("take", "skip", "seed"):
-            options[key] = int(value)
-        else:
-            raise ValueError(f"unknown option {key!r} in data spec {spec!r} (use split, take, skip, seed)")
-    return location, options
-
-
-def open_dataset(spec, image_size, batch_size, report, **pipeline_options):
-    """A batched dataset of dicts (L, ab, caption, label) from a data spec."""
-    from chroma import data
-
-    location, options = parse_data_spec(spec)
-    if data.is_tfrecord_dir(location):
-        source = location
-    else:
-        source = data.open_source(location, **options)
-    return data.make_dataset(
-        source, image_size, batch_size=batch_size, report=report, **pipeline_options
-    )
-
-
 def run_baseline0(args):
     import keras
 
     from chroma import data, evaluation
+    from chroma.data.specs import dataset_from_spec
     from chroma.models.baseline0 import MeanColorBaseline
 
     report = data.SkipReport()
-    train = open_dataset(args.data, args.image_size, args.batch_size, report, drop_gray=args.drop_gray)
+    train = dataset_from_spec(args.data, args.image_size, args.batch_size, report, drop_gray=args.drop_gray)
     print(f"fitting baseline0 on {args.data} at {args.image_size}x{args.image_size}", file=sys.stderr)
     started = time.perf_counter()
     model = MeanColorBaseline()
@@ -72,7 +45,7 @@ def run_baseline0(args):
 
     eval_spec = args.eval_data or args.data
     eval_report = data.SkipReport()
-    test = open_dataset(eval_spec, args.image_size, args.batch_size, eval_report)
+    test = dataset_from_spec(eval_spec, args.image_size, args.batch_size, eval_report)
     rows = [
         ("gray (ab = 0)", evaluation.evaluate(evaluation.gray_prediction, test)),
         ("baseline0", evaluation.evaluate(lambda batch: model(batch["L"]), test)),
@@ -85,6 +58,7 @@ def run_baseline0(args):
 
 def run_data_build(args):
     from chroma import data
+    from chroma.data.specs import parse_data_spec
 
     location, options = parse_data_spec(args.source)
     source = data.open_source(location, **options)
@@ -94,6 +68,49 @@ def run_data_build(args):
     )
     print(f"wrote {summary}")
     print(report.summary())
+
+
+def run_reproduce(args):
+    from chroma import reproduce, training
+
+    strategy = training.make_strategy(args.strategy, args.tpu)
+    experiment = reproduce.load_experiment(args.experiment)
+    try:
+        md_path, csv_path = reproduce.reproduce(
+            experiment, args.scale, runs_root=args.runs_dir, coco=args.coco,
+            backbone_weights=args.backbone_weights, run_keys=args.run, strategy=strategy,
+            precision=args.precision,
+        )
+    except training.TrainingDiverged as error:
+        print(f"chroma: {error}", file=sys.stderr)
+        raise SystemExit(1) from error
+    print(Path(md_path).read_text())
+    print(f"wrote {md_path}, {csv_path} and RESULTS.md", file=sys.stderr)
+
+
+def run_demo(args):
+    from chroma.demo import run_demo as demo
+
+    demo(out_dir=args.out_dir, model_dir=args.model_dir, image_size=args.image_size, epochs=args.epochs)
+
+
+def run_export(args):
+    from chroma.export import describe_signatures, export_saved_model, load_generator
+
+    output = Path(args.output or Path("saved_models") / Path(args.model).stem)
+    if output.exists() and not args.overwrite and (not output.is_dir() or any(output.iterdir())):
+        raise ValueError(f"{output} already exists and is not empty; pass --overwrite to replace it")
+    generator = load_generator(args.model)
+    export_saved_model(generator, output, args.image_size)
+    print(f"exported {type(generator).__name__} ({args.image_size}x{args.image_size}) to {output}; signatures:")
+    for line in describe_signatures(output):
+        print(f"  {line}")
+
+
+def run_colorize(args):
+    from chroma.colorize import colorize_files
+
+    colorize_files(args.inputs, args.model, args.output, image_size=args.image_size)
 
 
 def build_parser():
@@ -136,6 +153,78 @@ def build_parser():
     build.add_argument("--shards", type=int, default=8, help="number of TFRecord files (default: 8)")
     build.add_argument("--max-side", type=int, default=512, help="longer image side kept, in pixels (default: 512)")
     build.set_defaults(handler=run_data_build)
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="train and score every model of a paper, write its results table and figures",
+        description=(
+            "Train (or resume) every run of a paper's recipe (experiments/<paper>.py), score it on "
+            "the held-out images, and write runs/<paper>/<scale>/results.md and .csv (our figures "
+            "beside the paper's), loss curves, a sample grid, and the top-level RESULTS.md. "
+            "Rerunning resumes each run from its last checkpoint."
+        ),
+    )
+    reproduce.add_argument("experiment", help="paper name (a file in experiments/) or a path to a recipe .py file")
+    reproduce.add_argument("--scale", choices=("smoke", "paper"), default="smoke",
+                           help="smoke: bundled photos, small networks, minutes on a CPU; paper: the paper's recipe on COCO (default: smoke)")
+    reproduce.add_argument("--coco", help="COCO 2017 root for --scale paper (train2017/, val2017/, annotations/)")
+    reproduce.add_argument("--backbone-weights", help="local path to pretrained encoder weights, or 'none' to train it from scratch")
+    reproduce.add_argument("--run", action="append", help="train only this run (a Run key of the recipe); repeatable")
+    reproduce.add_argument("--runs-dir", default="runs", help="where runs are written (default: runs)")
+    reproduce.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"), default="default",
+                           help="tf.distribute strategy: one device, all local GPUs, several machines (TF_CONFIG), or a TPU (default: default)")
+    reproduce.add_argument("--tpu", help="TPU address for --strategy tpu ('local' on a TPU VM, or grpc://IP:8470)")
+    reproduce.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"), default="float32",
+                           help="mixed_bfloat16 for CPUs with AMX and TPUs, mixed_float16 (with loss scaling) for GPUs (default: float32)")
+    reproduce.set_defaults(handler=run_reproduce)
+
+    demo = commands.add_parser(
+        "demo",
+        help="train the U-Net cGAN on the bundled photos, score it, export it, colorize a held-out photo",
+        description=(
+            "The main job on the photos bundled with scikit-image, in minutes on a CPU: train paper "
+            "nampouri's U-Net cGAN (small) on seven photos, print its metrics beside the untrained "
+            "network and baseline0, write loss curves and a sample grid, export a SavedModel and "
+            "colorize the eighth photo at full size. Rerunning resumes or reuses the trained run."
+        ),
+    )
+    demo.add_argument("--out-dir", default="runs/demo", help="results, figures and the run (default: %(default)s)")
+    demo.add_argument("--model-dir", default="saved_models/demo_unet_cgan", help="where the SavedModel goes (default: %(default)s)")
+    demo.add_argument("--image-size", type=int, default=64, help="training size in pixels (default: %(default)s)")
+    demo.add_argument("--epochs", type=int, default=60, help="passes over the seven photos (default: %(default)s)")
+    demo.set_defaults(handler=run_demo)
+
+    export = commands.add_parser(
+        "export",
+        help="export a .keras colorizer as a SavedModel that colorizes photos of any size",
+        description=(
+            "Export a .keras model (a generator, or a trained model wrapping one) as a TensorFlow "
+            "SavedModel that needs no chroma to serve. Signatures: serving_default (encoded "
+            "JPEG/PNG bytes -> colorized uint8 RGB at the input's full size), colorize_image "
+            "(uint8 RGB -> the same) and colorize_lab (scaled L -> scaled ab at the training size)."
+        ),
+    )
+    export.add_argument("--model", required=True, help="the .keras model file")
+    export.add_argument("--image-size", type=int, required=True, help="square side the model was trained at, in pixels")
+    export.add_argument("-o", "--output", help="SavedModel folder (default: saved_models/<model file name without .keras>)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing SavedModel at --output")
+    export.set_defaults(handler=run_export)
+
+    colorize = commands.add_parser(
+        "colorize",
+        help="colorize photos (files and folders) at their full size",
+        description=(
+            "Colorize every image in the given files and folders (searched recursively) and write "
+            "each to the output folder under the same relative path and name, at the same size. "
+            "Unreadable files are skipped and counted. Exits with status 2 if none was colorized."
+        ),
+    )
+    colorize.add_argument("inputs", nargs="+", metavar="INPUT", help="an image file or a folder of images")
+    colorize.add_argument("--model", required=True, help="a SavedModel folder from 'chroma export', or a .keras file")
+    colorize.add_argument("-o", "--output", required=True, help="folder the colorized images are written to")
+    colorize.add_argument("--image-size", type=int, default=256,
+                          help="for a .keras model: square side it was trained at (default: %(default)s; a SavedModel knows its own)")
+    colorize.set_defaults(handler=run_colorize)
     return parser
 
 
@@ -149,5 +238,21 @@ def main(argv=None):
     return 0
 
 
+def console_main():
+    """The `chroma` executable: main(), then leave without finalising the interpreter.
+
+    TensorFlow can deadlock while Python finalises tf.data iterators that a
+    training run left open (they call back into Python); the work is done and
+    flushed by then, so the process exits directly.
+    """
+    try:
+        status = main()
+    except SystemExit as exit:
+        status = exit.code if isinstance(exit.code, int) else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

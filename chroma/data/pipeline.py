@@ -5,10 +5,10 @@ Elements are dicts {"L": (S, S, 1), "ab": (S, S, 2), "caption": string,
 the model needs (the papers use 224, 256 and 299).
 """
 
-import itertools
 import logging
 import math
 import os
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -93,46 +93,72 @@ def make_dataset(
         l, ab = preprocess(rgb, image_size, flip=flip, seed=flip_seed)
         return {"L": l, "ab": ab, "caption": caption, "label": label}
 
-    # Numbering examples after repeat() gives each epoch's copy its own flip.
-    dataset = images.enumerate().map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    # Numbering examples after repeat() gives each epoch's copy its own flip. (zip with a
+    # counter, not enumerate(): enumerate over a generator left mid-pass hangs the process at exit.)
+    numbered = tf.data.Dataset.zip(tf.data.Dataset.counter(), images)
+    dataset = numbered.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size:
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _decoded_images(source, max_side, drop_gray, shuffle, seed, report):
-    """(rgb, caption, label) for each usable record, decoded by a Python generator."""
+    """(rgb, caption, label) for each usable record, decoded in Python by a parallel map.
+
+    A map over record indices rather than `Dataset.from_generator`: a generator
+    left mid-pass (as fit leaves a repeated dataset) hangs the process at exit,
+    and Pillow releases the GIL while decoding, so parallel calls really overlap.
+    """
     records = source.records
-    pass_numbers = itertools.count()
-    reported = False
+    lock = threading.Lock()
+    first_pass = SkipReport(report.keep)
 
-    def generate():
-        nonlocal reported
-        pass_number = next(pass_numbers)
-        order = range(len(records))
-        if shuffle:
-            order = np.random.default_rng([seed, pass_number]).permutation(len(records))
-        this_pass = SkipReport(report.keep)
-        for index in order:
-            record = records[index]
-            this_pass.seen += 1
-            try:
-                rgb = record.load(max_side)
-            except UnreadableImage as error:
-                this_pass.skip(record.name, error.reason)
-                continue
-            if drop_gray and is_grayscale(rgb):
-                this_pass.drop_gray(record.name)
-                continue
-            yield rgb, record.caption, record.label
-        # Only reached when a pass runs to the end; later passes repeat the same news.
-        if not reported:
-            reported = True
-            report.merge(this_pass)
-            if this_pass.skipped or this_pass.dropped_gray:
-                logger.warning("%s: %s", source.name, this_pass.summary())
+    def load(index):
+        record = records[index]
+        rgb, usable = _EMPTY_RGB, True
+        try:
+            rgb = record.load(max_side)
+        except UnreadableImage as error:
+            usable, outcome = False, error.reason
+        else:
+            outcome = "gray" if drop_gray and is_grayscale(rgb) else None
+            usable = outcome is None
+        with lock:
+            _count_first_pass(first_pass, record.name, outcome, len(records), report, source.name)
+        return rgb, usable, record.caption, np.int32(record.label)
 
-    return tf.data.Dataset.from_generator(generate, output_signature=_RGB_CAPTION_LABEL)
+    indices = tf.data.Dataset.range(len(records))
+    if shuffle:
+        # A new seeded order on every pass (repeat() comes after this).
+        indices = indices.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+    loaded = indices.map(
+        lambda index: tf.numpy_function(load, [index], (tf.uint8, tf.bool, tf.string, tf.int32), stateful=True),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    usable = loaded.filter(lambda rgb, ok, caption, label: ok)
+    return usable.map(
+        lambda rgb, ok, caption, label: (tf.ensure_shape(rgb, [None, None, 3]), tf.ensure_shape(caption, []),
+                                         tf.ensure_shape(label, []))
+    )
+
+
+_EMPTY_RGB = np.zeros((1, 1, 3), np.uint8)
+
+
+def _count_first_pass(first_pass, name, outcome, total, report, source_name):
+    """Counts one record of the first pass; when the pass is complete, reports it once."""
+    if first_pass.seen >= total:
+        return  # later passes repeat the same news
+    first_pass.seen += 1
+    if outcome == "gray":
+        first_pass.drop_gray(name)
+    elif outcome is not None:
+        first_pass.skip(name, outcome)
+    if first_pass.seen == total:
+        report.merge(first_pass)
+        if first_pass.skipped or first_pass.dropped_gray:
+            logger.warning("%s: %s", source_name, first_pass.summary())
 
 
 def count_elements(source, *, batch_size=None, drop_gray=False, drop_remainder=False):

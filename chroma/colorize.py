@@ -1,0 +1,130 @@
+"""`chroma colorize`: colour every photo of some files and folders at its full size.
+
+Photos are decoded with chroma's Pillow loader (CMYK, 16-bit, transparent,
+palette and gray files all become RGB; EXIF rotation is applied) and coloured
+by an exported SavedModel's `colorize_image` signature. A .keras model is
+wrapped by the very functions that export would save, so both run the same graph.
+"""
+
+import sys
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from PIL import Image
+
+from chroma.data import IMAGE_EXTENSIONS, MAX_PIXELS, UnreadableImage, load_rgb
+from chroma.export import is_saved_model, load_generator, serving_functions
+
+JPEG_QUALITY = 95
+
+
+def load_colorizer(model_path, image_size=256):
+    """A SavedModel folder from `chroma export`, or a .keras file -> function uint8 RGB (H,W,3) -> uint8 RGB.
+
+    image_size is the square size a .keras generator was trained at; a
+    SavedModel carries its own.
+    """
+    model_path = Path(model_path)
+    if is_saved_model(model_path):
+        signature = tf.saved_model.load(str(model_path)).signatures["colorize_image"]
+    elif model_path.is_dir():
+        raise ValueError(f"{model_path} is a folder but not a SavedModel (no saved_model.pb)")
+    else:
+        signature = serving_functions(load_generator(model_path), image_size)["colorize_image"]
+    return lambda rgb: signature(image=tf.constant(rgb))["colorized"].numpy()
+
+
+def find_images(inputs, output_dir):
+    """Files and folders (searched recursively) -> (image path, path relative to the output folder) pairs.
+
+    A file given directly is tried whatever its extension and keeps its name;
+    a folder's images (by extension, hidden ones left out) keep their path
+    inside it, in sorted order. The output folder may not be, or lie inside,
+    an input folder, nor hold an input file.
+    """
+    output_dir = Path(output_dir).resolve()
+    found = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            if output_dir.is_relative_to(item.resolve()):
+                raise ValueError(f"the output folder {output_dir} is inside the input folder {item}; choose another -o")
+            for path in sorted(item.rglob("*")):
+                relative = path.relative_to(item)
+                if (
+                    path.suffix.lower() in IMAGE_EXTENSIONS
+                    and path.is_file()
+                    and not any(part.startswith(".") for part in relative.parts)
+                ):
+                    found.append((path, relative))
+        elif item.is_file():
+            if item.resolve().parent == output_dir:
+                raise ValueError(f"the output folder {output_dir} holds the input {item}; choose another -o")
+            found.append((item, Path(item.name)))
+        else:
+            raise FileNotFoundError(f"input {item} does not exist")
+    return found
+
+
+def output_path(relative, output_dir):
+    """Where an image's colorized copy goes, and a note if its format cannot be written (then: PNG)."""
+    path = Path(output_dir) / relative
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format in Image.SAVE:
+        return path, ""
+    return path.with_suffix(".png"), f" (Pillow cannot write {path.suffix}: saved as PNG)"
+
+
+def save(rgb, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(rgb)
+    if Image.registered_extensions()[path.suffix.lower()] == "JPEG":
+        image.save(path, quality=JPEG_QUALITY)
+    else:
+        image.save(path)
+
+
+def colorize_files(inputs, model_path, output_dir, image_size=256):
+    """Colorizes every image of `inputs` into output_dir; returns (colorized, skipped) counts.
+
+    Unreadable files are skipped with one line each on stderr. Progress goes to
+    stdout: a bar on a terminal, else one line per file.
+    """
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise FileNotFoundError(f"model {model_path} does not exist")
+    images = find_images(inputs, output_dir)
+    if not images:
+        raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {' '.join(map(str, inputs))}")
+    colorize = load_colorizer(model_path, image_size)
+
+    progress = keras.utils.Progbar(len(images), unit_name="image") if sys.stdout.isatty() else None
+    line_break = "\n" if progress else ""  # a message must not land on the progress bar's line
+    # Inputs, then each output written: none of them is ever overwritten.
+    taken = {path.resolve() for path, _ in images}
+    colorized, skipped = 0, 0
+    for number, (path, relative) in enumerate(images, start=1):
+        destination, note = output_path(relative, output_dir)
+        try:
+            # max_side: no resizing, every image keeps its size; MAX_PIXELS still bounds memory.
+            rgb = load_rgb(str(path), max_side=MAX_PIXELS, min_side=1)
+            problem = f"{destination} is an input or an earlier output" if destination.resolve() in taken else ""
+        except UnreadableImage as error:
+            problem = str(error)
+        if problem:
+            skipped += 1
+            print(f"{line_break}skipped {path}: {problem}", file=sys.stderr)
+        else:
+            save(colorize(rgb), destination)
+            taken.add(destination.resolve())
+            colorized += 1
+            if not progress:
+                print(f"[{number}/{len(images)}] {path} -> {destination}{note}", flush=True)
+            elif note:
+                print(f"{line_break}{destination}{note}", file=sys.stderr)
+        if progress:
+            progress.update(number)
+    print(f"colorized {colorized}, skipped {skipped}; written to {output_dir}")
+    if not colorized:
+        raise ValueError(f"none of the {len(images)} images could be colorized")
+    return colorized, skipped

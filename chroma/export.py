@@ -1,0 +1,145 @@
+"""Export a colorizer as a TensorFlow SavedModel that serves photos of any size.
+
+A generator sees scaled L at one square size (the size it was trained at).
+Served photos keep their own size: the generator colours a resized copy, its
+ab is upsampled back and joined to the photo's full-resolution L, so every
+detail and the exact lightness of the input survive (the colour is smooth
+anyway). The SavedModel holds only TensorFlow ops: serving it needs
+TensorFlow, not chroma.
+
+Signatures (inputs -> outputs):
+  serving_default: image_bytes, a scalar string of JPEG/PNG/GIF/BMP/WebP bytes -> colorized
+  colorize_image: image, uint8 RGB (H, W, 3) -> colorized, uint8 RGB (H, W, 3)
+  colorize_lab: scaled_l (B, S, S, 1) float32 -> scaled_ab (B, S, S, 2) float32
+"""
+
+import datetime
+import importlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from chroma.color import rgb_to_scaled_lab, scaled_lab_to_rgb
+from chroma.data.pipeline import preprocess
+
+# Modules whose import registers chroma's Keras classes, so that .keras files
+# holding them load. A new model file is added here.
+MODEL_MODULES = (
+    "chroma.models.baseline0",
+    "chroma.models.patchgan",
+    "chroma.models.resnet_unet",
+    "chroma.models.unet",
+    "chroma.training",  # ConditionalGAN, RegressionColorizer: trained wrappers of a generator
+)
+
+METADATA_FILE = "chroma.json"
+
+
+def serving_functions(generator, image_size):
+    """The three signatures as tf.functions, name -> function, for `generator` trained at image_size.
+
+    Called in memory they behave as the exported signatures do: keyword
+    inputs, a dict of outputs.
+    """
+
+    def predict_ab(scaled_l):
+        # training=False: batch norm uses its moving statistics, dropout is off.
+        # The cast undoes a mixed-precision policy's float16 / bfloat16 outputs.
+        return tf.cast(generator(scaled_l, training=False), tf.float32)
+
+    def colorize_rgb(image):
+        full_l, _ = rgb_to_scaled_lab(image)
+        # The generator sees the image resized exactly as in training (chroma.data.preprocess).
+        small_l, _ = preprocess(image, image_size)
+        small_ab = predict_ab(small_l[None])[0]
+        ab = tf.image.resize(small_ab, tf.shape(image)[:2], method="bilinear")
+        rgb = scaled_lab_to_rgb(full_l, ab)
+        return {"colorized": tf.cast(tf.round(rgb * 255.0), tf.uint8)}
+
+    @tf.function(input_signature=[tf.TensorSpec((), tf.string, name="image_bytes")])
+    def serving_default(image_bytes):
+        image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
+        image.set_shape((None, None, 3))
+        return colorize_rgb(image)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image")])
+    def colorize_image(image):
+        return colorize_rgb(image)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, 1), tf.float32, name="scaled_l")])
+    def colorize_lab(scaled_l):
+        return {"scaled_ab": predict_ab(scaled_l)}
+
+    return {"serving_default": serving_default, "colorize_image": colorize_image, "colorize_lab": colorize_lab}
+
+
+def export_saved_model(generator, directory, image_size):
+    """Writes `generator` (scaled L -> scaled ab, trained at image_size) as a SavedModel in `directory`.
+
+    An earlier SavedModel there is replaced; a non-empty folder that is not
+    one is refused rather than deleted. The model is written beside and moved
+    into place at the end, so a failed export leaves no half-written folder.
+    Also writes chroma.json (image size, model class, export time).
+    """
+    directory = Path(directory)
+    replaceable = directory.is_dir() and (is_saved_model(directory) or not any(directory.iterdir()))
+    if directory.exists() and not replaceable:
+        raise ValueError(f"{directory} exists and is not a SavedModel or an empty folder; not replacing it")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        module = tf.Module()
+        module.generator = generator  # tracked, so its variables are saved
+        functions = serving_functions(generator, image_size)
+        for name, function in functions.items():
+            setattr(module, name, function)
+        tf.saved_model.save(module, str(staging), signatures=functions)
+        metadata = {
+            "image_size": image_size,
+            "model": type(generator).__name__,
+            "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "signatures": list(functions),
+        }
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def is_saved_model(path):
+    return (Path(path) / "saved_model.pb").is_file()
+
+
+def load_generator(path):
+    """A .keras file -> its generator. A trained wrapper (e.g. ConditionalGAN) gives the generator it holds."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    if path.suffix != ".keras":
+        raise ValueError(f"{path} is not a .keras model file")
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+    model = keras.saving.load_model(path, compile=False)
+    return getattr(model, "generator", model)
+
+
+def describe_signatures(directory):
+    """One line per signature of the SavedModel in `directory`, loaded back: 'name: inputs -> outputs'."""
+
+    def specs(named):
+        return ", ".join(
+            f"{name} {spec.dtype.name} {spec.shape if spec.shape.rank else 'scalar'}" for name, spec in named.items()
+        )
+
+    loaded = tf.saved_model.load(str(directory))
+    return [
+        f"{name}: {specs(function.structured_input_signature[1])} -> {specs(function.structured_outputs)}"
+        for name, function in loaded.signatures.items()
+    ]

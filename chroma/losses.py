@@ -1,0 +1,82 @@
+"""The papers' losses, with TF-GAN's definitions (tensorflow-gan itself no longer imports on TF >= 2.16).
+
+Adversarial losses take discriminator LOGITS; each returns the mean over every
+element (TF-GAN's SUM_BY_NONZERO_WEIGHTS with unit weights), so a PatchGAN's
+30x30 map and a single critic score are treated alike.
+"""
+
+import keras
+import tensorflow as tf
+
+
+def _sigmoid_cross_entropy(labels_value, logits, label_smoothing=0.0):
+    # tf.compat.v1.losses.sigmoid_cross_entropy smooths labels towards 1/2.
+    labels = tf.fill(tf.shape(logits), labels_value * (1.0 - label_smoothing) + 0.5 * label_smoothing)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def minimax_discriminator_loss(real_logits, fake_logits, label_smoothing=0.0):
+    """BCE(1, D(real)) + BCE(0, D(fake)): TF-GAN's `minimax_discriminator_loss`.
+
+    Paper nampouri's equation 16 halves this sum; the GAN model's
+    `discriminator_loss_weight` carries that factor.
+    """
+    real_logits = tf.cast(real_logits, tf.float32)
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    return _sigmoid_cross_entropy(1.0, real_logits, label_smoothing) + _sigmoid_cross_entropy(0.0, fake_logits)
+
+
+def modified_generator_loss(fake_logits):
+    """Non-saturating BCE(1, D(fake)): TF-GAN's `modified_generator_loss`, nampouri equation 17."""
+    return _sigmoid_cross_entropy(1.0, tf.cast(fake_logits, tf.float32))
+
+
+def wasserstein_discriminator_loss(real_scores, fake_scores):
+    """mean D(fake) - mean D(real): TF-GAN's `wasserstein_discriminator_loss`."""
+    return tf.reduce_mean(tf.cast(fake_scores, tf.float32)) - tf.reduce_mean(tf.cast(real_scores, tf.float32))
+
+
+def wasserstein_generator_loss(fake_scores):
+    """-mean D(fake): TF-GAN's `wasserstein_generator_loss`."""
+    return -tf.reduce_mean(tf.cast(fake_scores, tf.float32))
+
+
+def wasserstein_gradient_penalty(critic, real, fake, seed, target=1.0, epsilon=1e-10):
+    """mean((||grad critic(x_hat)||_2 - target)^2), x_hat on random lines between real and fake.
+
+    TF-GAN's `wasserstein_gradient_penalty` (Gulrajani et al. 2017, equation 3):
+    one uniform alpha per example, the norm over all non-batch axes, epsilon
+    inside the square root so a zero gradient has a finite derivative.
+    `critic` maps a batch like `real` to scores; conditioning (the L channel)
+    lives inside it, so only the generated part is interpolated.
+    """
+    real = tf.cast(real, tf.float32)
+    fake = tf.cast(fake, tf.float32)
+    alpha_shape = tf.concat([tf.shape(real)[:1], tf.ones([tf.rank(real) - 1], tf.int32)], axis=0)
+    alpha = keras.random.uniform(alpha_shape, seed=seed)
+    interpolated = real + alpha * (fake - real)
+    with tf.GradientTape() as tape:
+        tape.watch(interpolated)
+        scores = tf.cast(critic(interpolated), tf.float32)
+    gradients = tape.gradient(scores, interpolated)
+    squared_norms = tf.reduce_sum(tf.square(gradients), axis=tf.range(1, tf.rank(gradients)))
+    slopes = tf.sqrt(squared_norms + epsilon)
+    return tf.reduce_mean(tf.square(slopes - target))
+
+
+def l1(true, predicted):
+    """Mean absolute error: the pix2pix reconstruction term (nampouri equation 18)."""
+    return tf.reduce_mean(tf.abs(tf.cast(true, tf.float32) - tf.cast(predicted, tf.float32)))
+
+
+def mse(true, predicted):
+    """Mean squared error, for the papers' MSE-trained CNNs."""
+    return tf.reduce_mean(tf.square(tf.cast(true, tf.float32) - tf.cast(predicted, tf.float32)))
+
+
+# Names a recipe uses -> (generator loss, discriminator loss).
+ADVERSARIAL_LOSSES = {
+    "bce": (modified_generator_loss, minimax_discriminator_loss),
+    "wgan-gp": (wasserstein_generator_loss, wasserstein_discriminator_loss),
+}
+RECONSTRUCTION_LOSSES = {"l1": l1, "mse": mse}

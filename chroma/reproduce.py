@@ -1,0 +1,108 @@
+"""The reproduction harness shared by every paper: train each run of a recipe, score it, report it.
+
+`make reproduce-<paper>` calls `reproduce(load_experiment(<paper>), scale)`.
+A recipe is a plain module in experiments/ with PAPER, TITLE, COLUMNS (metric
+names), RUNS (a list of chroma.training.Run) and settings(scale, coco,
+backbone_weights) -> chroma.training.Settings.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from chroma import color, evaluation, reports
+from chroma.data.specs import dataset_from_spec
+from chroma.models.baseline0 import MeanColorBaseline
+from chroma.training import read_history, train
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+SAMPLE_IMAGES = 4
+
+
+def load_experiment(name):
+    """A recipe module from its name in experiments/ or from a path to a .py file."""
+    path = Path(name) if name.endswith(".py") else EXPERIMENTS_DIR / f"{name}.py"
+    if not path.is_file():
+        known = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.py"))
+        raise FileNotFoundError(f"no experiment {name!r} ({path} does not exist); known: {', '.join(known)}")
+    spec = importlib.util.spec_from_file_location(f"experiments.{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def select_runs(experiment, keys=None):
+    """The experiment's runs, or those named by `keys` (Run.key), in the recipe's order."""
+    if not keys:
+        return list(experiment.RUNS)
+    known = {run.key: run for run in experiment.RUNS}
+    unknown = [key for key in keys if key not in known]
+    if unknown:
+        raise ValueError(f"{experiment.PAPER} has no run {unknown}; its runs: {', '.join(known)}")
+    return [run for run in experiment.RUNS if run.key in keys]
+
+
+def reproduce(experiment, scale, runs_root="runs", coco=None, backbone_weights=None, run_keys=None,
+              strategy=None, precision="float32", index_path="RESULTS.md"):
+    """Trains (or resumes) every run, then writes results.md/.csv, loss curves and a sample grid."""
+    settings = experiment.settings(scale, coco=coco, backbone_weights=backbone_weights)
+    out_dir = Path(runs_root) / experiment.PAPER / scale
+    eval_data = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size)
+    rows = [reference_row("baseline0 (mean colour per gray level)", fit_baseline0(settings), eval_data,
+                          experiment.COLUMNS)]
+    colorizers = {}
+    for run in select_runs(experiment, run_keys):
+        print(f"== {experiment.PAPER} / {scale}: {run.name}", file=sys.stderr)
+        model = train(run, settings, out_dir / run.key, strategy=strategy, precision=precision)
+        colorizers[run.name] = model
+        scores = evaluation.evaluate(lambda batch, m=model: m(batch["L"], training=False), eval_data,
+                                     experiment.COLUMNS)
+        rows.append({"model": run.name, "ours": titled(scores), "paper": titled(run.paper), "note": run.note})
+        reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / f"{run.key}_losses.png",
+                                f"{run.name} ({scale})")
+    reports.sample_grid(sample_columns(colorizers, eval_data), out_dir / "samples.png",
+                        f"{experiment.TITLE}: held-out images ({scale})")
+    columns = [evaluation.COLUMN_TITLES.get(name, name) for name in experiment.COLUMNS]
+    paths = reports.write_results(out_dir, f"{experiment.TITLE} — {scale} scale", rows, columns, experiment.PAPER)
+    reports.update_results_index(runs_root, index_path)
+    return paths
+
+
+def titled(scores):
+    """{metric key: value} -> {column title: value}, as the results table shows them."""
+    return {evaluation.COLUMN_TITLES.get(name, name): value for name, value in scores.items()}
+
+
+def fit_baseline0(settings):
+    """baseline0 on the run's training images: the floor every model must beat."""
+    model = MeanColorBaseline()
+    model.compile()
+    for batch in dataset_from_spec(settings.train_data, settings.image_size, settings.batch_size):
+        model.train_step(batch)
+    return model
+
+
+def reference_row(name, model, eval_data, metrics):
+    scores = evaluation.evaluate(lambda batch: model(batch["L"]), eval_data, metrics)
+    return {"model": name, "ours": titled(scores), "paper": {}, "note": "reference"}
+
+
+def sample_columns(colorizers, eval_data):
+    """Figure 7's layout: original, grayscale, then each model's colorization of the same images."""
+    scaled_l, scaled_ab = [], []
+    for batch in eval_data:
+        scaled_l.append(batch["L"])
+        scaled_ab.append(batch["ab"])
+    scaled_l = tf.concat(scaled_l, axis=0)[:SAMPLE_IMAGES]
+    scaled_ab = tf.concat(scaled_ab, axis=0)[:SAMPLE_IMAGES]
+
+    def images(ab):
+        return list(np.asarray(color.scaled_lab_to_rgb(scaled_l, ab)))
+
+    columns = [("original", images(scaled_ab)), ("grayscale", images(tf.zeros_like(scaled_ab)))]
+    for name, model in colorizers.items():
+        columns.append((name, images(model(scaled_l, training=False))))
+    return columns

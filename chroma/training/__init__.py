@@ -1,0 +1,28 @@
+"""The training engine: models whose train_step carries a paper's recipe, and the loop that runs them."""
+
+from chroma.training.callbacks import ResumableCheckpoint, SampleImages, TrainingDiverged
+from chroma.training.colorization_model import ColorizationModel
+from chroma.training.gan import ConditionalGAN
+from chroma.training.hardware import PRECISIONS, STRATEGIES, make_strategy, optimizer_for, set_precision
+from chroma.training.regression import RegressionColorizer
+from chroma.training.schedules import learning_rate
+from chroma.training.trainer import Run, Settings, read_history, train
+
+__all__ = [
+    "PRECISIONS",
+    "STRATEGIES",
+    "ColorizationModel",
+    "ConditionalGAN",
+    "RegressionColorizer",
+    "ResumableCheckpoint",
+    "Run",
+    "SampleImages",
+    "Settings",
+    "TrainingDiverged",
+    "learning_rate",
+    "make_strategy",
+    "optimizer_for",
+    "read_history",
+    "set_precision",
+    "train",
+]

@@ -1,0 +1,100 @@
+"""Callbacks that make a run survive: checkpoints to resume from, a stop on divergence, sample images."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from chroma import color
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the message names the last good checkpoint."""
+
+
+class ResumableCheckpoint(keras.callbacks.Callback):
+    """Keeps the whole training state at every epoch end and resumes from it.
+
+    The state is the model's variables (generator, discriminator, batch-norm
+    statistics, seed state), its optimizers' (moments and step counters, hence
+    the learning-rate schedule's position) and the epoch count, written with
+    tf.train.CheckpointManager: a checkpoint only becomes the latest once fully
+    written, so a SIGKILL mid-save leaves the previous one intact.
+
+    A NaN or Inf in any logged loss stops training at that batch; nothing is
+    saved after it, and `TrainingDiverged` is raised when fit returns, naming
+    the last good checkpoint.
+    """
+
+    def __init__(self, directory, model, max_to_keep=2):
+        super().__init__()
+        self.directory = str(directory)
+        self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+        self.checkpoint = tf.train.Checkpoint(model=model, epochs_done=self.epochs_done)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=max_to_keep)
+        self.divergence = None
+
+    def restore(self):
+        """Loads the latest checkpoint if there is one; returns the epochs it had completed."""
+        if self.manager.latest_checkpoint is None:
+            return 0
+        self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        return int(self.epochs_done.numpy())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = _non_finite(logs)
+        if bad and self.divergence is None:
+            self.divergence = f"{bad} at step {batch + 1} of epoch {self.epoch + 1}"
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = _non_finite(logs)
+        if bad and self.divergence is None:
+            self.divergence = f"{bad} at the end of epoch {epoch + 1}"
+            self.model.stop_training = True
+        if self.divergence is not None:
+            return
+        self.epochs_done.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+    def on_train_end(self, logs=None):
+        if self.divergence is not None:
+            last = self.manager.latest_checkpoint or "none (no epoch finished)"
+            raise TrainingDiverged(
+                f"training stopped: {self.divergence}. The last good checkpoint is {last}; "
+                "rerunning resumes from it (a lower learning rate or a smaller reconstruction "
+                "weight may keep the run stable)."
+            )
+
+
+def _non_finite(logs):
+    """'name is nan' for the first loss in logs that is not finite, else None."""
+    for name, value in (logs or {}).items():
+        if "loss" in name or name == "gradient_penalty":
+            value = float(value)
+            if not math.isfinite(value):
+                return f"{name} is {value}"
+    return None
+
+
+class SampleImages(keras.callbacks.Callback):
+    """Writes a grid of (gray input | prediction | truth) to TensorBoard after every epoch."""
+
+    def __init__(self, batch, log_dir, max_images=4):
+        super().__init__()
+        self.scaled_l = batch["L"][:max_images]
+        self.scaled_ab = batch["ab"][:max_images]
+        self.writer = tf.summary.create_file_writer(str(log_dir))
+
+    def on_epoch_end(self, epoch, logs=None):
+        predicted_ab = self.model(self.scaled_l, training=False)
+        gray = color.scaled_lab_to_rgb(self.scaled_l, tf.zeros_like(self.scaled_ab))
+        predicted = color.scaled_lab_to_rgb(self.scaled_l, predicted_ab)
+        truth = color.scaled_lab_to_rgb(self.scaled_l, self.scaled_ab)
+        rows = tf.concat([gray, predicted, truth], axis=2)  # side by side per image
+        with self.writer.as_default():
+            tf.summary.image("gray | predicted | truth", rows, step=epoch + 1, max_outputs=len(rows))
+        self.writer.flush()

@@ -1,0 +1,83 @@
+"""What every trainable colorizer shares: a generator from L to ab, scored in Lab."""
+
+import keras
+import tensorflow as tf
+
+
+class ColorizationModel(keras.Model):
+    """Wraps a generator (scaled L (B,H,W,1) -> scaled ab (B,H,W,2)) for `fit`.
+
+    Batches are the dicts of `chroma.data.make_dataset`. Subclasses write
+    `train_step` and `test_step`, name their losses with `track_losses` and
+    report them with `record_losses`. Compiled metrics (e.g.
+    `chroma.metrics.ColorizationMetric`) see concat(L, ab) for the truth and
+    for the prediction.
+    """
+
+    def __init__(self, generator, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.loss_trackers = {}
+
+    def call(self, inputs, training=False):
+        """Scaled L (B,H,W,1), or a batch dict holding it, -> scaled ab (B,H,W,2)."""
+        scaled_l = inputs["L"] if isinstance(inputs, dict) else inputs
+        return self.generator(scaled_l, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Under a strategy Keras builds the metrics by calling this with (batch, None, predicted ab).
+        if y is None and isinstance(x, dict):
+            return self.score(x, y_pred)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def track_losses(self, *names):
+        self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    def record_losses(self, **values):
+        for name, value in values.items():
+            self.loss_trackers[name].update_state(value)
+
+    @property
+    def metrics(self):
+        # Our trackers replace Keras's own "loss" tracker, which these steps never fill.
+        compiled = [self._compile_metrics] if self._compile_metrics is not None else []
+        return list(self.loss_trackers.values()) + compiled
+
+    @staticmethod
+    def build_optimizer(optimizer, variables):
+        """Creates an optimizer's slots now, in the strategy's scope, rather than inside a replica's step."""
+        if not optimizer.built:
+            optimizer.build(variables)
+
+    @staticmethod
+    def unpack(data):
+        """The batch dict, whether Keras passes it alone (fit on a dataset) or as (x, y, weights)."""
+        batch, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return batch
+
+    @staticmethod
+    def replicas():
+        """Replicas whose gradients the optimizer sums: losses are divided by it (global-batch mean)."""
+        return tf.distribute.get_strategy().num_replicas_in_sync
+
+    def score(self, data, predicted_ab):
+        """Updates the compiled metrics and returns every tracked value."""
+        scaled_l = data["L"]
+        return super().compute_metrics(
+            scaled_l,
+            tf.concat([scaled_l, data["ab"]], axis=-1),
+            tf.concat([scaled_l, tf.cast(predicted_ab, scaled_l.dtype)], axis=-1),
+        )
+
+    def get_compile_config(self):
+        # A saved colorizer is for inference: optimizers and losses belong to the recipe in experiments/.
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "generator": keras.saving.serialize_keras_object(self.generator)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
+        return cls(**config)

@@ -1,0 +1,155 @@
+"""The conditional GAN of the papers: a generator, a discriminator, two optimizers, one train step."""
+
+import keras
+import tensorflow as tf
+
+from chroma.losses import ADVERSARIAL_LOSSES, RECONSTRUCTION_LOSSES, wasserstein_gradient_penalty
+from chroma.training.colorization_model import ColorizationModel
+
+
+@keras.saving.register_keras_serializable(package="chroma")
+class ConditionalGAN(ColorizationModel):
+    """pix2pix-style cGAN: D judges concat(L, ab); G minimises adversarial + lambda * reconstruction.
+
+    Every paper's GAN is this class with other compile arguments:
+
+    - `adversarial_loss`: "bce" (D: minimax BCE; G: non-saturating BCE, nampouri
+      equations 14-17) or "wgan-gp" (Wasserstein losses plus
+      `gradient_penalty_weight` times the gradient penalty on the critic).
+    - `reconstruction_loss` ("l1" or "mse") weighted by `reconstruction_weight`
+      (lambda; 100 in pix2pix and nampouri section 5.2).
+    - `discriminator_loss_weight`: 0.5 halves D's loss as nampouri equation 16 does.
+    - `d_steps`, `g_steps`: updates per train step, on the same batch: 5 critic
+      steps per G step for WGAN-GP, 5 G steps per D step in paper bruvik. A
+      fixed count rather than a step-dependent branch, because optimizer updates
+      inside `tf.cond` cannot synchronise replicas under MirroredStrategy.
+
+    Logs `d_loss`, `g_adversarial_loss`, `g_reconstruction_loss` (and
+    `gradient_penalty` for WGAN-GP) beside the compiled metrics. Losses are
+    divided by the number of replicas, so the summed gradients are those of
+    the global batch's mean.
+    """
+
+    def __init__(self, generator, discriminator, seed=None, **kwargs):
+        super().__init__(generator, **kwargs)
+        self.discriminator = discriminator
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def compile(
+        self,
+        g_optimizer,
+        d_optimizer,
+        adversarial_loss="bce",
+        reconstruction_loss="l1",
+        reconstruction_weight=100.0,
+        discriminator_loss_weight=0.5,
+        gradient_penalty_weight=10.0,
+        d_steps=1,
+        g_steps=1,
+        metrics=None,
+        **kwargs,
+    ):
+        if adversarial_loss not in ADVERSARIAL_LOSSES:
+            raise ValueError(f"unknown adversarial loss {adversarial_loss!r}; choose from {sorted(ADVERSARIAL_LOSSES)}")
+        if reconstruction_loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(
+                f"unknown reconstruction loss {reconstruction_loss!r}; choose from {sorted(RECONSTRUCTION_LOSSES)}"
+            )
+        if d_steps < 1 or g_steps < 1:
+            raise ValueError(f"d_steps and g_steps must be at least 1, got {d_steps} and {g_steps}")
+        super().compile(metrics=metrics, **kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.generator_loss, self.discriminator_loss = ADVERSARIAL_LOSSES[adversarial_loss]
+        self.gradient_penalty_weight = gradient_penalty_weight if adversarial_loss == "wgan-gp" else 0.0
+        self.reconstruction_loss = RECONSTRUCTION_LOSSES[reconstruction_loss]
+        self.reconstruction_weight = reconstruction_weight
+        self.discriminator_loss_weight = discriminator_loss_weight
+        self.d_steps = d_steps
+        self.g_steps = g_steps
+        losses = ["d_loss", "g_adversarial_loss", "g_reconstruction_loss"]
+        self.track_losses(*losses, *(["gradient_penalty"] if self.gradient_penalty_weight else []))
+        if self.generator.built and self.discriminator.built:
+            self.build_optimizers()
+
+    def build_optimizers(self):
+        """Creates both optimizers' variables, e.g. before restoring a checkpoint into them."""
+        self.build_optimizer(self.g_optimizer, self.generator.trainable_variables)
+        self.build_optimizer(self.d_optimizer, self.discriminator.trainable_variables)
+
+    def discriminate(self, scaled_l, ab, training):
+        return self.discriminator(tf.concat([scaled_l, tf.cast(ab, scaled_l.dtype)], axis=-1), training=training)
+
+    def d_losses(self, scaled_l, true_ab, fake_ab, training):
+        """(weighted D loss, its gradient penalty) for one batch."""
+        real_scores = self.discriminate(scaled_l, true_ab, training)
+        fake_scores = self.discriminate(scaled_l, fake_ab, training)
+        loss = self.discriminator_loss(real_scores, fake_scores)
+        penalty = tf.constant(0.0)
+        if self.gradient_penalty_weight:
+            critic = lambda ab: self.discriminate(scaled_l, ab, training)  # noqa: E731
+            penalty = wasserstein_gradient_penalty(critic, true_ab, fake_ab, self.seed_generator)
+            loss += self.gradient_penalty_weight * penalty
+        return self.discriminator_loss_weight * loss, penalty
+
+    def g_losses(self, scaled_l, true_ab, fake_ab, training):
+        """(adversarial, reconstruction) losses of the generator."""
+        adversarial = self.generator_loss(self.discriminate(scaled_l, fake_ab, training))
+        return adversarial, self.reconstruction_loss(true_ab, fake_ab)
+
+    def train_step(self, data):
+        data = self.unpack(data)
+        scaled_l, true_ab = data["L"], data["ab"]
+        generator_variables = self.generator.trainable_variables
+        discriminator_variables = self.discriminator.trainable_variables
+        replicas = self.replicas()
+        # As pix2pix: G runs once; D learns from that output, then G is scored by the updated D.
+        g_tape = tf.GradientTape()
+        with g_tape:
+            fake_ab = self.generator(scaled_l, training=True)
+        for _ in range(self.d_steps):
+            with tf.GradientTape() as d_tape:
+                d_loss, penalty = self.d_losses(scaled_l, true_ab, tf.stop_gradient(fake_ab), training=True)
+                scaled_d_loss = self.d_optimizer.scale_loss(d_loss / replicas)
+            self.d_optimizer.apply(d_tape.gradient(scaled_d_loss, discriminator_variables), discriminator_variables)
+        for g_step in range(self.g_steps):
+            if g_step > 0:
+                g_tape = tf.GradientTape()
+                with g_tape:
+                    fake_ab = self.generator(scaled_l, training=True)
+            with g_tape:
+                adversarial, reconstruction = self.g_losses(scaled_l, true_ab, fake_ab, training=True)
+                g_loss = adversarial + self.reconstruction_weight * reconstruction
+                scaled_g_loss = self.g_optimizer.scale_loss(g_loss / replicas)
+            self.g_optimizer.apply(g_tape.gradient(scaled_g_loss, generator_variables), generator_variables)
+        self.record_scores(d_loss, penalty, adversarial, reconstruction)
+        return self.score(data, fake_ab)
+
+    def test_step(self, data):
+        data = self.unpack(data)
+        scaled_l, true_ab = data["L"], data["ab"]
+        fake_ab = self.generator(scaled_l, training=False)
+        d_loss, penalty = self.d_losses(scaled_l, true_ab, fake_ab, training=False)
+        adversarial, reconstruction = self.g_losses(scaled_l, true_ab, fake_ab, training=False)
+        self.record_scores(d_loss, penalty, adversarial, reconstruction)
+        return self.score(data, fake_ab)
+
+    def record_scores(self, d_loss, penalty, adversarial, reconstruction):
+        losses = {"d_loss": d_loss, "g_adversarial_loss": adversarial, "g_reconstruction_loss": reconstruction}
+        if self.gradient_penalty_weight:
+            losses["gradient_penalty"] = penalty
+        self.record_losses(**losses)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
+        return super().from_config(config)

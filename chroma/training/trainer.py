@@ -1,0 +1,158 @@
+"""The one training engine: every paper's model trains through `train`, read top to bottom.
+
+Papers differ in networks, losses, update ratios and schedules; a recipe
+(`experiments/<paper>.py`) states those as a `Run`, and this file does the
+rest the same way for all: data, strategy, precision, resume, logs.
+"""
+
+import csv
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import keras
+import tensorflow as tf
+
+from chroma.data import SkipReport, count_elements, make_dataset
+from chroma.data.specs import resolve
+from chroma.metrics import colorization_metrics
+from chroma.training.callbacks import ResumableCheckpoint, SampleImages, TrainingDiverged
+from chroma.training.hardware import optimizer_for, set_precision
+
+# Metrics computed during fit and validation; the results tables add the rest.
+TRAINING_METRICS = ("l1_ab", "psnr", "ssim")
+
+
+class Run(NamedTuple):
+    """One model of a paper's table and how to train it.
+
+    build(settings) -> a ColorizationModel, small when settings.smoke.
+    compile_args(total_steps) -> keyword arguments of its `compile` (optimizers,
+    losses, ratios); total_steps lets a schedule span the whole run.
+    paper: the paper's reported figures, keyed like chroma's metrics.
+    monitor: the validation metric whose best value is kept as best.weights.h5.
+    """
+
+    key: str
+    name: str
+    build: Callable
+    compile_args: Callable
+    paper: dict
+    monitor: str = "val_l1_ab"
+    note: str = ""
+
+
+class Settings(NamedTuple):
+    """How much data and compute a run gets: what a recipe's `settings(scale)` returns.
+
+    smoke=True asks `Run.build` for small networks that train on a CPU;
+    backbone_weights is a local path (or None) for pretrained encoders.
+    """
+
+    train_data: str
+    eval_data: str
+    image_size: int
+    batch_size: int
+    epochs: int
+    smoke: bool = False
+    flip: bool = True
+    seed: int = 0
+    backbone_weights: str | None = None
+
+
+def train(run, settings, out_dir, strategy=None, precision="float32", verbose="auto"):
+    """Trains `run` under `settings`, resuming from `out_dir` if it holds a checkpoint.
+
+    Writes to out_dir: checkpoints/ (the resumable state), best.weights.h5,
+    history.csv (one row per epoch, across resumptions), logs/ (TensorBoard:
+    losses, metrics, sample grids) and run.json. Returns the trained model.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    strategy = strategy or tf.distribute.get_strategy()
+    set_precision(precision)
+    keras.utils.set_random_seed(settings.seed)
+
+    # Data: an infinite shuffled stream cut into epochs of one pass each.
+    train_source, eval_source = resolve(settings.train_data), resolve(settings.eval_data)
+    steps_per_epoch = count_elements(train_source, batch_size=settings.batch_size, drop_remainder=True)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{settings.train_data} has fewer images than one batch of {settings.batch_size}")
+    total_steps = steps_per_epoch * settings.epochs
+    report = SkipReport()
+    train_data = make_dataset(
+        train_source, settings.image_size, batch_size=settings.batch_size, flip=settings.flip,
+        shuffle=True, seed=settings.seed, repeat=True, drop_remainder=True, report=report,
+    )
+    eval_data = make_dataset(eval_source, settings.image_size, batch_size=settings.batch_size)
+    sample_batch = next(iter(eval_data))
+
+    # Models, optimizers and metrics are created in the strategy's scope.
+    with strategy.scope():
+        model = run.build(settings)
+        compile_args = {
+            name: optimizer_for(value) if isinstance(value, keras.optimizers.Optimizer) else value
+            for name, value in run.compile_args(total_steps).items()
+        }
+        model.compile(**compile_args, metrics=colorization_metrics(TRAINING_METRICS))
+        model(sample_batch["L"][:1])
+        model.build_optimizers()
+
+    checkpoint = ResumableCheckpoint(out_dir / "checkpoints", model)
+    initial_epoch = checkpoint.restore()
+    if initial_epoch:
+        print(f"{run.name}: resumed after epoch {initial_epoch} from {checkpoint.manager.latest_checkpoint}",
+              file=sys.stderr)
+    (out_dir / "run.json").write_text(json.dumps({
+        "run": run.key, "name": run.name, "settings": settings._asdict(), "precision": precision,
+        "replicas": strategy.num_replicas_in_sync, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+    }, indent=2))
+
+    callbacks = [
+        # History first: a kill right after the checkpoint then costs no epoch its row.
+        keras.callbacks.CSVLogger(out_dir / "history.csv", append=True),
+        checkpoint,
+        keras.callbacks.ModelCheckpoint(
+            out_dir / "best.weights.h5", monitor=run.monitor, mode="min" if "l1" in run.monitor or "loss" in run.monitor else "max",
+            save_best_only=True, save_weights_only=True,
+        ),
+        keras.callbacks.TensorBoard(out_dir / "logs"),
+        SampleImages(sample_batch, out_dir / "logs" / "samples"),
+    ]
+    started = time.perf_counter()
+    if initial_epoch < settings.epochs:
+        with warnings.catch_warnings():
+            # Validation makes one pass over a dataset of unknown length; Keras warns when it ends.
+            warnings.filterwarnings("ignore", "Your input ran out of data")
+            model.fit(
+                train_data, epochs=settings.epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+                validation_data=eval_data, callbacks=callbacks, shuffle=False,  # the dataset shuffles itself
+                verbose=verbose if verbose != "auto" else (1 if sys.stderr.isatty() else 2),
+            )
+    print(f"{run.name}: {settings.epochs - initial_epoch} epochs in {time.perf_counter() - started:.0f} s; "
+          f"{report.summary()}", file=sys.stderr)
+    return model
+
+
+def read_history(out_dir):
+    """history.csv -> {column: [value per epoch]}, the last row kept where a resumed run repeated an epoch."""
+    path = Path(out_dir) / "history.csv"
+    if not path.exists():
+        return {}
+    by_epoch = {}
+    with path.open() as file:
+        for row in csv.DictReader(file):
+            if row.get("epoch") not in (None, "epoch"):
+                by_epoch[int(row["epoch"])] = row
+    history = {}
+    for epoch in sorted(by_epoch):
+        for name, value in by_epoch[epoch].items():
+            if name != "epoch":
+                history.setdefault(name, []).append(float(value) if value not in ("", None) else math.nan)
+    return history
+
+

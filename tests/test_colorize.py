@@ -1,0 +1,144 @@
+"""`chroma colorize`: folders in, colorized copies out at the same paths and sizes, bad files skipped."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from chroma import cli
+from chroma.colorize import output_path
+from chroma.data import MAX_PIXELS, load_rgb
+from chroma.export import export_saved_model
+
+IMAGE_SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def generator():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((None, None, 1)),
+        keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(2, 3, padding="same", activation="tanh"),
+    ])
+
+
+@pytest.fixture(scope="module")
+def saved_model(generator, tmp_path_factory):
+    return export_saved_model(generator, tmp_path_factory.mktemp("models") / "tiny", IMAGE_SIZE)
+
+
+def colorize(*arguments):
+    return cli.main(["colorize", *map(str, arguments)])
+
+
+def image_files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_folder_is_colorized_at_the_same_paths_and_sizes(image_folder, saved_model, tmp_path, capsys):
+    nested = image_folder / "dogs" / "puppies"
+    nested.mkdir()
+    Image.fromarray(np.full((23, 1, 3), (200, 40, 10), np.uint8)).save(nested / "one_pixel_wide.png")
+    (image_folder / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    output = tmp_path / "colorized"
+
+    assert colorize(image_folder, "--model", saved_model, "-o", output) == 0
+
+    written = [
+        "cats/a.jpg", "cats/b.PNG", "dogs/c.jpeg", "dogs/gray.png", "dogs/puppies/one_pixel_wide.png", "loose.png",
+    ]
+    assert image_files(output) == written
+    for name in written:
+        with Image.open(image_folder / name) as original, Image.open(output / name) as result:
+            assert result.size == original.size
+            assert result.format == original.format
+            assert result.mode == "RGB"
+    captured = capsys.readouterr()
+    assert "colorized 6, skipped 1" in captured.out
+    assert "[6/7]" in captured.out  # one line per file when stdout is not a terminal
+    skip_lines = [line for line in captured.err.splitlines() if line.startswith("skipped")]
+    assert len(skip_lines) == 1 and "broken.jpg" in skip_lines[0]
+
+
+def test_colorized_pixels_are_the_models(image_folder, generator, saved_model, tmp_path):
+    output = tmp_path / "colorized"
+    assert colorize(image_folder / "loose.png", "--model", saved_model, "-o", output) == 0
+    colorized = np.asarray(Image.open(output / "loose.png"))
+    signature = tf.saved_model.load(str(saved_model)).signatures["colorize_image"]
+    expected = signature(image=tf.constant(load_rgb(str(image_folder / "loose.png"))))["colorized"].numpy()
+    np.testing.assert_array_equal(colorized, expected)
+
+    # A .keras file runs the same functions in memory: the same pixels.
+    generator.save(tmp_path / "tiny.keras")
+    from_keras = tmp_path / "from_keras"
+    assert colorize(image_folder / "loose.png", "--model", tmp_path / "tiny.keras", "--image-size", IMAGE_SIZE,
+                    "-o", from_keras) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(from_keras / "loose.png")), colorized)
+
+
+def test_awkward_files_are_converted_or_skipped(bad_image_folder, saved_model, tmp_path, capsys):
+    output = tmp_path / "colorized"
+    assert colorize(bad_image_folder.root, "--model", saved_model, "-o", output) == 0
+    # Colorizing keeps full size, so huge.jpg (144 Mpixels) is refused rather than shrunk;
+    # a 1x1 image is fine to colorize.
+    expected = (set(bad_image_folder.converted) - {"huge.jpg"}) | {"tiny.png"}
+    assert set(image_files(output)) == expected
+    for name in expected:
+        with Image.open(output / name) as result:
+            decoded = load_rgb(str(bad_image_folder.root / name), max_side=MAX_PIXELS, min_side=1)
+            assert result.size[::-1] == decoded.shape[:2]
+    skipped = (set(bad_image_folder.unusable) - {"tiny.png"}) | {"huge.jpg"}
+    captured = capsys.readouterr()
+    assert f"colorized {len(expected)}, skipped {len(skipped)}" in captured.out
+    skip_lines = [line for line in captured.err.splitlines() if line.startswith("skipped")]
+    assert sorted(line.split(":")[0].rsplit("/", 1)[1] for line in skip_lines) == sorted(skipped)
+
+
+def test_nothing_colorized_or_no_model_is_an_error(tmp_path, saved_model, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not a PNG")
+    assert colorize(broken, "--model", saved_model, "-o", tmp_path / "out") == 2
+    assert "chroma: error: none of the 1 images could be colorized" in capsys.readouterr().err
+
+    text_only = tmp_path / "text_only"
+    text_only.mkdir()
+    (text_only / "notes.txt").write_text("hello")
+    assert colorize(text_only, "--model", saved_model, "-o", tmp_path / "out") == 2
+    assert "no image files" in capsys.readouterr().err
+
+    assert colorize(broken, "--model", tmp_path / "missing", "-o", tmp_path / "out") == 2
+    assert "missing does not exist" in capsys.readouterr().err
+    assert colorize(broken, "--model", broken, "-o", tmp_path / "out") == 2
+    assert "not a SavedModel" in capsys.readouterr().err
+    assert colorize(tmp_path / "no_such_photo.jpg", "--model", saved_model, "-o", tmp_path / "out") == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_inputs_are_never_overwritten(image_folder, saved_model, tmp_path, capsys):
+    before = {name: (image_folder / name).read_bytes() for name in image_files(image_folder)}
+    assert colorize(image_folder, "--model", saved_model, "-o", image_folder) == 2
+    assert colorize(image_folder, "--model", saved_model, "-o", image_folder / "cats") == 2
+    assert colorize(image_folder / "cats" / "a.jpg", "--model", saved_model, "-o", image_folder / "cats") == 2
+    assert "choose another -o" in capsys.readouterr().err
+    assert {name: (image_folder / name).read_bytes() for name in image_files(image_folder)} == before
+
+    # Two inputs with the same relative path: the second would overwrite the first's output.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "loose.png").write_bytes(before["loose.png"])
+    output = tmp_path / "colorized"
+    assert colorize(image_folder / "loose.png", other, "--model", saved_model, "-o", output) == 0
+    captured = capsys.readouterr()
+    assert "colorized 1, skipped 1" in captured.out
+    assert "earlier output" in captured.err
+
+
+def test_formats_pillow_cannot_write_become_png(tmp_path, monkeypatch):
+    assert output_path("a/b.webp", tmp_path) == (tmp_path / "a" / "b.webp", "")
+    monkeypatch.delitem(Image.SAVE, "WEBP")
+    path, note = output_path("a/b.webp", tmp_path)
+    assert path == tmp_path / "a" / "b.png"
+    assert "saved as PNG" in note

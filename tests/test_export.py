@@ -1,0 +1,206 @@
+"""Exported SavedModels: served without chroma, at the input's full size, keeping its lightness."""
+
+import datetime
+import io
+import json
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import skimage.color
+import skimage.data
+import tensorflow as tf
+from PIL import Image
+
+from chroma import cli, data
+from chroma.export import export_saved_model, load_generator, serving_functions
+from chroma.models.baseline0 import MeanColorBaseline
+from chroma.training import RegressionColorizer
+
+IMAGE_SIZE = 32
+# Non-square, odd sizes: any mix-up of height and width or off-by-one resizing shows.
+COFFEE = skimage.data.coffee()[:301, :457]
+
+
+def png_bytes(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def tiny_generator():
+    return keras.Sequential([
+        keras.Input((None, None, 1)),
+        keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(2, 3, padding="same", activation="tanh"),
+    ])
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    """baseline0 fitted on the bundled photos: a colorizer with plausible colours in a second."""
+    model = MeanColorBaseline()
+    model.compile()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # one pass over a dataset of unknown length
+        model.fit(data.make_dataset(data.samples(), IMAGE_SIZE, batch_size=8), epochs=1, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(baseline, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("export") / "baseline0"
+    export_saved_model(baseline, directory, IMAGE_SIZE)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    return tf.saved_model.load(str(exported))
+
+
+def lightness(rgb_uint8):
+    return skimage.color.rgb2lab(rgb_uint8)[..., 0]
+
+
+def test_saved_model_serves_encoded_photos_without_chroma(exported, loaded, tmp_path):
+    gray = (lightness(COFFEE) * 2.55).astype(np.uint8)[:37, :53]
+    (tmp_path / "coffee.png").write_bytes(png_bytes(COFFEE))
+    (tmp_path / "gray.png").write_bytes(png_bytes(gray))  # a mode "L" PNG: one channel
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        assert "chroma" not in sys.modules
+        serve = tf.saved_model.load({str(exported)!r}).signatures["serving_default"]
+        for name in ("coffee", "gray"):
+            image_bytes = open({str(tmp_path)!r} + f"/{{name}}.png", "rb").read()
+            colorized = serve(image_bytes=tf.constant(image_bytes))["colorized"]
+            np.save({str(tmp_path)!r} + f"/{{name}}.npy", colorized.numpy())
+        assert "chroma" not in sys.modules
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True)
+
+    colorized = np.load(tmp_path / "coffee.npy")
+    assert colorized.shape == COFFEE.shape and colorized.dtype == np.uint8
+    # The bytes path decodes to exactly what the uint8 signature is given.
+    expected = loaded.signatures["colorize_image"](image=tf.constant(COFFEE))["colorized"].numpy()
+    np.testing.assert_array_equal(colorized, expected)
+    colorized_gray = np.load(tmp_path / "gray.npy")
+    assert colorized_gray.shape == gray.shape + (3,)
+    assert np.abs(lightness(colorized_gray) - lightness(np.stack([gray] * 3, axis=-1))).mean() < 1.0
+
+
+def test_saved_model_cli_lists_the_three_signatures(exported):
+    saved_model_cli = Path(sys.executable).parent / "saved_model_cli"
+    if not saved_model_cli.exists():
+        pytest.skip(f"no saved_model_cli beside {sys.executable}")
+    shown = subprocess.run(
+        [saved_model_cli, "show", "--dir", exported, "--all"], check=True, capture_output=True, text=True
+    ).stdout
+    for signature in ("serving_default", "colorize_image", "colorize_lab"):
+        assert f"signature_def['{signature}']" in shown
+    assert "image_bytes" in shown and "colorized" in shown and "scaled_ab" in shown
+
+
+def test_colorized_photo_keeps_the_input_lightness_and_gains_colour(loaded):
+    colorized = loaded.signatures["colorize_image"](image=tf.constant(COFFEE))["colorized"].numpy()
+    assert colorized.shape == COFFEE.shape
+    # Where a channel clips at 0 or 255 the colour was out of gamut, and clipping moves L.
+    unclipped = ((colorized > 0) & (colorized < 255)).all(axis=-1)
+    assert unclipped.mean() > 0.9
+    assert np.abs(lightness(colorized) - lightness(COFFEE))[unclipped].mean() < 1.0
+    # The mean colour per gray level of the bundled photos is not gray.
+    chroma = np.hypot(*np.moveaxis(skimage.color.rgb2lab(colorized)[..., 1:], -1, 0))
+    assert chroma.mean() > 3.0
+
+
+@pytest.mark.parametrize("make_generator", [tiny_generator, "baseline"])
+def test_colorize_lab_is_the_keras_model(make_generator, baseline, tmp_path):
+    generator = baseline if make_generator == "baseline" else make_generator()
+    export_saved_model(generator, tmp_path / "model", IMAGE_SIZE)
+    colorize_lab = tf.saved_model.load(str(tmp_path / "model")).signatures["colorize_lab"]
+    scaled_l = tf.random.stateless_uniform((3, IMAGE_SIZE, IMAGE_SIZE, 1), seed=(1, 2), minval=-1.0, maxval=1.0)
+    np.testing.assert_allclose(colorize_lab(scaled_l=scaled_l)["scaled_ab"], generator(scaled_l), atol=1e-6)
+
+
+def test_in_memory_functions_equal_the_exported_signatures(baseline, loaded):
+    in_memory = serving_functions(baseline, IMAGE_SIZE)["colorize_image"](image=tf.constant(COFFEE))
+    exported = loaded.signatures["colorize_image"](image=tf.constant(COFFEE))
+    np.testing.assert_array_equal(in_memory["colorized"], exported["colorized"])
+
+
+def test_chroma_json_says_what_is_inside(exported):
+    metadata = json.loads((exported / "chroma.json").read_text())
+    assert metadata["image_size"] == IMAGE_SIZE
+    assert metadata["model"] == "MeanColorBaseline"
+    assert metadata["signatures"] == ["serving_default", "colorize_image", "colorize_lab"]
+    exported_at = datetime.datetime.fromisoformat(metadata["exported"])
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - exported_at) < datetime.timedelta(hours=1)
+
+
+def test_export_replaces_a_saved_model_but_never_other_files(tmp_path):
+    directory = tmp_path / "model"
+    export_saved_model(tiny_generator(), directory, 8)
+    export_saved_model(tiny_generator(), directory, 16)
+    assert json.loads((directory / "chroma.json").read_text())["image_size"] == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging folder left behind
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "keep.jpg").write_bytes(b"precious")
+    with pytest.raises(ValueError, match="not a SavedModel"):
+        export_saved_model(tiny_generator(), photos, 16)
+    assert (photos / "keep.jpg").read_bytes() == b"precious"
+
+
+def test_load_generator_unwraps_a_trained_model(tmp_path):
+    generator = tiny_generator()
+    path = tmp_path / "regression.keras"
+    wrapper = RegressionColorizer(generator)
+    wrapper(tf.zeros((1, 8, 8, 1)))
+    wrapper.save(path)
+    loaded_generator = load_generator(path)
+    assert isinstance(loaded_generator, keras.Sequential)
+    scaled_l = tf.zeros((1, 8, 8, 1)) + 0.3
+    np.testing.assert_allclose(loaded_generator(scaled_l), generator(scaled_l), atol=1e-6)
+
+
+def test_cli_export_writes_to_saved_models_by_default(baseline, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    baseline.save(tmp_path / "base.keras")
+    assert cli.main(["export", "--model", "base.keras", "--image-size", "16"]) == 0
+    printed = capsys.readouterr().out
+    assert "saved_models/base" in printed
+    for signature in ("serving_default", "colorize_image", "colorize_lab"):
+        assert signature in printed
+    assert "(None, 16, 16, 1)" in printed
+    assert (tmp_path / "saved_models" / "base" / "saved_model.pb").is_file()
+
+
+def test_cli_export_errors(tmp_path, capsys):
+    tiny_generator().save(tmp_path / "tiny.keras")
+    output = tmp_path / "out"
+
+    def export(model="tiny.keras", *flags):
+        return cli.main(["export", "--model", str(tmp_path / model), "--image-size", "8", "-o", str(output), *flags])
+
+    assert export("missing.keras") == 2
+    assert "chroma: error: model file" in capsys.readouterr().err and not output.exists()
+
+    output.mkdir()
+    (output / "old.txt").write_text("old")
+    assert export() == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert export("tiny.keras", "--overwrite") == 2  # not a SavedModel: kept even then
+    assert (output / "old.txt").exists()
+
+    (output / "old.txt").unlink()
+    assert export() == 0
+    assert export() == 2
+    assert export("tiny.keras", "--overwrite") == 0

@@ -1,0 +1,82 @@
+"""Runs that survive: SIGKILL and resume, divergence, best checkpoint, logs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from chroma.reproduce import load_experiment, select_runs
+from chroma.training import TrainingDiverged, read_history, train
+
+RECIPE = Path(__file__).parent / "recipes" / "tiny.py"
+
+
+def checkpoint_step(path):
+    reader = tf.train.load_checkpoint(path)
+    return int(reader.get_tensor("model/g_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def saved_epochs(out_dir):
+    state = tf.train.get_checkpoint_state(str(out_dir / "checkpoints"))
+    return int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else 0
+
+
+def test_a_run_killed_mid_training_resumes_where_its_checkpoint_left_off(tmp_path):
+    recipe = load_experiment(str(RECIPE))
+    out_dir = tmp_path / "runs" / "tiny" / "smoke" / "gan"
+    command = [sys.executable, "-m", "chroma.cli", "reproduce", str(RECIPE), "--run", "gan",
+               "--runs-dir", str(tmp_path / "runs")]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while saved_epochs(out_dir) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    killed_at = saved_epochs(out_dir)
+    assert 3 <= killed_at < recipe.EPOCHS
+
+    steps_per_epoch = 2  # 4 images, batch 2
+    latest = tf.train.latest_checkpoint(str(out_dir / "checkpoints"))
+    assert checkpoint_step(latest) == killed_at * steps_per_epoch
+
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed after epoch {killed_at}" in resumed.stderr
+    final = tf.train.latest_checkpoint(str(out_dir / "checkpoints"))
+    # Step counter (and with it the cosine schedule's position) carried on from the checkpoint.
+    assert checkpoint_step(final) == recipe.EPOCHS * steps_per_epoch
+    history = read_history(out_dir)
+    assert len(history["g_reconstruction_loss"]) == recipe.EPOCHS
+    assert (out_dir / "best.weights.h5").exists()
+    assert list((out_dir / "logs").rglob("events.out.tfevents*"))
+    results = (tmp_path / "runs" / "tiny" / "smoke" / "results.md").read_text()
+    assert "tiny cGAN" in results and "baseline0" in results
+    assert (tmp_path / "RESULTS.md").exists() and (out_dir.parent / "gan_losses.png").exists()
+
+
+def test_a_diverging_run_stops_with_a_clear_message_and_keeps_its_last_good_checkpoint(tmp_path):
+    recipe = load_experiment(str(RECIPE))
+    run, = select_runs(recipe, ["exploding"])
+    out_dir = tmp_path / "exploding"
+    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf).*last good checkpoint is") as error:
+        train(run, recipe.settings("smoke"), out_dir, verbose=0)
+    latest = tf.train.latest_checkpoint(str(out_dir / "checkpoints"))
+    assert latest is not None and latest in str(error.value)
+    assert 1 <= saved_epochs(out_dir) < recipe.EPOCHS
+    reader = tf.train.load_checkpoint(latest)
+    for name, dtype in reader.get_variable_to_dtype_map().items():
+        if name.startswith("model/") and dtype.is_floating:
+            assert tf.reduce_all(tf.math.is_finite(reader.get_tensor(name))), name
+
+
+def test_unknown_run_names_are_listed():
+    recipe = load_experiment(str(RECIPE))
+    with pytest.raises(ValueError, match="its runs: gan, exploding"):
+        select_runs(recipe, ["nope"])
