@@ -191,7 +191,7 @@ def build_parser():
     demo.add_argument("--out-dir", default="runs/demo", help="results, figures and the run (default: %(default)s)")
     demo.add_argument("--model-dir", default="saved_models/demo_unet_cgan", help="where the SavedModel goes (default: %(default)s)")
     demo.add_argument("--image-size", type=int, default=64, help="training size in pixels (default: %(default)s)")
-    demo.add_argument("--epochs", type=int, default=60, help="passes over the seven photos (default: %(default)s)")
+    demo.add_argument("--epochs", type=int, default=150, help="passes over the seven photos (default: %(default)s)")
     demo.set_defaults(handler=run_demo)
 
     export = commands.add_parser(

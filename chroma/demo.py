@@ -25,11 +25,11 @@ HELD_OUT = dict(take=1, skip=7)  # the same seeded permutation: the one photo no
 METRICS = ("psnr", "ssim", "l1_ab", "colorfulness")
 
 
-def run_demo(out_dir="runs/demo", model_dir="saved_models/demo_unet_cgan", image_size=64, epochs=60):
+def run_demo(out_dir="runs/demo", model_dir="saved_models/demo_unet_cgan", image_size=64, epochs=150):
     out_dir, model_dir = Path(out_dir), Path(model_dir)
     nampouri = load_experiment("nampouri")
     run, = select_runs(nampouri, ["unet_cgan"])
-    settings = Settings(train_data=TRAIN_DATA, eval_data=TRAIN_DATA, image_size=image_size, batch_size=4,
+    settings = Settings(train_data=TRAIN_DATA, eval_data=TRAIN_DATA, image_size=image_size, batch_size=2,
                         epochs=epochs, smoke=True)
     untrained = run.build(settings)
     model = train(run, settings, out_dir / run.key)

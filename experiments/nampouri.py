@@ -21,6 +21,8 @@ divides ab by 128 where chroma divides by 110 (as its section 4.1 does), so
 our L1 is up to 128/110 larger for the same colours.
 """
 
+import math
+
 import keras
 
 from chroma.models.patchgan import PatchDiscriminator
@@ -68,10 +70,9 @@ def discriminator(smoke):
 
 
 def unet_cgan(settings):
-    if settings.smoke:
-        generator = UNetGenerator(base_filters=16, depth=6)  # 64 px -> 1 px, as 256 -> 1 at depth 8
-    else:
-        generator = UNetGenerator()
+    # As many levels as halve the image to 1x1: 8 at the paper's 256 px (figure 10).
+    depth = int(math.log2(settings.image_size))
+    generator = UNetGenerator(base_filters=16 if settings.smoke else 64, depth=depth)
     return ConditionalGAN(generator, discriminator(settings.smoke), seed=settings.seed)
 
 

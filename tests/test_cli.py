@@ -47,3 +47,25 @@ def test_bad_data_spec_is_a_clear_error(spec, message, tmp_path, capsys):
     assert status == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "m.keras").exists()
+
+
+def test_demo_trains_scores_exports_and_colorizes_a_held_out_photo(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from chroma.data import samples, subset
+    from chroma.demo import HELD_OUT
+
+    out_dir, model_dir = tmp_path / "demo", tmp_path / "saved_model"
+    status = cli.main(["demo", "--out-dir", str(out_dir), "--model-dir", str(model_dir),
+                       "--image-size", "32", "--epochs", "2"])
+    assert status == 0
+    table = capsys.readouterr().out
+    for row in ("baseline0", "U-Net cGAN, untrained", "U-Net cGAN, trained"):
+        assert f"| {row} |" in table
+    for figure in ("losses.png", "samples.png", "results.md", "results.csv"):
+        assert (out_dir / figure).exists()
+    assert (model_dir / "saved_model.pb").exists()
+    held_out = subset(samples(), **HELD_OUT).records[0]
+    colorized = np.asarray(Image.open(out_dir / f"{held_out.name}_colorized.png"))
+    assert colorized.shape == held_out.image.shape  # full size, not the training size

@@ -192,3 +192,12 @@ def test_one_step_under_mirrored_strategy_equals_the_global_batch_on_one_device(
     worst, changed = map(float, result.stdout.split()[-2:])
     assert changed > 1e-3  # the step moved the weights...
     assert worst < 1e-5  # ...identically with two replicas of 4 images as with one batch of 8
+
+
+def test_evaluate_on_a_decoded_source_averages_losses_over_images():
+    # 3 photos in batches of 2 (a short last batch), from a dataset of unknown length.
+    from chroma.data.specs import dataset_from_spec
+
+    model = gan(metrics=colorization_metrics(("l1_ab",)))
+    scores = model.evaluate(dataset_from_spec("samples?take=3", SIZE, 2), verbose=0, return_dict=True)
+    assert scores["g_reconstruction_loss"] == pytest.approx(scores["l1_ab"], rel=1e-5)

@@ -33,9 +33,17 @@ class ColorizationModel(keras.Model):
     def track_losses(self, *names):
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
-    def record_losses(self, **values):
+    def record_losses(self, batch, **values):
+        """Adds each loss to its running mean, weighted by the images it was computed on.
+
+        Per-image weights keep an epoch's value the mean over images even for a
+        short last batch (and for the empty step Keras may run at the end of a
+        dataset of unknown length, which would otherwise count as a batch).
+        """
+        images = tf.cast(tf.shape(batch["L"])[0], tf.float32)
         for name, value in values.items():
-            self.loss_trackers[name].update_state(value)
+            value = tf.where(images > 0, tf.cast(value, tf.float32), 0.0)
+            self.loss_trackers[name].update_state(value, sample_weight=images)
 
     @property
     def metrics(self):

@@ -123,7 +123,7 @@ class ConditionalGAN(ColorizationModel):
                 g_loss = adversarial + self.reconstruction_weight * reconstruction
                 scaled_g_loss = self.g_optimizer.scale_loss(g_loss / replicas)
             self.g_optimizer.apply(g_tape.gradient(scaled_g_loss, generator_variables), generator_variables)
-        self.record_scores(d_loss, penalty, adversarial, reconstruction)
+        self.record_scores(data, d_loss, penalty, adversarial, reconstruction)
         return self.score(data, fake_ab)
 
     def test_step(self, data):
@@ -132,14 +132,14 @@ class ConditionalGAN(ColorizationModel):
         fake_ab = self.generator(scaled_l, training=False)
         d_loss, penalty = self.d_losses(scaled_l, true_ab, fake_ab, training=False)
         adversarial, reconstruction = self.g_losses(scaled_l, true_ab, fake_ab, training=False)
-        self.record_scores(d_loss, penalty, adversarial, reconstruction)
+        self.record_scores(data, d_loss, penalty, adversarial, reconstruction)
         return self.score(data, fake_ab)
 
-    def record_scores(self, d_loss, penalty, adversarial, reconstruction):
+    def record_scores(self, data, d_loss, penalty, adversarial, reconstruction):
         losses = {"d_loss": d_loss, "g_adversarial_loss": adversarial, "g_reconstruction_loss": reconstruction}
         if self.gradient_penalty_weight:
             losses["gradient_penalty"] = penalty
-        self.record_losses(**losses)
+        self.record_losses(data, **losses)
 
     def get_config(self):
         return {

@@ -36,11 +36,11 @@ class RegressionColorizer(ColorizationModel):
             loss = self.reconstruction_loss(data["ab"], predicted_ab)
             scaled_loss = self.optimizer.scale_loss(loss / self.replicas())
         self.optimizer.apply(tape.gradient(scaled_loss, variables), variables)
-        self.record_losses(loss=loss)
+        self.record_losses(data, loss=loss)
         return self.score(data, predicted_ab)
 
     def test_step(self, data):
         data = self.unpack(data)
         predicted_ab = self.generator(data["L"], training=False)
-        self.record_losses(loss=self.reconstruction_loss(data["ab"], predicted_ab))
+        self.record_losses(data, loss=self.reconstruction_loss(data["ab"], predicted_ab))
         return self.score(data, predicted_ab)
