@@ -9,6 +9,7 @@ SavedModel and colorizes the eighth photo, held out of training, at full size.
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
@@ -31,6 +32,7 @@ def run_demo(out_dir="runs/demo", model_dir="saved_models/demo_unet_cgan", image
     run, = select_runs(nampouri, ["unet_cgan"])
     settings = Settings(train_data=TRAIN_DATA, eval_data=TRAIN_DATA, image_size=image_size, batch_size=2,
                         epochs=epochs, smoke=True)
+    keras.utils.set_random_seed(settings.seed)  # the same untrained row on every run
     untrained = run.build(settings)
     model = train(run, settings, out_dir / run.key)
 

@@ -58,7 +58,8 @@ class ConditionalGAN(ColorizationModel):
             )
         if d_steps < 1 or g_steps < 1:
             raise ValueError(f"d_steps and g_steps must be at least 1, got {d_steps} and {g_steps}")
-        super().compile(metrics=metrics, **kwargs)
+        # No optimizer of Keras's own: the two below are the only ones, and the only ones checkpointed.
+        super().compile(optimizer=None, metrics=metrics, **kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
         self.generator_loss, self.discriminator_loss = ADVERSARIAL_LOSSES[adversarial_loss]

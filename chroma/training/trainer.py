@@ -25,6 +25,8 @@ from chroma.training.hardware import optimizer_for, set_precision
 
 # Metrics computed during fit and validation; the results tables add the rest.
 TRAINING_METRICS = ("l1_ab", "psnr", "ssim")
+# Metrics where a larger value is better; losses and errors are smaller-is-better.
+HIGHER_IS_BETTER = ("psnr", "ssim", "uiqi", "colorfulness")
 
 
 class Run(NamedTuple):
@@ -117,7 +119,8 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
         keras.callbacks.CSVLogger(out_dir / "history.csv", append=True),
         checkpoint,
         keras.callbacks.ModelCheckpoint(
-            out_dir / "best.weights.h5", monitor=run.monitor, mode="min" if "l1" in run.monitor or "loss" in run.monitor else "max",
+            out_dir / "best.weights.h5", monitor=run.monitor,
+            mode="max" if run.monitor.removeprefix("val_") in HIGHER_IS_BETTER else "min",
             save_best_only=True, save_weights_only=True,
         ),
         keras.callbacks.TensorBoard(out_dir / "logs"),
