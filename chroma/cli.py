@@ -77,9 +77,9 @@ def run_reproduce(args):
     experiment = reproduce.load_experiment(args.experiment)
     try:
         md_path, csv_path = reproduce.reproduce(
-            experiment, args.scale, runs_root=args.runs_dir, coco=args.coco,
+            experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,
             backbone_weights=args.backbone_weights, run_keys=args.run, strategy=strategy,
-            precision=args.precision,
+            precision=args.precision, lpips_weights=args.lpips_weights,
         )
     except training.TrainingDiverged as error:
         print(f"chroma: {error}", file=sys.stderr)
@@ -168,7 +168,9 @@ def build_parser():
     reproduce.add_argument("--scale", choices=("smoke", "paper"), default="smoke",
                            help="smoke: bundled photos, small networks, minutes on a CPU; paper: the paper's recipe on COCO (default: smoke)")
     reproduce.add_argument("--coco", help="COCO 2017 root for --scale paper (train2017/, val2017/, annotations/)")
+    reproduce.add_argument("--data", help="for --scale paper: the paper's other dataset, as a data spec (e.g. paper efthymiadis' ImageNet class folders)")
     reproduce.add_argument("--backbone-weights", help="local path to pretrained encoder weights, or 'none' to train it from scratch")
+    reproduce.add_argument("--lpips-weights", help="LPIPS weights (.npz converted as chroma/metrics/lpips.py explains) for tables with LPIPS")
     reproduce.add_argument("--run", action="append", help="train only this run (a Run key of the recipe); repeatable")
     reproduce.add_argument("--runs-dir", default="runs", help="where runs are written (default: runs)")
     reproduce.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"), default="default",

@@ -51,7 +51,8 @@ def run_demo(out_dir="runs/demo", model_dir="saved_models/demo_unet_cgan", image
         [evaluation.COLUMN_TITLES[name] for name in METRICS], "demo",
     )
     reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / "losses.png", "U-Net cGAN, demo")
-    reports.sample_grid(sample_columns({"U-Net cGAN": model}, photos), out_dir / "samples.png",
+    columns = sample_columns([("original", None, photos), ("grayscale", None, photos), ("U-Net cGAN", model, photos)])
+    reports.sample_grid(columns, out_dir / "samples.png",
                         "training photos: original, gray, colorized")
 
     export_saved_model(model.generator, model_dir, image_size)

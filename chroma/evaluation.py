@@ -7,7 +7,7 @@ reference rows (gray output, the ground truth itself) are scored alike.
 
 import tensorflow as tf
 
-from chroma.metrics import ColorizationMetric
+from chroma.metrics import ColorizationMetric, evaluate_lpips
 
 # PSNR and SSIM are what the papers report; every paper also notes they reward
 # grayish output, hence colourfulness beside them.
@@ -21,6 +21,7 @@ COLUMN_TITLES = {
     "l1_ab": "L1 ab",
     "uiqi": "UIQI",
     "colorfulness": "colourfulness",
+    "lpips": "LPIPS",
 }
 
 
@@ -34,8 +35,16 @@ def ground_truth(batch):
     return batch["ab"]
 
 
-def evaluate(colorizer, dataset, metrics=DEFAULT_METRICS):
-    """Mean of each metric over every image of a batched `dataset`."""
+def evaluate(colorizer, dataset, metrics=DEFAULT_METRICS, lpips_model=None):
+    """Mean of each metric over every image of a batched `dataset`.
+
+    "lpips" needs `lpips_model` (a chroma.metrics.LPIPS with real weights);
+    without one its value is None: random weights would measure nothing.
+    """
+    scores = {}
+    if "lpips" in metrics:
+        scores["lpips"] = evaluate_lpips(colorizer, dataset, lpips_model) if lpips_model is not None else None
+        metrics = [name for name in metrics if name != "lpips"]
     trackers = [ColorizationMetric(name) for name in metrics]
     for batch in dataset:
         scaled_l = batch["L"]
@@ -43,7 +52,7 @@ def evaluate(colorizer, dataset, metrics=DEFAULT_METRICS):
         predicted_lab = tf.concat([scaled_l, colorizer(batch)], axis=-1)
         for tracker in trackers:
             tracker.update_state(true_lab, predicted_lab)
-    return {name: float(tracker.result()) for name, tracker in zip(metrics, trackers)}
+    return {**{name: float(tracker.result()) for name, tracker in zip(metrics, trackers)}, **scores}
 
 
 def markdown_table(rows, metrics=DEFAULT_METRICS, first_column="model"):

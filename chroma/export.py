@@ -49,7 +49,10 @@ def serving_functions(generator, image_size):
     def predict_ab(scaled_l):
         # training=False: batch norm uses its moving statistics, dropout is off.
         # The cast undoes a mixed-precision policy's float16 / bfloat16 outputs.
-        return tf.cast(generator(scaled_l, training=False), tf.float32)
+        outputs = generator(scaled_l, training=False)
+        if isinstance(outputs, dict):  # a generator that also classifies: serve its colours
+            outputs = outputs["ab"]
+        return tf.cast(outputs, tf.float32)
 
     def colorize_rgb(image):
         full_l, _ = rgb_to_scaled_lab(image)

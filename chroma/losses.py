@@ -74,6 +74,21 @@ def mse(true, predicted):
     return tf.reduce_mean(tf.square(tf.cast(true, tf.float32) - tf.cast(predicted, tf.float32)))
 
 
+def labelled_cross_entropy(labels, logits):
+    """Mean softmax cross-entropy over the images that have a class label (label >= 0).
+
+    Unlabelled images (-1: no class folder, no COCO instance) add nothing; a
+    batch without any label gives 0 rather than NaN.
+    """
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    labelled = labels >= 0
+    per_image = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.maximum(labels, 0), logits=tf.cast(logits, tf.float32)
+    )
+    weights = tf.cast(labelled, tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(per_image * weights), tf.reduce_sum(weights))
+
+
 # Names a recipe uses -> (generator loss, discriminator loss).
 ADVERSARIAL_LOSSES = {
     "bce": (modified_generator_loss, minimax_discriminator_loss),

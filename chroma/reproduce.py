@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from chroma import color, evaluation, reports
 from chroma.data.specs import dataset_from_spec
+from chroma.metrics import LPIPS
 from chroma.models.baseline0 import MeanColorBaseline
 from chroma.training import read_history, train
 
@@ -45,30 +46,49 @@ def select_runs(experiment, keys=None):
     return [run for run in experiment.RUNS if run.key in keys]
 
 
-def reproduce(experiment, scale, runs_root="runs", coco=None, backbone_weights=None, run_keys=None,
-              strategy=None, precision="float32", index_path="RESULTS.md"):
-    """Trains (or resumes) every run, then writes results.md/.csv, loss curves and a sample grid."""
-    settings = experiment.settings(scale, coco=coco, backbone_weights=backbone_weights)
+def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, backbone_weights=None, run_keys=None,
+              strategy=None, precision="float32", lpips_weights=None, index_path="RESULTS.md"):
+    """Trains (or resumes) every run, then writes results.md/.csv, loss curves and a sample grid.
+
+    lpips_weights: the converted LPIPS weights (see chroma.metrics.lpips) for
+    recipes whose table has LPIPS; without them that column stays empty.
+    """
+    settings = experiment.settings(scale, coco=coco, data=data, backbone_weights=backbone_weights)
+    lpips_model = LPIPS(weights=lpips_weights) if lpips_weights and "lpips" in experiment.COLUMNS else None
     out_dir = Path(runs_root) / experiment.PAPER / scale
     eval_data = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size)
-    rows = [reference_row("baseline0 (mean colour per gray level)", fit_baseline0(settings), eval_data,
-                          experiment.COLUMNS)]
-    colorizers = {}
+    baseline0 = fit_baseline0(settings)
+    rows = [{"model": "baseline0 (mean colour per gray level)", "paper": {}, "note": "reference",
+             "ours": titled(evaluation.evaluate(lambda batch: baseline0(batch["L"]), eval_data, experiment.COLUMNS,
+                                                lpips_model))}]
+    samples = [("original", None, eval_data), ("grayscale", None, eval_data)]
     for run in select_runs(experiment, run_keys):
         print(f"== {experiment.PAPER} / {scale}: {run.name}", file=sys.stderr)
-        model = train(run, settings, out_dir / run.key, strategy=strategy, precision=precision)
-        colorizers[run.name] = model
-        scores = evaluation.evaluate(lambda batch, m=model: m(batch["L"], training=False), eval_data,
-                                     experiment.COLUMNS)
+        run_settings = run.settings_for(settings)
+        model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision)
+        run_eval_data = dataset_from_spec(settings.eval_data, run_settings.image_size, settings.batch_size)
+        scores = evaluation.evaluate(lambda batch, m=model: m(batch["L"], training=False), run_eval_data,
+                                     experiment.COLUMNS, lpips_model)
         rows.append({"model": run.name, "ours": titled(scores), "paper": titled(run.paper), "note": run.note})
         reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / f"{run.key}_losses.png",
                                 f"{run.name} ({scale})")
-    reports.sample_grid(sample_columns(colorizers, eval_data), out_dir / "samples.png",
+        samples.append((run.name, model, run_eval_data))
+    reports.sample_grid(sample_columns(samples), out_dir / "samples.png",
                         f"{experiment.TITLE}: held-out images ({scale})")
     columns = [evaluation.COLUMN_TITLES.get(name, name) for name in experiment.COLUMNS]
     paths = reports.write_results(out_dir, f"{experiment.TITLE} — {scale} scale", rows, columns, experiment.PAPER)
     reports.update_results_index(runs_root, index_path)
     return paths
+
+
+def train_with_pretraining(run, settings, out_dir, strategy=None, precision="float32"):
+    """train(), after the run's pretraining phase (in out_dir/pretrain) if it has one."""
+    pretrained = None
+    if run.pretrain is not None:
+        print(f"{run.name}: pretraining phase", file=sys.stderr)
+        pretrained = train(run, run.pretrain(settings), Path(out_dir) / "pretrain", strategy=strategy,
+                           precision=precision)
+    return train(run, settings, out_dir, strategy=strategy, precision=precision, start_from=pretrained)
 
 
 def titled(scores):
@@ -85,24 +105,26 @@ def fit_baseline0(settings):
     return model
 
 
-def reference_row(name, model, eval_data, metrics):
-    scores = evaluation.evaluate(lambda batch: model(batch["L"]), eval_data, metrics)
-    return {"model": name, "ours": titled(scores), "paper": {}, "note": "reference"}
+def sample_columns(samples):
+    """Figure 7's layout: original, grayscale, then each model's colorization of the same images.
 
-
-def sample_columns(colorizers, eval_data):
-    """Figure 7's layout: original, grayscale, then each model's colorization of the same images."""
-    scaled_l, scaled_ab = [], []
-    for batch in eval_data:
-        scaled_l.append(batch["L"])
-        scaled_ab.append(batch["ab"])
-    scaled_l = tf.concat(scaled_l, axis=0)[:SAMPLE_IMAGES]
-    scaled_ab = tf.concat(scaled_ab, axis=0)[:SAMPLE_IMAGES]
-
-    def images(ab):
-        return list(np.asarray(color.scaled_lab_to_rgb(scaled_l, ab)))
-
-    columns = [("original", images(scaled_ab)), ("grayscale", images(tf.zeros_like(scaled_ab)))]
-    for name, model in colorizers.items():
-        columns.append((name, images(model(scaled_l, training=False))))
+    samples: (title, model or None, eval dataset) in column order; "original"
+    and "grayscale" take no model. Each model sees the images at its own size.
+    """
+    columns = []
+    for title, model, dataset in samples:
+        scaled_l, scaled_ab = first_images(dataset)
+        if title == "original":
+            ab = scaled_ab
+        elif model is None:
+            ab = tf.zeros_like(scaled_ab)
+        else:
+            ab = model(scaled_l, training=False)
+        columns.append((title, list(np.asarray(color.scaled_lab_to_rgb(scaled_l, ab)))))
     return columns
+
+
+def first_images(dataset, count=SAMPLE_IMAGES):
+    """(scaled L, scaled ab) of the first `count` images of a batched dataset."""
+    batch = next(iter(dataset.unbatch().take(count).batch(count)))
+    return batch["L"], batch["ab"]

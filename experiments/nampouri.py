@@ -39,8 +39,12 @@ PAPER_IMAGE_SIZE = 256
 SMOKE_IMAGE_SIZE = 64
 
 
-def settings(scale, coco=None, backbone_weights=None):
-    """The data and compute of `scale`: "paper" (section 5) or "smoke" (a CPU, minutes)."""
+def settings(scale, coco=None, data=None, backbone_weights=None):
+    """The data and compute of `scale`: "paper" (section 5) or "smoke" (a CPU, minutes).
+
+    The paper trains on COCO only, so `data` (another dataset) is not used.
+    """
+    del data
     if scale == "paper":
         if not coco:
             raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")

@@ -163,3 +163,15 @@ def fake_coco(tmp_path):
         json.dumps({"images": images, "annotations": instances, "categories": categories})
     )
     return root
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    """Keras's global mixed_bfloat16 policy for one test, float32 again afterwards."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -34,3 +34,30 @@ def test_paper_scale_without_coco_says_what_it_needs():
 def test_unknown_experiment_lists_the_known_ones():
     with pytest.raises(FileNotFoundError, match="known: .*nampouri"):
         load_experiment("no_such_paper")
+
+
+def test_efthymiadis_recipe_follows_section_3():
+    efthymiadis = load_experiment("efthymiadis")
+    settings = efthymiadis.settings("paper", coco="/data/coco", data="/data/imagenet27")
+    runs = {run.key: run for run in select_runs(efthymiadis)}
+    assert len(runs) == 6  # every row of Table 1
+    cnn = runs["cnn"].settings_for(settings)
+    assert (cnn.image_size, cnn.epochs) == (224, 100)
+    classifier = runs["cnn_classifier"]
+    assert (classifier.settings_for(settings).image_size, classifier.settings_for(settings).epochs) == (224, 200)
+    recipe = classifier.compile_args(total_steps=1)
+    assert recipe["classification_weight"] == pytest.approx(1 / 300)
+    assert float(recipe["optimizer"].learning_rate) == pytest.approx(5e-5)
+    for key in ("pretrained_ugan", "pretrained_attention_ugan"):
+        fine_tuning = runs[key].settings_for(settings)
+        pretraining = runs[key].pretrain(fine_tuning)
+        assert fine_tuning.epochs == 20 and fine_tuning.train_data == "/data/imagenet27/train"
+        assert pretraining.train_data.startswith("coco:/data/coco?split=train2017")
+    assert runs["attention_ugan"].settings_for(settings).image_size == 256
+    model = classifier.build(classifier.settings_for(settings))
+    assert model.generator.classifier.output_shape[-1] == 27
+
+
+def test_efthymiadis_paper_scale_needs_both_datasets():
+    with pytest.raises(ValueError, match="DATA=.*COCO="):
+        load_experiment("efthymiadis").settings("paper", coco="/data/coco")

@@ -80,3 +80,12 @@ def test_losses_are_float32_for_bfloat16_logits():
     logits = tf.zeros((1, 2, 2, 1), tf.bfloat16)
     assert losses.minimax_discriminator_loss(logits, logits).dtype == tf.float32
     assert losses.modified_generator_loss(logits).dtype == tf.float32
+
+
+def test_labelled_cross_entropy_ignores_unlabelled_images():
+    logits = tf.constant([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0], [5.0, 5.0, 5.0]])
+    labels = tf.constant([0, 2, -1])
+    row0 = -np.log(np.exp(2.0) / (np.exp(2.0) + 1.0 + np.exp(-1.0)))
+    expected = (row0 + np.log(3.0)) / 2
+    assert float(losses.labelled_cross_entropy(labels, logits)) == pytest.approx(expected, rel=1e-6)
+    assert float(losses.labelled_cross_entropy(tf.constant([-1, -1]), logits[:2])) == 0.0

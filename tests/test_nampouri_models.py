@@ -35,15 +35,6 @@ def blocks(network):
     return [layer for layer in network.layers if isinstance(layer, keras.Sequential)]
 
 
-@pytest.fixture
-def mixed_bfloat16():
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
 # U-Net generator, appendix A.1
 
 

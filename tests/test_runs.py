@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -78,5 +79,24 @@ def test_a_diverging_run_stops_with_a_clear_message_and_keeps_its_last_good_chec
 
 def test_unknown_run_names_are_listed():
     recipe = load_experiment(str(RECIPE))
-    with pytest.raises(ValueError, match="its runs: gan, exploding"):
+    with pytest.raises(ValueError, match="its runs: gan, pretrained_gan, exploding"):
         select_runs(recipe, ["nope"])
+
+
+def test_a_pretrained_run_starts_from_the_pretraining_phase_networks(tmp_path):
+    from chroma.reproduce import train_with_pretraining
+    from chroma.training import ResumableCheckpoint
+
+    recipe = load_experiment(str(RECIPE))
+    run, = select_runs(recipe, ["pretrained_gan"])
+    settings = recipe.settings("smoke")._replace(epochs=0)  # the fine-tuning phase takes no step
+    model = train_with_pretraining(run, settings, tmp_path / "run")
+
+    pretrained = run.build(settings)
+    pretrained.compile(**run.compile_args(0))
+    ResumableCheckpoint(tmp_path / "run" / "pretrain" / "checkpoints", pretrained).restore()
+    assert int(pretrained.g_optimizer.iterations) == 2  # 2 epochs of 1 step (2 images, batch 2)
+    for network in ("generator", "discriminator"):
+        for ours, theirs in zip(model.networks()[network].weights, pretrained.networks()[network].weights):
+            np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert int(model.g_optimizer.iterations) == 0  # fine-tuning starts with fresh optimizers

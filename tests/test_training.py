@@ -201,3 +201,18 @@ def test_evaluate_on_a_decoded_source_averages_losses_over_images():
     model = gan(metrics=colorization_metrics(("l1_ab",)))
     scores = model.evaluate(dataset_from_spec("samples?take=3", SIZE, 2), verbose=0, return_dict=True)
     assert scores["g_reconstruction_loss"] == pytest.approx(scores["l1_ab"], rel=1e-5)
+
+
+def test_regression_with_a_classifier_adds_the_weighted_cross_entropy():
+    scaled_l = keras.Input((None, None, 1))
+    features = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(scaled_l)
+    ab = keras.layers.Conv2D(2, 3, padding="same", activation="tanh")(features)
+    class_logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(features))
+    generator = keras.Model(scaled_l, {"ab": ab, "class_logits": class_logits})
+    model = RegressionColorizer(generator)
+    model.compile(keras.optimizers.Adam(1e-3), loss="l1", classification_weight=1 / 300)
+    batch = {**photo_batch(), "label": tf.constant([0, 1, 2, -1])}
+    logs = model.test_on_batch(batch, return_dict=True)
+    assert logs["loss"] == pytest.approx(logs["reconstruction_loss"] + logs["classification_loss"] / 300, rel=1e-5)
+    assert logs["classification_loss"] > 0.5  # about ln 3 for an untrained 3-way classifier
+    assert model(batch["L"]).shape == (4, SIZE, SIZE, 2)  # the model itself returns ab only

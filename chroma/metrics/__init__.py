@@ -11,6 +11,7 @@ from chroma.metrics.image_quality import (
     ssim_per_channel,
     uiqi,
 )
+from chroma.metrics.lpips import LPIPS, evaluate_lpips, lpips_distance
 from chroma.metrics.keras_metrics import (
     SCALED_LAB_METRICS,
     ColorizationMetric,
@@ -18,12 +19,15 @@ from chroma.metrics.keras_metrics import (
 )
 
 __all__ = [
+    "LPIPS",
     "PSNR_MSE_FLOOR",
     "SCALED_LAB_METRICS",
     "ColorizationMetric",
     "colorfulness",
     "colorization_metrics",
+    "evaluate_lpips",
     "l1_ab",
+    "lpips_distance",
     "mse_8bit",
     "mse_unit",
     "psnr",

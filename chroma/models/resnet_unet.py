@@ -69,13 +69,16 @@ def _basic_block(x, filters, stride, name):
     return keras.layers.Activation("relu", name=f"{name}_out")(x)
 
 
-def resnet18_encoder(name="resnet18"):
+def resnet18_encoder(name="resnet18", input_channels=3, stacks=4):
     """ResNet-18 (figure 12) as a functional model: RGB (B,H,W,3) -> its five feature maps.
 
     Outputs, at H=W=256: the stem's ReLU (64@128, the skip before the last
     upsampling) and layer1..layer4 (64@64, 128@32, 256@16, 512@8).
+    `input_channels` and `stacks` (how many of layer1..layer4 to keep, each
+    adding one output) build the cut, grayscale ResNet-18 of paper
+    efthymiadis's baseline (resnet_cnn.py).
     """
-    image = keras.Input((None, None, 3))
+    image = keras.Input((None, None, input_channels))
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(image)
     x = _conv(64, 7, 2, "valid", "conv1_conv")(x)
     x = _norm("conv1_bn")(x)
@@ -84,7 +87,7 @@ def resnet18_encoder(name="resnet18"):
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(stem)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     features = [stem]
-    for stack, filters in enumerate(KERAS_HUB_CONFIG["stackwise_num_filters"]):
+    for stack, filters in enumerate(KERAS_HUB_CONFIG["stackwise_num_filters"][:stacks]):
         for block in range(KERAS_HUB_CONFIG["stackwise_num_blocks"][stack]):
             stride = KERAS_HUB_CONFIG["stackwise_num_strides"][stack] if block == 0 else 1
             x = _basic_block(x, filters, stride, f"stack{stack}_block{block}")

@@ -22,7 +22,17 @@ class ColorizationModel(keras.Model):
     def call(self, inputs, training=False):
         """Scaled L (B,H,W,1), or a batch dict holding it, -> scaled ab (B,H,W,2)."""
         scaled_l = inputs["L"] if isinstance(inputs, dict) else inputs
-        return self.generator(scaled_l, training=training)
+        outputs = self.generator(scaled_l, training=training)
+        return outputs["ab"] if isinstance(outputs, dict) else outputs  # generators that also classify
+
+    def networks(self):
+        """The trainable networks, by attribute name; subclasses add theirs (the discriminator)."""
+        return {"generator": self.generator}
+
+    def copy_networks_from(self, other):
+        """Starts from another trained model's networks (fine-tuning); optimizers start afresh."""
+        for name, network in self.networks().items():
+            network.set_weights(other.networks()[name].get_weights())
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         # Under a strategy Keras builds the metrics by calling this with (batch, None, predicted ab).

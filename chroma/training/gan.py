@@ -74,6 +74,9 @@ class ConditionalGAN(ColorizationModel):
         if self.generator.built and self.discriminator.built:
             self.build_optimizers()
 
+    def networks(self):
+        return {**super().networks(), "discriminator": self.discriminator}
+
     def build_optimizers(self):
         """Creates both optimizers' variables, e.g. before restoring a checkpoint into them."""
         self.build_optimizer(self.g_optimizer, self.generator.trainable_variables)

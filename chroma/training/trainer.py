@@ -37,6 +37,11 @@ class Run(NamedTuple):
     losses, ratios); total_steps lets a schedule span the whole run.
     paper: the paper's reported figures, keyed like chroma's metrics.
     monitor: the validation metric whose best value is kept as best.weights.h5.
+    paper_overrides: Settings fields this run sets otherwise at paper scale
+    (e.g. {"image_size": 224, "epochs": 200} beside the GANs' 256 and 100);
+    smoke runs all share the smoke settings.
+    pretrain: settings -> the settings of a first training phase on other data;
+    the run then starts from the networks it learnt (paper efthymiadis, 3.3.3).
     """
 
     key: str
@@ -46,6 +51,14 @@ class Run(NamedTuple):
     paper: dict
     monitor: str = "val_l1_ab"
     note: str = ""
+    paper_overrides: dict | None = None
+    pretrain: Callable | None = None
+
+    def settings_for(self, settings):
+        """The scale's settings, with this run's own values at paper scale."""
+        if self.paper_overrides and not settings.smoke:
+            return settings._replace(**self.paper_overrides)
+        return settings
 
 
 class Settings(NamedTuple):
@@ -64,10 +77,15 @@ class Settings(NamedTuple):
     flip: bool = True
     seed: int = 0
     backbone_weights: str | None = None
+    coco: str | None = None  # a COCO root for recipes that use it beside their main data (pretraining)
 
 
-def train(run, settings, out_dir, strategy=None, precision="float32", verbose="auto"):
+def train(run, settings, out_dir, strategy=None, precision="float32", verbose="auto", start_from=None):
     """Trains `run` under `settings`, resuming from `out_dir` if it holds a checkpoint.
+
+    start_from: a trained model of the same run whose networks' weights this
+    one starts from (fine-tuning after a pretraining phase); a checkpoint in
+    out_dir, if any, still takes precedence.
 
     Writes to out_dir: checkpoints/ (the resumable state), best.weights.h5,
     history.csv (one row per epoch, across resumptions), logs/ (TensorBoard:
@@ -103,6 +121,8 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
         model.compile(**compile_args, metrics=colorization_metrics(TRAINING_METRICS))
         model(sample_batch["L"][:1])
         model.build_optimizers()
+        if start_from is not None:
+            model.copy_networks_from(start_from)
 
     checkpoint = ResumableCheckpoint(out_dir / "checkpoints", model)
     initial_epoch = checkpoint.restore()

@@ -11,7 +11,7 @@ EPOCHS = 12
 EXPLODING_LEARNING_RATE = 30.0  # the loss overflows to inf in epoch 6
 
 
-def settings(scale, coco=None, backbone_weights=None):
+def settings(scale, coco=None, data=None, backbone_weights=None):
     return Settings(train_data="samples?take=4", eval_data="samples?skip=6", image_size=16, batch_size=2,
                     epochs=EPOCHS, smoke=True)
 
@@ -47,6 +47,10 @@ def cosine_recipe(total_steps):
     )
 
 
+def constant_recipe(total_steps):
+    return dict(g_optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3))
+
+
 def regression(settings):
     # A linear output (no tanh) so a too-large step can grow the loss without bound.
     return RegressionColorizer(keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(2, 3, padding="same")]))
@@ -56,7 +60,12 @@ def exploding_recipe(total_steps):
     return dict(optimizer=keras.optimizers.SGD(EXPLODING_LEARNING_RATE), loss="mse")
 
 
+def pretraining(settings):
+    return settings._replace(train_data="samples?skip=4&take=2", epochs=2)
+
+
 RUNS = [
     Run("gan", "tiny cGAN", gan, cosine_recipe, paper={"l1_ab": 0.1}),
+    Run("pretrained_gan", "tiny cGAN, pretrained", gan, constant_recipe, paper={}, pretrain=pretraining),
     Run("exploding", "regression at a learning rate that diverges", regression, exploding_recipe, paper={}),
 ]

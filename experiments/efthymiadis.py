@@ -1,0 +1,127 @@
+"""Paper efthymiadis: "Deep Learning Image Colorization" (Efthymiadis et al., DTU), Table 1.
+
+Six colorizers scored by PSNR, SSIM and LPIPS (AlexNet):
+CNN (section 3.1: ResNet-18 cut after its sixth layer group + deconvolutions, L1),
+CNN + classifier (3.2: "Let there be color" with a 27-class head, L1 + CE / 300),
+Attention UGAN (3.3: Attention U-Net + PatchGAN), Baseline UGAN (pix2pix's U-Net +
+PatchGAN, paper ref. [16]) and the two UGANs pretrained on COCO then fine-tuned (3.3.3).
+
+    make reproduce-efthymiadis                                       # SCALE=smoke: bundled photos, CPU, minutes
+    make reproduce-efthymiadis SCALE=paper DATA=/data/imagenet27 COCO=/data/coco LPIPS_WEIGHTS=/weights/lpips_alex.npz
+
+Paper scale: DATA is an ImageNet subset in class folders (27 classes, as the
+classifier's head), with train/ and val/ inside; COCO (train2017, 8,000 random
+images) is the pretraining set. Section 3 gives: CNN 224x224, Adam 1e-4, 100
+epochs; CNN + classifier 224x224, Adam 5e-5, 200 epochs, sigma = 1/300; the
+UGANs 256x256, 100 epochs from scratch, or 20 epochs of fine-tuning after COCO.
+Not stated, so chosen here: batch 16; pix2pix's Adam 2e-4 (0.5, 0.999) and
+lambda = 100 for the UGANs, with the discriminator's rate cut to 2e-5 ("a quite
+small value", 3.3.3); 20 epochs of COCO pretraining. The paper trained on one
+Colab GPU; no runtime is given.
+
+Expected (Table 1; PSNR, SSIM, LPIPS): CNN 21.24 / 0.8952 / 0.1683;
+CNN + classifier 21.26 / 0.9074 / 0.1620; Attention UGAN 18.48 / 0.8736 / 0.1890;
+Baseline UGAN 17.94 / 0.8527 / 0.1996; Pretrained UGAN 19.66 / 0.8984 / 0.1509;
+Pretrained Attention UGAN 20.00 / 0.9018 / 0.1476.
+"""
+
+import math
+
+import keras
+
+from chroma.models.attention_unet import AttentionUNetGenerator
+from chroma.models.iizuka import IizukaColorizer
+from chroma.models.patchgan import PatchDiscriminator
+from chroma.models.resnet_cnn import ResNetCNN
+from chroma.models.unet import UNetGenerator
+from chroma.training import ConditionalGAN, RegressionColorizer, Run, Settings
+
+PAPER = "efthymiadis"
+TITLE = "Deep Learning Image Colorization (Efthymiadis et al.)"
+COLUMNS = ("psnr", "ssim", "lpips", "colorfulness")
+
+CLASSES = 27  # the ImageNet classes of section 3.2.1
+GAN_EPOCHS = 100
+FINE_TUNING_EPOCHS = 20
+PRETRAINING_EPOCHS = 20
+
+
+def settings(scale, coco=None, data=None, backbone_weights=None):
+    """The data and compute of `scale`: "paper" (section 3) or "smoke" (a CPU, minutes)."""
+    del backbone_weights  # no pretrained backbone: ResNetCNN's conv1 takes one channel
+    if scale == "paper":
+        if not data or not coco:
+            raise ValueError("SCALE=paper needs DATA=/path/to/imagenet27 (train/, val/) and COCO=/path/to/coco")
+        return Settings(train_data=f"{data}/train", eval_data=f"{data}/val", image_size=256, batch_size=16,
+                        epochs=GAN_EPOCHS, coco=coco)
+    if scale == "smoke":
+        return Settings(train_data="samples?take=6", eval_data="samples?skip=6", image_size=64, batch_size=2,
+                        epochs=12, smoke=True)
+    raise ValueError(f"unknown scale {scale!r}; choose smoke or paper")
+
+
+def pretraining(settings):
+    """Section 3.3.3: first COCO (at smoke scale the same photos again), then fine-tuning."""
+    if settings.smoke:
+        return settings
+    return settings._replace(train_data=f"coco:{settings.coco}?split=train2017&take=8000", epochs=PRETRAINING_EPOCHS)
+
+
+def cnn(settings):
+    return RegressionColorizer(ResNetCNN())
+
+
+def cnn_with_classifier(settings):
+    return RegressionColorizer(IizukaColorizer(num_classes=CLASSES, image_size=settings.image_size))
+
+
+def discriminator(settings):
+    return PatchDiscriminator(base_filters=16 if settings.smoke else 64)
+
+
+def attention_ugan(settings):
+    generator = AttentionUNetGenerator(base_filters=8, depth=4) if settings.smoke else AttentionUNetGenerator()
+    return ConditionalGAN(generator, discriminator(settings), seed=settings.seed)
+
+
+def baseline_ugan(settings):
+    generator = UNetGenerator(base_filters=16 if settings.smoke else 64, depth=int(math.log2(settings.image_size)))
+    return ConditionalGAN(generator, discriminator(settings), seed=settings.seed)
+
+
+def l1_adam(learning_rate, classification_weight=0.0):
+    def recipe(total_steps):
+        del total_steps  # constant learning rate
+        return dict(optimizer=keras.optimizers.Adam(learning_rate), loss="l1",
+                    classification_weight=classification_weight)
+
+    return recipe
+
+
+def ugan_recipe(total_steps):
+    del total_steps  # constant learning rates
+    return dict(
+        g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999),
+        d_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5, beta_2=0.999),  # "a quite small value"
+        adversarial_loss="bce",
+        reconstruction_weight=100.0,
+    )
+
+
+RUNS = [
+    Run("cnn", "CNN", cnn, l1_adam(1e-4), paper={"psnr": 21.239301, "ssim": 0.895211, "lpips": 0.168267},
+        paper_overrides={"image_size": 224, "epochs": 100}),
+    Run("cnn_classifier", "CNN + Classifier", cnn_with_classifier, l1_adam(5e-5, classification_weight=1 / 300),
+        paper={"psnr": 21.259139, "ssim": 0.907357, "lpips": 0.161973},
+        paper_overrides={"image_size": 224, "epochs": 200}, note="no class labels at smoke scale: CE is 0"),
+    Run("attention_ugan", "Attention UGAN", attention_ugan, ugan_recipe,
+        paper={"psnr": 18.476772, "ssim": 0.873606, "lpips": 0.188972}),
+    Run("baseline_ugan", "Baseline UGAN", baseline_ugan, ugan_recipe,
+        paper={"psnr": 17.939683, "ssim": 0.852737, "lpips": 0.199551}),
+    Run("pretrained_ugan", "Pretrained UGAN", baseline_ugan, ugan_recipe,
+        paper={"psnr": 19.658543, "ssim": 0.898401, "lpips": 0.150918},
+        paper_overrides={"epochs": FINE_TUNING_EPOCHS}, pretrain=pretraining),
+    Run("pretrained_attention_ugan", "Pretrained Attention UGAN", attention_ugan, ugan_recipe,
+        paper={"psnr": 19.997733, "ssim": 0.901787, "lpips": 0.147607},
+        paper_overrides={"epochs": FINE_TUNING_EPOCHS}, pretrain=pretraining),
+]
