@@ -35,4 +35,4 @@ benchmark: install
 	$(BIN)/python benchmarks/train_step.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) build *.egg-info
