@@ -19,14 +19,6 @@ from .tfrecords import is_tfrecord_dir, read_metadata, read_tfrecords
 
 logger = logging.getLogger("chroma")
 
-# What both a Source and a TFRecord directory yield before preprocessing.
-_RGB_CAPTION_LABEL = (
-    tf.TensorSpec((None, None, 3), tf.uint8),
-    tf.TensorSpec((), tf.string),
-    tf.TensorSpec((), tf.int32),
-)
-
-
 def preprocess(rgb_uint8, image_size, flip=False, seed=None):
     """uint8 RGB (H, W, 3) -> L (S, S, 1) and ab (S, S, 2), float32 in [-1, 1].
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from chroma.data import SkipReport, count_elements, make_dataset
 from chroma.data.specs import resolve
 from chroma.metrics import colorization_metrics
-from chroma.training.callbacks import ResumableCheckpoint, SampleImages, TrainingDiverged
+from chroma.training.callbacks import ResumableCheckpoint, SampleImages
 from chroma.training.hardware import optimizer_for, set_precision
 
 # Metrics computed during fit and validation; the results tables add the rest.
