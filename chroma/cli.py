@@ -78,7 +78,7 @@ def run_reproduce(args):
     try:
         md_path, csv_path = reproduce.reproduce(
             experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,
-            backbone_weights=args.backbone_weights, run_keys=args.run, strategy=strategy,
+            backbone_weights=args.backbone_weights, segmenter=args.segmenter, run_keys=args.run, strategy=strategy,
             precision=args.precision, lpips_weights=args.lpips_weights,
         )
     except training.TrainingDiverged as error:
@@ -110,7 +110,7 @@ def run_export(args):
 def run_colorize(args):
     from chroma.colorize import colorize_files
 
-    colorize_files(args.inputs, args.model, args.output, image_size=args.image_size)
+    colorize_files(args.inputs, args.model, args.output, image_size=args.image_size, samples=args.samples)
 
 
 def build_parser():
@@ -169,7 +169,17 @@ def build_parser():
                            help="smoke: bundled photos, small networks, minutes on a CPU; paper: the paper's recipe on COCO (default: smoke)")
     reproduce.add_argument("--coco", help="COCO 2017 root for --scale paper (train2017/, val2017/, annotations/)")
     reproduce.add_argument("--data", help="for --scale paper: the paper's other dataset, as a data spec (e.g. paper efthymiadis' ImageNet class folders)")
-    reproduce.add_argument("--backbone-weights", help="local path to pretrained encoder weights, or 'none' to train it from scratch")
+    reproduce.add_argument(
+        "--backbone-weights",
+        help="the recipe's pretrained network, from disk only: nampouri's ResNet-18 (.weights.h5 or keras-hub preset "
+        "dir, or 'none'); bruvik's Inception-ResNet-v2 ('imagenet' = the Keras cache file, a .h5, or a TF-Hub "
+        "SavedModel dir); without it smoke runs use random weights",
+    )
+    reproduce.add_argument(
+        "--segmenter",
+        help="bruvik's segmentation prior: a DeepLabV3 SavedModel dir (see chroma/models/segmentation_prior.py) "
+        "or 'random' for the offline stand-in",
+    )
     reproduce.add_argument("--lpips-weights", help="LPIPS weights (.npz converted as chroma/metrics/lpips.py explains) for tables with LPIPS")
     reproduce.add_argument("--run", action="append", help="train only this run (a Run key of the recipe); repeatable")
     reproduce.add_argument("--runs-dir", default="runs", help="where runs are written (default: runs)")
@@ -203,7 +213,9 @@ def build_parser():
             "Export a .keras model (a generator, or a trained model wrapping one) as a TensorFlow "
             "SavedModel that needs no chroma to serve. Signatures: serving_default (encoded "
             "JPEG/PNG bytes -> colorized uint8 RGB at the input's full size), colorize_image "
-            "(uint8 RGB -> the same) and colorize_lab (scaled L -> scaled ab at the training size)."
+            "(uint8 RGB -> the same), colorize_lab (scaled L -> scaled ab at the training size) and, "
+            "for a generator with dropout such as the U-Net, colorize_samples (uint8 RGB and N -> N "
+            "different colorizations, dropout kept on)."
         ),
     )
     export.add_argument("--model", required=True, help="the .keras model file")
@@ -226,6 +238,10 @@ def build_parser():
     colorize.add_argument("-o", "--output", required=True, help="folder the colorized images are written to")
     colorize.add_argument("--image-size", type=int, default=256,
                           help="for a .keras model: square side it was trained at (default: %(default)s; a SavedModel knows its own)")
+    colorize.add_argument("--samples", type=int, metavar="N",
+                          help="write N different colorizations of each image, NAME_sample1.EXT ... NAME_sampleN.EXT: "
+                               "the generator's dropout stays on, its only source of noise (paper agosti, figure 4, "
+                               "after pix2pix). Needs a generator with dropout, such as the U-Net")
     colorize.set_defaults(handler=run_colorize)
     return parser
 

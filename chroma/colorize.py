@@ -4,6 +4,8 @@ Photos are decoded with chroma's Pillow loader (CMYK, 16-bit, transparent,
 palette and gray files all become RGB; EXIF rotation is applied) and coloured
 by an exported SavedModel's `colorize_image` signature. A .keras model is
 wrapped by the very functions that export would save, so both run the same graph.
+With `samples`, each photo gets that many colorizations from `colorize_samples`,
+which keeps the generator's dropout on (paper agosti, figure 4).
 """
 
 import sys
@@ -19,20 +21,33 @@ from chroma.export import is_saved_model, load_generator, serving_functions
 JPEG_QUALITY = 95
 
 
-def load_colorizer(model_path, image_size=256):
-    """A SavedModel folder from `chroma export`, or a .keras file -> function uint8 RGB (H,W,3) -> uint8 RGB.
+def load_colorizer(model_path, image_size=256, samples=None):
+    """A SavedModel folder from `chroma export`, or a .keras file -> function uint8 RGB (H,W,3) -> uint8 (N,H,W,3).
 
-    image_size is the square size a .keras generator was trained at; a
-    SavedModel carries its own.
+    N is 1, or `samples` colorizations drawn with dropout on, for a generator
+    that has dropout. image_size is the square size a .keras generator was
+    trained at; a SavedModel carries its own.
     """
     model_path = Path(model_path)
     if is_saved_model(model_path):
-        signature = tf.saved_model.load(str(model_path)).signatures["colorize_image"]
+        functions = tf.saved_model.load(str(model_path)).signatures
     elif model_path.is_dir():
         raise ValueError(f"{model_path} is a folder but not a SavedModel (no saved_model.pb)")
     else:
-        signature = serving_functions(load_generator(model_path), image_size)["colorize_image"]
-    return lambda rgb: signature(image=tf.constant(rgb))["colorized"].numpy()
+        functions = serving_functions(load_generator(model_path), image_size)
+    if samples is None:
+        signature = functions["colorize_image"]
+        return lambda rgb: signature(image=tf.constant(rgb))["colorized"].numpy()[None]
+    if "colorize_samples" not in functions:
+        reason = "its generator has no dropout"
+        if is_saved_model(model_path):
+            reason = "no colorize_samples signature (a generator without dropout, or exported before chroma had it)"
+        raise ValueError(
+            f"--samples needs a generator with dropout, its only source of noise; {model_path}: {reason}, "
+            "so every sample would be the same"
+        )
+    signature = functions["colorize_samples"]
+    return lambda rgb: signature(image=tf.constant(rgb), samples=tf.constant(samples))["colorized"].numpy()
 
 
 def find_images(inputs, output_dir):
@@ -75,6 +90,11 @@ def output_path(relative, output_dir):
     return path.with_suffix(".png"), f" (Pillow cannot write {path.suffix}: saved as PNG)"
 
 
+def sample_paths(path, samples):
+    """a.jpg -> a_sample1.jpg ... a_sampleN.jpg, beside it."""
+    return [path.with_name(f"{path.stem}_sample{number}{path.suffix}") for number in range(1, samples + 1)]
+
+
 def save(rgb, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(rgb)
@@ -84,19 +104,22 @@ def save(rgb, path):
         image.save(path)
 
 
-def colorize_files(inputs, model_path, output_dir, image_size=256):
+def colorize_files(inputs, model_path, output_dir, image_size=256, samples=None):
     """Colorizes every image of `inputs` into output_dir; returns (colorized, skipped) counts.
 
-    Unreadable files are skipped with one line each on stderr. Progress goes to
-    stdout: a bar on a terminal, else one line per file.
+    With `samples` (N >= 1), each image gives N files, name_sample1 ... name_sampleN,
+    each a different colorization. Unreadable files are skipped with one line
+    each on stderr. Progress goes to stdout: a bar on a terminal, else one line per file.
     """
+    if samples is not None and samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {samples}")
     model_path = Path(model_path)
     if not model_path.exists():
         raise FileNotFoundError(f"model {model_path} does not exist")
     images = find_images(inputs, output_dir)
     if not images:
         raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {' '.join(map(str, inputs))}")
-    colorize = load_colorizer(model_path, image_size)
+    colorize = load_colorizer(model_path, image_size, samples)
 
     progress = keras.utils.Progbar(len(images), unit_name="image") if sys.stdout.isatty() else None
     line_break = "\n" if progress else ""  # a message must not land on the progress bar's line
@@ -105,23 +128,27 @@ def colorize_files(inputs, model_path, output_dir, image_size=256):
     colorized, skipped = 0, 0
     for number, (path, relative) in enumerate(images, start=1):
         destination, note = output_path(relative, output_dir)
+        destinations = [destination] if samples is None else sample_paths(destination, samples)
+        written = ", ".join(map(str, destinations))
         try:
             # max_side: no resizing, every image keeps its size; MAX_PIXELS still bounds memory.
             rgb = load_rgb(str(path), max_side=MAX_PIXELS, min_side=1)
-            problem = f"{destination} is an input or an earlier output" if destination.resolve() in taken else ""
+            clashes = [str(target) for target in destinations if target.resolve() in taken]
+            problem = f"{clashes[0]} is an input or an earlier output" if clashes else ""
         except UnreadableImage as error:
             problem = str(error)
         if problem:
             skipped += 1
             print(f"{line_break}skipped {path}: {problem}", file=sys.stderr)
         else:
-            save(colorize(rgb), destination)
-            taken.add(destination.resolve())
+            for colours, target in zip(colorize(rgb), destinations):
+                save(colours, target)
+                taken.add(target.resolve())
             colorized += 1
             if not progress:
-                print(f"[{number}/{len(images)}] {path} -> {destination}{note}", flush=True)
+                print(f"[{number}/{len(images)}] {path} -> {written}{note}", flush=True)
             elif note:
-                print(f"{line_break}{destination}{note}", file=sys.stderr)
+                print(f"{line_break}{written}{note}", file=sys.stderr)
         if progress:
             progress.update(number)
     print(f"colorized {colorized}, skipped {skipped}; written to {output_dir}")

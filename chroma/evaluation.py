@@ -7,7 +7,7 @@ reference rows (gray output, the ground truth itself) are scored alike.
 
 import tensorflow as tf
 
-from chroma.metrics import ColorizationMetric, evaluate_lpips
+from chroma.metrics import ColorizationMetric, evaluate_fid, evaluate_lpips
 
 # PSNR and SSIM are what the papers report; every paper also notes they reward
 # grayish output, hence colourfulness beside them.
@@ -22,6 +22,7 @@ COLUMN_TITLES = {
     "uiqi": "UIQI",
     "colorfulness": "colourfulness",
     "lpips": "LPIPS",
+    "fid": "FID",
 }
 
 
@@ -35,16 +36,20 @@ def ground_truth(batch):
     return batch["ab"]
 
 
-def evaluate(colorizer, dataset, metrics=DEFAULT_METRICS, lpips_model=None):
+def evaluate(colorizer, dataset, metrics=DEFAULT_METRICS, lpips_model=None, fid_model=None):
     """Mean of each metric over every image of a batched `dataset`.
 
-    "lpips" needs `lpips_model` (a chroma.metrics.LPIPS with real weights);
-    without one its value is None: random weights would measure nothing.
+    "lpips" needs `lpips_model` (a chroma.metrics.LPIPS with real weights),
+    "fid" needs `fid_model` (chroma.metrics.fid_inception("imagenet")); without
+    one the value is None: random weights would measure nothing. FID is not a
+    mean over images but a distance between the true and colorized image sets.
     """
     scores = {}
     if "lpips" in metrics:
         scores["lpips"] = evaluate_lpips(colorizer, dataset, lpips_model) if lpips_model is not None else None
-        metrics = [name for name in metrics if name != "lpips"]
+    if "fid" in metrics:
+        scores["fid"] = evaluate_fid(colorizer, dataset, fid_model) if fid_model is not None else None
+    metrics = [name for name in metrics if name not in ("lpips", "fid")]
     trackers = [ColorizationMetric(name) for name in metrics]
     for batch in dataset:
         scaled_l = batch["L"]

@@ -11,8 +11,11 @@ Signatures (inputs -> outputs):
   serving_default: image_bytes, a scalar string of JPEG/PNG/GIF/BMP/WebP bytes -> colorized
   colorize_image: image, uint8 RGB (H, W, 3) -> colorized, uint8 RGB (H, W, 3)
   colorize_lab: scaled_l (B, S, S, 1) float32 -> scaled_ab (B, S, S, 2) float32
+  colorize_samples, only for a generator with dropout: image, uint8 RGB (H, W, 3),
+    and samples, int32 N >= 1 -> colorized, uint8 RGB (N, H, W, 3), N different colorizations
 """
 
+import contextlib
 import datetime
 import importlib
 import json
@@ -25,13 +28,22 @@ import tensorflow as tf
 
 from chroma.color import rgb_to_scaled_lab, scaled_lab_to_rgb
 from chroma.data.pipeline import preprocess
+from chroma.models.blocks import SwitchableDropout
 
 # Modules whose import registers chroma's Keras classes, so that .keras files
 # holding them load. A new model file is added here.
 MODEL_MODULES = (
+    "chroma.models.attention_unet",
     "chroma.models.baseline0",
+    "chroma.models.dcgan_critic",
+    "chroma.models.iizuka",
+    "chroma.models.inception_embedding",
+    "chroma.models.koalarization",
     "chroma.models.patchgan",
+    "chroma.models.pixel_unet",
+    "chroma.models.resnet_cnn",
     "chroma.models.resnet_unet",
+    "chroma.models.segmentation_prior",
     "chroma.models.unet",
     "chroma.training",  # ConditionalGAN, RegressionColorizer: trained wrappers of a generator
 )
@@ -39,45 +51,90 @@ MODEL_MODULES = (
 METADATA_FILE = "chroma.json"
 
 
+def dropout_layers(model):
+    """Every SwitchableDropout inside `model` that drops something (rate > 0), however deeply nested."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, SwitchableDropout) and layer.rate > 0:
+            found.append(layer)
+        found += dropout_layers(layer)
+    return found
+
+
+@contextlib.contextmanager
+def dropout_on(layers):
+    """Inside the block, `layers` (SwitchableDropout) drop even at inference; after it they are as before."""
+    before = [layer.at_inference for layer in layers]
+    for layer in layers:
+        layer.at_inference = True
+    try:
+        yield
+    finally:
+        for layer, at_inference in zip(layers, before):
+            layer.at_inference = at_inference
+
+
 def serving_functions(generator, image_size):
-    """The three signatures as tf.functions, name -> function, for `generator` trained at image_size.
+    """The signatures as tf.functions, name -> function, for `generator` trained at image_size.
 
     Called in memory they behave as the exported signatures do: keyword
-    inputs, a dict of outputs.
+    inputs, a dict of outputs. `colorize_samples` is there only when the
+    generator has dropout: without it every sample would be the same.
     """
 
     def predict_ab(scaled_l):
-        # training=False: batch norm uses its moving statistics, dropout is off.
+        # training=False: batch norm uses its moving statistics, dropout is off (but see colorize_samples).
         # The cast undoes a mixed-precision policy's float16 / bfloat16 outputs.
         outputs = generator(scaled_l, training=False)
         if isinstance(outputs, dict):  # a generator that also classifies: serve its colours
             outputs = outputs["ab"]
         return tf.cast(outputs, tf.float32)
 
-    def colorize_rgb(image):
+    def colorize_rgb(image, copies=1):
+        """uint8 RGB (H, W, 3) -> `copies` colorizations of it, uint8 (copies, H, W, 3)."""
         full_l, _ = rgb_to_scaled_lab(image)
         # The generator sees the image resized exactly as in training (chroma.data.preprocess).
         small_l, _ = preprocess(image, image_size)
-        small_ab = predict_ab(small_l[None])[0]
+        small_ab = predict_ab(tf.repeat(small_l[None], copies, axis=0))
         ab = tf.image.resize(small_ab, tf.shape(image)[:2], method="bilinear")
-        rgb = scaled_lab_to_rgb(full_l, ab)
-        return {"colorized": tf.cast(tf.round(rgb * 255.0), tf.uint8)}
+        rgb = scaled_lab_to_rgb(tf.repeat(full_l[None], copies, axis=0), ab)
+        return tf.cast(tf.round(rgb * 255.0), tf.uint8)
 
     @tf.function(input_signature=[tf.TensorSpec((), tf.string, name="image_bytes")])
     def serving_default(image_bytes):
         image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
         image.set_shape((None, None, 3))
-        return colorize_rgb(image)
+        return {"colorized": colorize_rgb(image)[0]}
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image")])
     def colorize_image(image):
-        return colorize_rgb(image)
+        return {"colorized": colorize_rgb(image)[0]}
 
     @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, 1), tf.float32, name="scaled_l")])
     def colorize_lab(scaled_l):
         return {"scaled_ab": predict_ab(scaled_l)}
 
-    return {"serving_default": serving_default, "colorize_image": colorize_image, "colorize_lab": colorize_lab}
+    functions = {"serving_default": serving_default, "colorize_image": colorize_image, "colorize_lab": colorize_lab}
+    dropouts = dropout_layers(generator)
+    if not dropouts:
+        return functions
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None, None, 3), tf.uint8, name="image"), tf.TensorSpec((), tf.int32, name="samples")
+        ]
+    )
+    def colorize_samples(image, samples):
+        # Paper agosti, figure 4 (after pix2pix): dropout kept on at test time is the noise z of G(x, z),
+        # so N copies of one image get N colorizations. Only dropout is switched on, and only while this
+        # function is traced: batch norm keeps its moving statistics (training=True would normalise with
+        # the copies' own statistics and update the saved averages), and the other signatures stay
+        # deterministic. Each copy in the batch draws its own dropout mask.
+        tf.debugging.assert_positive(samples, message="samples must be at least 1")
+        with dropout_on(dropouts):
+            return {"colorized": colorize_rgb(image, samples)}
+
+    return {**functions, "colorize_samples": colorize_samples}
 
 
 def export_saved_model(generator, directory, image_size):
@@ -97,6 +154,9 @@ def export_saved_model(generator, directory, image_size):
     try:
         module = tf.Module()
         module.generator = generator  # tracked, so its variables are saved
+        # Dropout's random seed state (colorize_samples draws its masks from it) is a Keras variable that
+        # TensorFlow's object graph does not reach through the layers; listing every variable saves it.
+        module.generator_variables = generator.variables
         functions = serving_functions(generator, image_size)
         for name, function in functions.items():
             setattr(module, name, function)

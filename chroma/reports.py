@@ -38,33 +38,49 @@ def write_results(out_dir, title, rows, columns, paper_name):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, csv_path = out_dir / "results.md", out_dir / "results.csv"
-
-    header = ["model"] + [f"{metric}, {side}" for metric in columns for side in ("ours", "paper")] + ["note"]
     lines = [
         f"# {title}",
         "",
         f"Written {datetime.date.today().isoformat()} by chroma.reports. \"paper\" columns quote paper "
         f"`{paper_name}`; {MISSING} marks a value not reported or not measured.",
         "",
-        markdown_row(header),
-        "|---|" + "---:|" * (2 * len(columns)) + "---|",
+        *table_lines(rows, columns),
     ]
+    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with csv_path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["model", "metric", "ours", "paper"])
+        writer.writerows(csv_rows(rows, columns))
+    return md_path, csv_path
+
+
+def append_table(out_dir, heading, rows, columns):
+    """A further table (e.g. a paper's second one) under `heading` in results.md, its rows added to results.csv."""
+    out_dir = Path(out_dir)
+    with (out_dir / "results.md").open("a", encoding="utf-8") as file:
+        file.write("\n".join(["", f"## {heading}", "", *table_lines(rows, columns)]) + "\n")
+    with (out_dir / "results.csv").open("a", newline="", encoding="utf-8") as file:
+        csv.writer(file).writerows(csv_rows(rows, columns))
+
+
+def table_lines(rows, columns):
+    """Markdown lines: each metric's "ours" and "paper" side by side, then the note."""
+    header = ["model"] + [f"{metric}, {side}" for metric in columns for side in ("ours", "paper")] + ["note"]
+    lines = [markdown_row(header), "|---|" + "---:|" * (2 * len(columns)) + "---|"]
     for row in rows:
         ours, paper = row.get("ours", {}), row.get("paper", {})
         cells = [row["model"]]
         for metric in columns:
             cells += [format_value(ours.get(metric)), format_value(paper.get(metric))]
         lines.append(markdown_row(cells + [row.get("note", "")]))
-    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
 
-    with csv_path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["model", "metric", "ours", "paper"])
-        for row in rows:
-            ours, paper = row.get("ours", {}), row.get("paper", {})
-            for metric in columns:
-                writer.writerow([row["model"], metric, csv_value(ours.get(metric)), csv_value(paper.get(metric))])
-    return md_path, csv_path
+
+def csv_rows(rows, columns):
+    for row in rows:
+        ours, paper = row.get("ours", {}), row.get("paper", {})
+        for metric in columns:
+            yield [row["model"], metric, csv_value(ours.get(metric)), csv_value(paper.get(metric))]
 
 
 def markdown_row(cells):

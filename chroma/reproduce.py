@@ -2,8 +2,10 @@
 
 `make reproduce-<paper>` calls `reproduce(load_experiment(<paper>), scale)`.
 A recipe is a plain module in experiments/ with PAPER, TITLE, COLUMNS (metric
-names), RUNS (a list of chroma.training.Run) and settings(scale, coco,
-backbone_weights) -> chroma.training.Settings.
+names), RUNS (a list of chroma.training.Run) and settings(scale, coco, data)
+-> chroma.training.Settings. Optionally LOSS_TABLE = (heading, {run key: the
+paper's losses}): a second table of each run's mean D and G losses over its
+first and last epoch (paper bruvik's table 3).
 """
 
 import importlib.util
@@ -21,6 +23,7 @@ from chroma.training import read_history, train
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 SAMPLE_IMAGES = 4
+EPOCH_LOSS_COLUMNS = ("d_loss, first epoch", "g_loss, first epoch", "d_loss, last epoch", "g_loss, last epoch")
 
 
 def load_experiment(name):
@@ -46,14 +49,17 @@ def select_runs(experiment, keys=None):
     return [run for run in experiment.RUNS if run.key in keys]
 
 
-def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, backbone_weights=None, run_keys=None,
-              strategy=None, precision="float32", lpips_weights=None, index_path="RESULTS.md"):
+def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, backbone_weights=None, segmenter=None,
+              run_keys=None, strategy=None, precision="float32", lpips_weights=None, index_path="RESULTS.md"):
     """Trains (or resumes) every run, then writes results.md/.csv, loss curves and a sample grid.
 
+    backbone_weights, segmenter: where this machine keeps pretrained networks,
+    passed to the runs in their Settings (each recipe says what they mean).
     lpips_weights: the converted LPIPS weights (see chroma.metrics.lpips) for
     recipes whose table has LPIPS; without them that column stays empty.
     """
-    settings = experiment.settings(scale, coco=coco, data=data, backbone_weights=backbone_weights)
+    settings = experiment.settings(scale, coco=coco, data=data)
+    settings = settings._replace(backbone_weights=backbone_weights, segmenter=segmenter)
     lpips_model = LPIPS(weights=lpips_weights) if lpips_weights and "lpips" in experiment.COLUMNS else None
     out_dir = Path(runs_root) / experiment.PAPER / scale
     eval_data = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size)
@@ -62,7 +68,8 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, backbon
              "ours": titled(evaluation.evaluate(lambda batch: baseline0(batch["L"]), eval_data, experiment.COLUMNS,
                                                 lpips_model))}]
     samples = [("original", None, eval_data), ("grayscale", None, eval_data)]
-    for run in select_runs(experiment, run_keys):
+    runs = select_runs(experiment, run_keys)
+    for run in runs:
         print(f"== {experiment.PAPER} / {scale}: {run.name}", file=sys.stderr)
         run_settings = run.settings_for(settings)
         model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision)
@@ -72,11 +79,19 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, backbon
         rows.append({"model": run.name, "ours": titled(scores), "paper": titled(run.paper), "note": run.note})
         reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / f"{run.key}_losses.png",
                                 f"{run.name} ({scale})")
+        if run.pretrain is not None:  # e.g. paper bruvik's figure 10
+            reports.plot_gan_losses(read_history(out_dir / run.key / "pretrain"),
+                                    out_dir / f"{run.key}_pretraining_losses.png", f"{run.name}, pretraining ({scale})")
         samples.append((run.name, model, run_eval_data))
     reports.sample_grid(sample_columns(samples), out_dir / "samples.png",
                         f"{experiment.TITLE}: held-out images ({scale})")
     columns = [evaluation.COLUMN_TITLES.get(name, name) for name in experiment.COLUMNS]
     paths = reports.write_results(out_dir, f"{experiment.TITLE} — {scale} scale", rows, columns, experiment.PAPER)
+    if hasattr(experiment, "LOSS_TABLE"):
+        heading, paper_losses = experiment.LOSS_TABLE
+        loss_rows = [{"model": run.name, "ours": epoch_losses(read_history(out_dir / run.key)),
+                      "paper": paper_losses[run.key]} for run in runs if run.key in paper_losses]
+        reports.append_table(out_dir, heading, loss_rows, EPOCH_LOSS_COLUMNS)
     reports.update_results_index(runs_root, index_path)
     return paths
 
@@ -86,9 +101,16 @@ def train_with_pretraining(run, settings, out_dir, strategy=None, precision="flo
     pretrained = None
     if run.pretrain is not None:
         print(f"{run.name}: pretraining phase", file=sys.stderr)
-        pretrained = train(run, run.pretrain(settings), Path(out_dir) / "pretrain", strategy=strategy,
-                           precision=precision)
+        pretrained = train(run.pretraining_run(), run.pretrain.settings(settings), Path(out_dir) / "pretrain",
+                           strategy=strategy, precision=precision)
     return train(run, settings, out_dir, strategy=strategy, precision=precision, start_from=pretrained)
+
+
+def epoch_losses(history):
+    """{"d_loss, first epoch": ..., "g_loss, last epoch": ...} from a run's per-epoch history."""
+    return {f"{name}, {which} epoch": history[name][index]
+            for name in ("d_loss", "g_loss") if history.get(name)
+            for which, index in (("first", 0), ("last", -1))}
 
 
 def titled(scores):

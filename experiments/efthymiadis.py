@@ -34,7 +34,7 @@ from chroma.models.iizuka import IizukaColorizer
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.resnet_cnn import ResNetCNN
 from chroma.models.unet import UNetGenerator
-from chroma.training import ConditionalGAN, RegressionColorizer, Run, Settings
+from chroma.training import ConditionalGAN, Pretraining, RegressionColorizer, Run, Settings, at_paper_scale
 
 PAPER = "efthymiadis"
 TITLE = "Deep Learning Image Colorization (Efthymiadis et al.)"
@@ -46,9 +46,11 @@ FINE_TUNING_EPOCHS = 20
 PRETRAINING_EPOCHS = 20
 
 
-def settings(scale, coco=None, data=None, backbone_weights=None):
-    """The data and compute of `scale`: "paper" (section 3) or "smoke" (a CPU, minutes)."""
-    del backbone_weights  # no pretrained backbone: ResNetCNN's conv1 takes one channel
+def settings(scale, coco=None, data=None):
+    """The data and compute of `scale`: "paper" (section 3) or "smoke" (a CPU, minutes).
+
+    No pretrained backbone: ResNetCNN's conv1 takes one channel.
+    """
     if scale == "paper":
         if not data or not coco:
             raise ValueError("SCALE=paper needs DATA=/path/to/imagenet27 (train/, val/) and COCO=/path/to/coco")
@@ -110,18 +112,18 @@ def ugan_recipe(total_steps):
 
 RUNS = [
     Run("cnn", "CNN", cnn, l1_adam(1e-4), paper={"psnr": 21.239301, "ssim": 0.895211, "lpips": 0.168267},
-        paper_overrides={"image_size": 224, "epochs": 100}),
+        overrides=at_paper_scale(image_size=224, epochs=100)),
     Run("cnn_classifier", "CNN + Classifier", cnn_with_classifier, l1_adam(5e-5, classification_weight=1 / 300),
         paper={"psnr": 21.259139, "ssim": 0.907357, "lpips": 0.161973},
-        paper_overrides={"image_size": 224, "epochs": 200}, note="no class labels at smoke scale: CE is 0"),
+        overrides=at_paper_scale(image_size=224, epochs=200), note="no class labels at smoke scale: CE is 0"),
     Run("attention_ugan", "Attention UGAN", attention_ugan, ugan_recipe,
         paper={"psnr": 18.476772, "ssim": 0.873606, "lpips": 0.188972}),
     Run("baseline_ugan", "Baseline UGAN", baseline_ugan, ugan_recipe,
         paper={"psnr": 17.939683, "ssim": 0.852737, "lpips": 0.199551}),
     Run("pretrained_ugan", "Pretrained UGAN", baseline_ugan, ugan_recipe,
         paper={"psnr": 19.658543, "ssim": 0.898401, "lpips": 0.150918},
-        paper_overrides={"epochs": FINE_TUNING_EPOCHS}, pretrain=pretraining),
+        overrides=at_paper_scale(epochs=FINE_TUNING_EPOCHS), pretrain=Pretraining(pretraining)),
     Run("pretrained_attention_ugan", "Pretrained Attention UGAN", attention_ugan, ugan_recipe,
         paper={"psnr": 19.997733, "ssim": 0.901787, "lpips": 0.147607},
-        paper_overrides={"epochs": FINE_TUNING_EPOCHS}, pretrain=pretraining),
+        overrides=at_paper_scale(epochs=FINE_TUNING_EPOCHS), pretrain=Pretraining(pretraining)),
 ]

@@ -39,7 +39,7 @@ PAPER_IMAGE_SIZE = 256
 SMOKE_IMAGE_SIZE = 64
 
 
-def settings(scale, coco=None, data=None, backbone_weights=None):
+def settings(scale, coco=None, data=None):
     """The data and compute of `scale`: "paper" (section 5) or "smoke" (a CPU, minutes).
 
     The paper trains on COCO only, so `data` (another dataset) is not used.
@@ -54,7 +54,6 @@ def settings(scale, coco=None, data=None, backbone_weights=None):
             image_size=PAPER_IMAGE_SIZE,
             batch_size=16,
             epochs=300,
-            backbone_weights=backbone_weights,
         )
     if scale == "smoke":
         return Settings(
@@ -64,7 +63,6 @@ def settings(scale, coco=None, data=None, backbone_weights=None):
             batch_size=2,
             epochs=30,
             smoke=True,
-            backbone_weights=backbone_weights,
         )
     raise ValueError(f"unknown scale {scale!r}; choose smoke or paper")
 

@@ -15,6 +15,15 @@ def test_help_lists_every_command(capsys):
         assert command in help_text
 
 
+def test_colorize_help_explains_samples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["colorize", "--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--samples N" in help_text
+    assert "N different colorizations of each image" in help_text and "dropout" in help_text
+
+
 def test_baseline0_fits_saves_and_prints_its_table(tmp_path, capsys):
     output = tmp_path / "baseline0.keras"
     status = cli.main(["baseline0", "--data", "samples", "--image-size", "32", "--output", str(output)])

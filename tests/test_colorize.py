@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import skimage.data
 import tensorflow as tf
 from PIL import Image
 
@@ -10,6 +11,7 @@ from chroma import cli
 from chroma.colorize import output_path
 from chroma.data import MAX_PIXELS, load_rgb
 from chroma.export import export_saved_model
+from chroma.models.unet import UNetGenerator
 
 IMAGE_SIZE = 16
 
@@ -27,6 +29,26 @@ def generator():
 @pytest.fixture(scope="module")
 def saved_model(generator, tmp_path_factory):
     return export_saved_model(generator, tmp_path_factory.mktemp("models") / "tiny", IMAGE_SIZE)
+
+
+@pytest.fixture(scope="module")
+def unet_with_dropout(tmp_path_factory):
+    """A tiny U-Net with dropout as .keras and SavedModel, random weights scaled up so its colours show in uint8."""
+    keras.utils.set_random_seed(0)
+    generator = UNetGenerator(base_filters=4, depth=4)
+    for weight in generator.trainable_weights:
+        weight.assign(weight * 5.0)
+    folder = tmp_path_factory.mktemp("unet")
+    generator.save(folder / "unet.keras")
+    return folder / "unet.keras", export_saved_model(generator, folder / "saved_model", IMAGE_SIZE)
+
+
+@pytest.fixture
+def cat_photo(tmp_path):
+    path = tmp_path / "photos" / "chelsea.png"
+    path.parent.mkdir()
+    Image.fromarray(skimage.data.chelsea()[::6, ::6]).save(path)  # 50x76
+    return path
 
 
 def colorize(*arguments):
@@ -142,3 +164,45 @@ def test_formats_pillow_cannot_write_become_png(tmp_path, monkeypatch):
     path, note = output_path("a/b.webp", tmp_path)
     assert path == tmp_path / "a" / "b.png"
     assert "saved as PNG" in note
+
+
+def test_samples_are_different_colorizations_of_each_photo(unet_with_dropout, cat_photo, tmp_path, capsys):
+    keras_file, saved_model = unet_with_dropout
+    photo = load_rgb(str(cat_photo))
+    for model in (saved_model, keras_file):
+        output = tmp_path / model.name
+        assert colorize(cat_photo, "--model", model, "--image-size", IMAGE_SIZE, "-o", output, "--samples", 3) == 0
+        names = ["chelsea_sample1.png", "chelsea_sample2.png", "chelsea_sample3.png"]
+        assert image_files(output) == names
+        samples = [np.asarray(Image.open(output / name)) for name in names]
+        assert all(sample.shape == photo.shape for sample in samples)
+        for first, second in ((0, 1), (0, 2), (1, 2)):
+            assert np.abs(samples[first].astype(int) - samples[second]).mean() > 1.0
+        printed = capsys.readouterr().out
+        assert f"-> {output / names[0]}, {output / names[1]}, {output / names[2]}" in printed
+        assert "colorized 1, skipped 0" in printed
+
+    # Without --samples, dropout is off: one colorization, the same every time.
+    for output in (tmp_path / "once", tmp_path / "twice"):
+        assert colorize(cat_photo, "--model", saved_model, "-o", output) == 0
+        assert image_files(output) == ["chelsea.png"]
+    once, twice = (np.asarray(Image.open(tmp_path / run / "chelsea.png")) for run in ("once", "twice"))
+    np.testing.assert_array_equal(once, twice)
+
+
+def test_samples_need_a_generator_with_dropout_and_a_positive_count(
+    unet_with_dropout, saved_model, generator, cat_photo, tmp_path, capsys
+):
+    output = tmp_path / "colorized"
+    for count in ("0", "-2"):
+        assert colorize(cat_photo, "--model", unet_with_dropout[1], "-o", output, "--samples", count) == 2
+        assert f"--samples must be at least 1, got {count}" in capsys.readouterr().err
+
+    assert colorize(cat_photo, "--model", saved_model, "-o", output, "--samples", 2) == 2
+    error = capsys.readouterr().err
+    assert "--samples needs a generator with dropout" in error and "no colorize_samples signature" in error
+
+    generator.save(tmp_path / "tiny.keras")
+    assert colorize(cat_photo, "--model", tmp_path / "tiny.keras", "-o", output, "--samples", 2) == 2
+    assert "its generator has no dropout, so every sample would be the same" in capsys.readouterr().err
+    assert not output.exists()

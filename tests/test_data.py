@@ -318,8 +318,11 @@ def test_element_spec_shapes_and_ranges(image_folder):
         "ab": tf.TensorSpec((None, size, size, 2), tf.float32),
         "caption": tf.TensorSpec((None,), tf.string),
         "label": tf.TensorSpec((None,), tf.int32),
+        "name": tf.TensorSpec((None,), tf.string),
     }
     batches = list(dataset.as_numpy_iterator())
+    names = sorted(name.decode() for batch in batches for name in batch["name"])
+    assert names == sorted(record.name for record in data.folder(image_folder).records)
     assert [len(batch["label"]) for batch in batches] == [2, 2, 1]
     assert np.concatenate([batch["label"] for batch in batches]).tolist() == [0, 0, 1, 1, -1]
     lightness = np.concatenate([batch["L"] for batch in batches])
@@ -401,10 +404,10 @@ def test_tfrecords_round_trip(image_folder, tmp_path, capsys):
     assert read_back == metadata
     expected = {record.caption: record for record in source.records if record.name != "cats/broken.jpg"}
     elements = list(dataset.as_numpy_iterator())
-    assert sorted(caption.decode() for _, caption, _ in elements) == sorted(expected)
-    for rgb, caption, label in elements:
+    assert sorted(caption.decode() for _, caption, _, _ in elements) == sorted(expected)
+    for rgb, caption, label, name in elements:
         record = expected[caption.decode()]
-        assert label == record.label
+        assert label == record.label and name.decode() == record.name
         assert np.abs(rgb.astype(float) - record.load()).mean() < 3  # JPEG quality 95
 
 
@@ -457,5 +460,5 @@ def test_tfrecords_keep_colour_at_full_resolution(tmp_path):
     source = data.Source("stripes", [data.ImageRecord("stripes", image=stripes)], [])
     data.write_tfrecords(source, tmp_path / "records", num_shards=1, progress=False)
     dataset, _ = data.read_tfrecords(tmp_path / "records")
-    rgb, _, _ = next(dataset.as_numpy_iterator())
+    rgb, _, _, _ = next(dataset.as_numpy_iterator())
     assert np.abs(rgb.astype(float) - stripes).mean() < 2

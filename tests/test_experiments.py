@@ -11,7 +11,7 @@ def trainable(model):
 
 def test_nampouri_paper_scale_builds_figures_10_to_15():
     nampouri = load_experiment("nampouri")
-    settings = nampouri.settings("paper", coco="/data/coco", backbone_weights="none")
+    settings = nampouri.settings("paper", coco="/data/coco")
     assert (settings.image_size, settings.batch_size, settings.epochs) == (256, 16, 300)
     assert settings.train_data == "coco:/data/coco?split=train2017&take=8000"
     unet_run, resnet_run = select_runs(nampouri)
@@ -50,7 +50,7 @@ def test_efthymiadis_recipe_follows_section_3():
     assert float(recipe["optimizer"].learning_rate) == pytest.approx(5e-5)
     for key in ("pretrained_ugan", "pretrained_attention_ugan"):
         fine_tuning = runs[key].settings_for(settings)
-        pretraining = runs[key].pretrain(fine_tuning)
+        pretraining = runs[key].pretrain.settings(fine_tuning)
         assert fine_tuning.epochs == 20 and fine_tuning.train_data == "/data/imagenet27/train"
         assert pretraining.train_data.startswith("coco:/data/coco?split=train2017")
     assert runs["attention_ugan"].settings_for(settings).image_size == 256

@@ -18,8 +18,9 @@ import tensorflow as tf
 from PIL import Image
 
 from chroma import cli, data
-from chroma.export import export_saved_model, load_generator, serving_functions
+from chroma.export import dropout_layers, export_saved_model, load_generator, serving_functions
 from chroma.models.baseline0 import MeanColorBaseline
+from chroma.models.unet import UNetGenerator
 from chroma.training import RegressionColorizer
 
 IMAGE_SIZE = 32
@@ -39,6 +40,15 @@ def tiny_generator():
         keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
         keras.layers.Conv2D(2, 3, padding="same", activation="tanh"),
     ])
+
+
+def unet_with_dropout():
+    """A tiny U-Net, random weights. Scaled up from N(0, 0.02), so its colours (and dropout's effect) show in uint8."""
+    keras.utils.set_random_seed(0)
+    generator = UNetGenerator(base_filters=4, depth=4)
+    for weight in generator.trainable_weights:
+        weight.assign(weight * 5.0)
+    return generator
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +145,35 @@ def test_in_memory_functions_equal_the_exported_signatures(baseline, loaded):
     np.testing.assert_array_equal(in_memory["colorized"], exported["colorized"])
 
 
+def test_colorize_samples_differ_and_colorize_image_stays_deterministic(tmp_path):
+    generator = unet_with_dropout()
+    export_saved_model(generator, tmp_path / "unet", 16)
+    assert json.loads((tmp_path / "unet" / "chroma.json").read_text())["signatures"][-1] == "colorize_samples"
+    # Tracing colorize_samples for the export switched dropout on only while it ran.
+    assert dropout_layers(generator) and not any(layer.at_inference for layer in dropout_layers(generator))
+
+    signatures = tf.saved_model.load(str(tmp_path / "unet")).signatures
+    photo = tf.constant(COFFEE[::8, ::8])
+    samples = signatures["colorize_samples"](image=photo, samples=tf.constant(3))["colorized"].numpy()
+    assert samples.shape == (3, *photo.shape) and samples.dtype == np.uint8
+    more = signatures["colorize_samples"](image=photo, samples=tf.constant(1))["colorized"].numpy()
+    ab = skimage.color.rgb2lab(np.concatenate([samples, more]))[..., 1:]
+    # Paper agosti, figure 4: each sample, within a call and from call to call, is another colorization.
+    for first, second in ((0, 1), (0, 2), (1, 2), (0, 3)):
+        assert np.abs(ab[first] - ab[second]).mean() > 1.0
+
+    colorize_image = signatures["colorize_image"]
+    np.testing.assert_array_equal(colorize_image(image=photo)["colorized"], colorize_image(image=photo)["colorized"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="samples must be at least 1"):
+        signatures["colorize_samples"](image=photo, samples=tf.constant(0))
+
+
+def test_a_generator_without_dropout_has_no_samples_signature():
+    generator = UNetGenerator(base_filters=4, depth=4, dropout=0.0)
+    assert not dropout_layers(generator)
+    assert "colorize_samples" not in serving_functions(generator, 16)  # every sample would be the same
+
+
 def test_chroma_json_says_what_is_inside(exported):
     metadata = json.loads((exported / "chroma.json").read_text())
     assert metadata["image_size"] == IMAGE_SIZE
@@ -204,3 +243,14 @@ def test_cli_export_errors(tmp_path, capsys):
     assert export() == 0
     assert export() == 2
     assert export("tiny.keras", "--overwrite") == 0
+
+
+def test_every_model_file_is_loadable_from_a_keras_file():
+    """A .keras file names its classes; load_generator can only rebuild those whose module it imports."""
+    from chroma.export import MODEL_MODULES
+
+    models_dir = Path(__file__).parent.parent / "chroma" / "models"
+    with_classes = {f"chroma.models.{path.stem}" for path in models_dir.glob("*.py")
+                    if "register_keras_serializable" in path.read_text()}
+    imported_by_generators = {"chroma.models.blocks", "chroma.models.pixel_tcl"}  # unet, pixel_unet import them
+    assert with_classes - imported_by_generators <= set(MODEL_MODULES)

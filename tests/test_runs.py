@@ -59,6 +59,11 @@ def test_a_run_killed_mid_training_resumes_where_its_checkpoint_left_off(tmp_pat
     assert list((out_dir / "logs").rglob("events.out.tfevents*"))
     results = (tmp_path / "runs" / "tiny" / "smoke" / "results.md").read_text()
     assert "tiny cGAN" in results and "baseline0" in results
+    losses = results.split("## Tiny losses by epoch")[1].splitlines()
+    # The run's first-epoch D loss beside the recipe's 0.7, and the three columns the recipe left out.
+    row = next(line for line in losses if line.startswith("| tiny cGAN |"))
+    assert row.startswith(f"| tiny cGAN | {history['d_loss'][0]:.4f} | 0.7000 | {history['g_loss'][0]:.4f} | – |")
+    assert f"| {history['g_loss'][-1]:.4f} | – |" in row
     assert (tmp_path / "RESULTS.md").exists() and (out_dir.parent / "gan_losses.png").exists()
 
 
@@ -79,7 +84,7 @@ def test_a_diverging_run_stops_with_a_clear_message_and_keeps_its_last_good_chec
 
 def test_unknown_run_names_are_listed():
     recipe = load_experiment(str(RECIPE))
-    with pytest.raises(ValueError, match="its runs: gan, pretrained_gan, exploding"):
+    with pytest.raises(ValueError, match="its runs: gan, pretrained_gan, regression_pretrained_gan, exploding"):
         select_runs(recipe, ["nope"])
 
 
@@ -100,3 +105,22 @@ def test_a_pretrained_run_starts_from_the_pretraining_phase_networks(tmp_path):
         for ours, theirs in zip(model.networks()[network].weights, pretrained.networks()[network].weights):
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     assert int(model.g_optimizer.iterations) == 0  # fine-tuning starts with fresh optimizers
+
+
+def test_a_run_can_start_from_a_pretraining_phase_of_another_model(tmp_path):
+    """Paper bruvik 5.5: the generator alone, trained by L1 regression, then the cGAN around it."""
+    from chroma.reproduce import train_with_pretraining
+    from chroma.training import ResumableCheckpoint
+
+    recipe = load_experiment(str(RECIPE))
+    run, = select_runs(recipe, ["regression_pretrained_gan"])
+    settings = recipe.settings("smoke")._replace(epochs=0)
+    model = train_with_pretraining(run, settings, tmp_path / "run")
+
+    pretrained = recipe.generator_regression(settings)
+    pretrained.compile(**recipe.l1_recipe(0))
+    ResumableCheckpoint(tmp_path / "run" / "pretrain" / "checkpoints", pretrained).restore()
+    assert int(pretrained.optimizer.iterations) == 2
+    for ours, theirs in zip(model.generator.weights, pretrained.generator.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert type(model).__name__ == "ConditionalGAN" and int(model.d_optimizer.iterations) == 0

@@ -1,8 +1,9 @@
 """tf.data pipelines: records -> clean RGB -> the (L, ab) pairs every model trains on.
 
 Elements are dicts {"L": (S, S, 1), "ab": (S, S, 2), "caption": string,
-"label": int32}, L and ab scaled to [-1, 1] (see chroma.color). S is whatever
-the model needs (the papers use 224, 256 and 299).
+"label": int32, "name": string}, L and ab scaled to [-1, 1] (see
+chroma.color), name the image's name in its source (unique within it). S is
+whatever the model needs (the papers use 224, 256 and 299).
 """
 
 import logging
@@ -53,7 +54,7 @@ def make_dataset(
     report=None,
     drop_remainder=False,
 ):
-    """A tf.data.Dataset of {"L", "ab", "caption", "label"} from a Source or a TFRecord directory.
+    """A tf.data.Dataset of {"L", "ab", "caption", "label", "name"} from a Source or a TFRecord directory.
 
     From a Source, records are decoded in Python with `load_rgb` (longer side
     <= max_side); unreadable ones, and with drop_gray already-gray ones, are
@@ -79,11 +80,11 @@ def make_dataset(
     if repeat:
         images = images.repeat()
 
-    def to_example(index, rgb_caption_label):
-        rgb, caption, label = rgb_caption_label
+    def to_example(index, record):
+        rgb, caption, label, name = record
         flip_seed = tf.stack([tf.constant(seed, tf.int64), index])
         l, ab = preprocess(rgb, image_size, flip=flip, seed=flip_seed)
-        return {"L": l, "ab": ab, "caption": caption, "label": label}
+        return {"L": l, "ab": ab, "caption": caption, "label": label, "name": name}
 
     # Numbering examples after repeat() gives each epoch's copy its own flip. (zip with a
     # counter, not enumerate(): enumerate over a generator left mid-pass hangs the process at exit.)
@@ -95,7 +96,7 @@ def make_dataset(
 
 
 def _decoded_images(source, max_side, drop_gray, shuffle, seed, report):
-    """(rgb, caption, label) for each usable record, decoded in Python by a parallel map.
+    """(rgb, caption, label, name) for each usable record, decoded in Python by a parallel map.
 
     A map over record indices rather than `Dataset.from_generator`: a generator
     left mid-pass (as fit leaves a repeated dataset) hangs the process at exit,
@@ -117,21 +118,22 @@ def _decoded_images(source, max_side, drop_gray, shuffle, seed, report):
             usable = outcome is None
         with lock:
             _count_first_pass(first_pass, record.name, outcome, len(records), report, source.name)
-        return rgb, usable, record.caption, np.int32(record.label)
+        return rgb, usable, record.caption, np.int32(record.label), record.name
 
     indices = tf.data.Dataset.range(len(records))
     if shuffle:
         # A new seeded order on every pass (repeat() comes after this).
         indices = indices.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
     loaded = indices.map(
-        lambda index: tf.numpy_function(load, [index], (tf.uint8, tf.bool, tf.string, tf.int32), stateful=True),
+        lambda index: tf.numpy_function(load, [index], (tf.uint8, tf.bool, tf.string, tf.int32, tf.string),
+                                        stateful=True),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    usable = loaded.filter(lambda rgb, ok, caption, label: ok)
+    usable = loaded.filter(lambda rgb, ok, caption, label, name: ok)
     return usable.map(
-        lambda rgb, ok, caption, label: (tf.ensure_shape(rgb, [None, None, 3]), tf.ensure_shape(caption, []),
-                                         tf.ensure_shape(label, []))
+        lambda rgb, ok, caption, label, name: (tf.ensure_shape(rgb, [None, None, 3]), tf.ensure_shape(caption, []),
+                                               tf.ensure_shape(label, []), tf.ensure_shape(name, []))
     )
 
 

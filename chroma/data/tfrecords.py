@@ -133,7 +133,7 @@ def read_metadata(path):
 
 
 def read_tfrecords(path, drop_gray=False, *, shuffle=False, seed=0, report=None):
-    """A dataset of (rgb uint8 (H, W, 3), caption string, label int32), and the metadata.
+    """A dataset of (rgb uint8 (H, W, 3), caption string, label int32, name string), and the metadata.
 
     The build's skip counts (and, with drop_gray, the gray images flagged at
     build time) are merged into `report` and logged once.
@@ -174,4 +174,4 @@ def read_tfrecords(path, drop_gray=False, *, shuffle=False, seed=0, report=None)
 
 def _decode(example):
     rgb = tf.io.decode_jpeg(example["image"], channels=3)
-    return rgb, example["caption"], tf.cast(example["label"], tf.int32)
+    return rgb, example["caption"], tf.cast(example["label"], tf.int32), example["name"]

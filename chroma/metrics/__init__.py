@@ -1,5 +1,6 @@
 """Image-quality metrics of the colorization papers: TF functions and a Keras metric."""
 
+from chroma.metrics.fid import ActivationStatistics, evaluate_fid, fid_inception, frechet_distance
 from chroma.metrics.image_quality import (
     PSNR_MSE_FLOOR,
     colorfulness,
@@ -19,13 +20,17 @@ from chroma.metrics.keras_metrics import (
 )
 
 __all__ = [
+    "ActivationStatistics",
     "LPIPS",
     "PSNR_MSE_FLOOR",
     "SCALED_LAB_METRICS",
     "ColorizationMetric",
     "colorfulness",
     "colorization_metrics",
+    "evaluate_fid",
     "evaluate_lpips",
+    "fid_inception",
+    "frechet_distance",
     "l1_ab",
     "lpips_distance",
     "mse_8bit",

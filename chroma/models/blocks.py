@@ -75,37 +75,35 @@ def down_block(filters, normalize=True, activate=True, use_bias=False, name=None
     return keras.Sequential(layers, name=name)
 
 
-def up_block(filters, dropout=0.0, dropout_at_inference=False, name=None):
-    """Ck / CDk of the decoders (figures 11 and 13): ReLU, 4x4 stride-2 transposed conv, batch norm, [dropout].
+def transposed_conv(filters, **kwargs):
+    """The decoders' x2 upsampling (figures 11 and 13): a 4x4 stride-2 transposed conv.
 
     'same' padding doubles the size exactly as PyTorch's ConvTranspose2d(4, 2, padding=1) does.
     """
-    layers = [
-        keras.layers.ReLU(),
-        keras.layers.Conv2DTranspose(
-            filters, 4, strides=2, padding="same", use_bias=False, kernel_initializer=weight_init()
-        ),
-        batch_norm(),
-    ]
+    return keras.layers.Conv2DTranspose(
+        filters, 4, strides=2, padding="same", kernel_initializer=weight_init(), **kwargs
+    )
+
+
+def up_block(filters, dropout=0.0, dropout_at_inference=False, upsampling=transposed_conv, name=None):
+    """Ck / CDk of the decoders (figures 11 and 13): ReLU, 4x4 stride-2 transposed conv, batch norm, [dropout].
+
+    `upsampling(filters, **kwargs)` makes the x2 layer; paper agosti's PixelGAN swaps in a PixelTCL.
+    """
+    layers = [keras.layers.ReLU(), upsampling(filters, use_bias=False), batch_norm()]
     if dropout:
         layers.append(SwitchableDropout(dropout, at_inference=dropout_at_inference))
     return keras.Sequential(layers, name=name)
 
 
-def output_block(channels=2, name=None):
+def output_block(channels=2, upsampling=transposed_conv, name=None):
     """The generators' last layer: ReLU, 4x4 stride-2 transposed conv with bias, tanh.
 
     In float32 whatever the dtype policy, so the scaled ab leaves in float32
-    under mixed precision.
+    under mixed precision. `upsampling` as in up_block.
     """
     return keras.Sequential(
-        [
-            keras.layers.ReLU(),
-            keras.layers.Conv2DTranspose(
-                channels, 4, strides=2, padding="same", activation="tanh",
-                kernel_initializer=weight_init(), dtype="float32",
-            ),
-        ],
+        [keras.layers.ReLU(), upsampling(channels, use_bias=True, activation="tanh", dtype="float32")],
         name=name,
     )
 

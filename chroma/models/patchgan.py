@@ -20,6 +20,26 @@ def _patch_block(filters, strides, normalize, use_bias, name):
     return keras.Sequential(layers, name=name)
 
 
+def patch_blocks(base_filters, n_layers, normalize=True):
+    """The Ck blocks, input side first: n_layers stride-2 blocks, then one of stride 1.
+
+    Filters double from base_filters up to base_filters * 8. With `normalize`,
+    every block but the first has batch norm and no bias (the norm's beta takes
+    its place); without it, as in a WGAN-GP critic, every conv has a bias.
+    """
+    filters = [min(base_filters * 2**index, base_filters * 8) for index in range(n_layers + 1)]
+    blocks = []
+    for index, count in enumerate(filters):
+        norm = normalize and index > 0
+        blocks.append(
+            _patch_block(
+                count, strides=2 if index < n_layers else 1, normalize=norm, use_bias=not norm,
+                name=f"c{count}_{index}",
+            )
+        )
+    return blocks
+
+
 @keras.saving.register_keras_serializable(package="chroma")
 class PatchDiscriminator(keras.Model):
     """concat(scaled L, scaled ab) (B,H,W,3) -> one real/fake logit per patch, (B, H', W', 1).
@@ -40,14 +60,7 @@ class PatchDiscriminator(keras.Model):
         super().__init__(**kwargs)
         self.base_filters = base_filters
         self.n_layers = n_layers
-        filters = [min(base_filters * 2**index, base_filters * 8) for index in range(n_layers + 1)]
-        blocks = [
-            _patch_block(
-                filters[index], strides=2 if index < n_layers else 1, normalize=index > 0,
-                use_bias=index == 0, name=f"c{filters[index]}_{index}",
-            )
-            for index in range(n_layers + 1)
-        ]
+        blocks = patch_blocks(base_filters, n_layers)
         logits = keras.Sequential(
             [
                 keras.layers.ZeroPadding2D(1),

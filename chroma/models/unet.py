@@ -2,7 +2,7 @@
 
 import keras
 
-from chroma.models.blocks import down_block, output_block, skip_decoder, up_block
+from chroma.models.blocks import down_block, output_block, skip_decoder, transposed_conv, up_block
 
 # CD512-CD1024-CD1024 (appendix A.1): the three innermost decoder blocks have dropout, as figure 11 shows.
 DROPOUT_BLOCKS = 3
@@ -45,6 +45,9 @@ class UNetGenerator(keras.Model):
     the dropout on when training=False, pix2pix's noise source.
     """
 
+    # The decoder's x2 layer factory, a class attribute so that PixelUNetGenerator can swap it.
+    upsampling = staticmethod(transposed_conv)
+
     def __init__(self, base_filters=64, depth=8, dropout=0.5, dropout_at_inference=False, **kwargs):
         super().__init__(**kwargs)
         if depth < 2:
@@ -58,11 +61,11 @@ class UNetGenerator(keras.Model):
         up_blocks = [
             up_block(
                 filters[level - 1], dropout=dropout if step < DROPOUT_BLOCKS else 0.0,
-                dropout_at_inference=dropout_at_inference, name=f"up{level}",
+                dropout_at_inference=dropout_at_inference, upsampling=self.upsampling, name=f"up{level}",
             )
             for step, level in enumerate(range(depth - 1, 0, -1))
         ]
-        self.decoder = skip_decoder(filters, up_blocks + [output_block(name="out")])
+        self.decoder = skip_decoder(filters, up_blocks + [output_block(upsampling=self.upsampling, name="out")])
         self.build((None, None, None, 1))
 
     def build(self, input_shape):
@@ -74,7 +77,7 @@ class UNetGenerator(keras.Model):
         for side in scaled_l.shape[1:3]:
             if side is not None and side % multiple:
                 raise ValueError(
-                    f"UNetGenerator(depth={self.depth}) needs height and width divisible by {multiple}, "
+                    f"{type(self).__name__}(depth={self.depth}) needs height and width divisible by {multiple}, "
                     f"got {tuple(scaled_l.shape[1:3])}"
                 )
         return self.decoder(self.encoder(scaled_l, training=training), training=training)[-1]

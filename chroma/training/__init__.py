@@ -6,10 +6,11 @@ from chroma.training.gan import ConditionalGAN
 from chroma.training.hardware import PRECISIONS, STRATEGIES, make_strategy, optimizer_for, set_precision
 from chroma.training.regression import RegressionColorizer
 from chroma.training.schedules import learning_rate
-from chroma.training.trainer import Run, Settings, read_history, train
+from chroma.training.trainer import Pretraining, Run, Settings, at_paper_scale, read_history, train
 
 __all__ = [
     "PRECISIONS",
+    "Pretraining",
     "STRATEGIES",
     "ColorizationModel",
     "ConditionalGAN",
@@ -19,6 +20,7 @@ __all__ = [
     "SampleImages",
     "Settings",
     "TrainingDiverged",
+    "at_paper_scale",
     "learning_rate",
     "make_strategy",
     "optimizer_for",

@@ -21,18 +21,29 @@ class ColorizationModel(keras.Model):
 
     def call(self, inputs, training=False):
         """Scaled L (B,H,W,1), or a batch dict holding it, -> scaled ab (B,H,W,2)."""
-        scaled_l = inputs["L"] if isinstance(inputs, dict) else inputs
-        outputs = self.generator(scaled_l, training=training)
+        batch = inputs if isinstance(inputs, dict) else {"L": inputs}
+        outputs = self.generator(self.generator_inputs(batch), training=training)
         return outputs["ab"] if isinstance(outputs, dict) else outputs  # generators that also classify
+
+    def generator_inputs(self, batch):
+        """What the generator reads for a batch: scaled L, or for a generator with frozen conditioning
+        networks (paper bruvik's embedding and segmentation prior) a dict with their outputs too, computed
+        here once per batch rather than once per generator update (and taken from the batch when cached)."""
+        conditioning = getattr(self.generator, "conditioning", None)
+        return conditioning(batch) if conditioning is not None else batch["L"]
 
     def networks(self):
         """The trainable networks, by attribute name; subclasses add theirs (the discriminator)."""
         return {"generator": self.generator}
 
     def copy_networks_from(self, other):
-        """Starts from another trained model's networks (fine-tuning); optimizers start afresh."""
-        for name, network in self.networks().items():
-            network.set_weights(other.networks()[name].get_weights())
+        """Starts from the networks another trained model shares with this one (fine-tuning after
+        pretraining); the others, and the optimizers, start afresh."""
+        shared = self.networks().keys() & other.networks().keys()
+        if not shared:
+            raise ValueError(f"{type(other).__name__} shares no network with {type(self).__name__}")
+        for name in shared:
+            self.networks()[name].set_weights(other.networks()[name].get_weights())
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         # Under a strategy Keras builds the metrics by calling this with (batch, None, predicted ab).

@@ -24,7 +24,7 @@ class ConditionalGAN(ColorizationModel):
       fixed count rather than a step-dependent branch, because optimizer updates
       inside `tf.cond` cannot synchronise replicas under MirroredStrategy.
 
-    Logs `d_loss`, `g_adversarial_loss`, `g_reconstruction_loss` (and
+    Logs `d_loss`, `g_loss` (the total G minimises), `g_adversarial_loss`, `g_reconstruction_loss` (and
     `gradient_penalty` for WGAN-GP) beside the compiled metrics. Losses are
     divided by the number of replicas, so the summed gradients are those of
     the global batch's mean.
@@ -69,7 +69,7 @@ class ConditionalGAN(ColorizationModel):
         self.discriminator_loss_weight = discriminator_loss_weight
         self.d_steps = d_steps
         self.g_steps = g_steps
-        losses = ["d_loss", "g_adversarial_loss", "g_reconstruction_loss"]
+        losses = ["d_loss", "g_loss", "g_adversarial_loss", "g_reconstruction_loss"]
         self.track_losses(*losses, *(["gradient_penalty"] if self.gradient_penalty_weight else []))
         if self.generator.built and self.discriminator.built:
             self.build_optimizers()
@@ -105,13 +105,14 @@ class ConditionalGAN(ColorizationModel):
     def train_step(self, data):
         data = self.unpack(data)
         scaled_l, true_ab = data["L"], data["ab"]
+        generator_inputs = self.generator_inputs(data)
         generator_variables = self.generator.trainable_variables
         discriminator_variables = self.discriminator.trainable_variables
         replicas = self.replicas()
         # As pix2pix: G runs once; D learns from that output, then G is scored by the updated D.
         g_tape = tf.GradientTape()
         with g_tape:
-            fake_ab = self.generator(scaled_l, training=True)
+            fake_ab = self.generator(generator_inputs, training=True)
         for _ in range(self.d_steps):
             with tf.GradientTape() as d_tape:
                 d_loss, penalty = self.d_losses(scaled_l, true_ab, tf.stop_gradient(fake_ab), training=True)
@@ -121,7 +122,7 @@ class ConditionalGAN(ColorizationModel):
             if g_step > 0:
                 g_tape = tf.GradientTape()
                 with g_tape:
-                    fake_ab = self.generator(scaled_l, training=True)
+                    fake_ab = self.generator(generator_inputs, training=True)
             with g_tape:
                 adversarial, reconstruction = self.g_losses(scaled_l, true_ab, fake_ab, training=True)
                 g_loss = adversarial + self.reconstruction_weight * reconstruction
@@ -133,14 +134,15 @@ class ConditionalGAN(ColorizationModel):
     def test_step(self, data):
         data = self.unpack(data)
         scaled_l, true_ab = data["L"], data["ab"]
-        fake_ab = self.generator(scaled_l, training=False)
+        fake_ab = self.generator(self.generator_inputs(data), training=False)
         d_loss, penalty = self.d_losses(scaled_l, true_ab, fake_ab, training=False)
         adversarial, reconstruction = self.g_losses(scaled_l, true_ab, fake_ab, training=False)
         self.record_scores(data, d_loss, penalty, adversarial, reconstruction)
         return self.score(data, fake_ab)
 
     def record_scores(self, data, d_loss, penalty, adversarial, reconstruction):
-        losses = {"d_loss": d_loss, "g_adversarial_loss": adversarial, "g_reconstruction_loss": reconstruction}
+        losses = {"d_loss": d_loss, "g_loss": adversarial + self.reconstruction_weight * reconstruction,
+                  "g_adversarial_loss": adversarial, "g_reconstruction_loss": reconstruction}
         if self.gradient_penalty_weight:
             losses["gradient_penalty"] = penalty
         self.record_losses(data, **losses)

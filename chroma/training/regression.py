@@ -35,7 +35,7 @@ class RegressionColorizer(ColorizationModel):
 
     def losses_of(self, data, training):
         """(predicted ab, {loss name: value}) for one batch; "loss" is what is minimised."""
-        outputs = self.generator(data["L"], training=training)
+        outputs = self.generator(self.generator_inputs(data), training=training)
         predicted_ab = outputs["ab"] if isinstance(outputs, dict) else outputs
         reconstruction = self.reconstruction_loss(data["ab"], predicted_ab)
         if not self.classification_weight:

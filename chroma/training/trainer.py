@@ -21,12 +21,29 @@ from chroma.data import SkipReport, count_elements, make_dataset
 from chroma.data.specs import resolve
 from chroma.metrics import colorization_metrics
 from chroma.training.callbacks import ResumableCheckpoint, SampleImages
+from chroma.training.embedding_cache import compute_embeddings, with_cached_embeddings
 from chroma.training.hardware import optimizer_for, set_precision
 
 # Metrics computed during fit and validation; the results tables add the rest.
 TRAINING_METRICS = ("l1_ab", "psnr", "ssim")
 # Metrics where a larger value is better; losses and errors are smaller-is-better.
 HIGHER_IS_BETTER = ("psnr", "ssim", "uiqi", "colorfulness")
+
+
+class Pretraining(NamedTuple):
+    """A first training phase whose networks a run then starts from.
+
+    settings(settings) -> the phase's Settings (other data, fewer epochs).
+    build and compile_args as Run's; None means the run's own (paper
+    efthymiadis 3.3.3 pretrains the same GAN on COCO), others train another
+    model around the same generator (paper bruvik 5.5: the generator alone,
+    by L1 regression). Networks both models have (see
+    ColorizationModel.networks) carry over; the rest start fresh.
+    """
+
+    settings: Callable
+    build: Callable | None = None
+    compile_args: Callable | None = None
 
 
 class Run(NamedTuple):
@@ -37,11 +54,10 @@ class Run(NamedTuple):
     losses, ratios); total_steps lets a schedule span the whole run.
     paper: the paper's reported figures, keyed like chroma's metrics.
     monitor: the validation metric whose best value is kept as best.weights.h5.
-    paper_overrides: Settings fields this run sets otherwise at paper scale
-    (e.g. {"image_size": 224, "epochs": 200} beside the GANs' 256 and 100);
-    smoke runs all share the smoke settings.
-    pretrain: settings -> the settings of a first training phase on other data;
-    the run then starts from the networks it learnt (paper efthymiadis, 3.3.3).
+    overrides: settings -> this run's own settings where they differ from the
+    scale's (see at_paper_scale, e.g. 224 px and 200 epochs beside the GANs'
+    256 and 100).
+    pretrain: a Pretraining phase, trained first in <run dir>/pretrain.
     """
 
     key: str
@@ -51,21 +67,42 @@ class Run(NamedTuple):
     paper: dict
     monitor: str = "val_l1_ab"
     note: str = ""
-    paper_overrides: dict | None = None
-    pretrain: Callable | None = None
+    overrides: Callable | None = None
+    pretrain: Pretraining | None = None
 
     def settings_for(self, settings):
-        """The scale's settings, with this run's own values at paper scale."""
-        if self.paper_overrides and not settings.smoke:
-            return settings._replace(**self.paper_overrides)
-        return settings
+        """The scale's settings, with this run's own values."""
+        return self.overrides(settings) if self.overrides else settings
+
+    def pretraining_run(self):
+        """The Run of the pretraining phase: its own model and recipe where it names them."""
+        return self._replace(
+            key=f"{self.key}/pretrain", name=f"{self.name} (pretraining)",
+            build=self.pretrain.build or self.build, compile_args=self.pretrain.compile_args or self.compile_args,
+            pretrain=None,
+        )
+
+
+def at_paper_scale(**fields):
+    """An `overrides` that sets `fields` at paper scale only: smoke runs all share the smoke settings."""
+
+    def overrides(settings):
+        return settings if settings.smoke else settings._replace(**fields)
+
+    return overrides
 
 
 class Settings(NamedTuple):
     """How much data and compute a run gets: what a recipe's `settings(scale)` returns.
 
-    smoke=True asks `Run.build` for small networks that train on a CPU;
-    backbone_weights is a local path (or None) for pretrained encoders.
+    smoke=True asks `Run.build` for small networks that train on a CPU.
+    backbone_weights and segmenter are where this machine keeps pretrained
+    networks (local paths, "imagenet" for the Keras cache, or None): the
+    harness fills them in from its command line; each recipe says what they
+    mean for its models. cache_embeddings: a generator's frozen embedding
+    (paper bruvik's Inception) is computed once per training and validation
+    image before the first epoch instead of at every step (see
+    embedding_cache).
     """
 
     train_data: str
@@ -77,7 +114,9 @@ class Settings(NamedTuple):
     flip: bool = True
     seed: int = 0
     backbone_weights: str | None = None
+    segmenter: str | None = None
     coco: str | None = None  # a COCO root for recipes that use it beside their main data (pretraining)
+    cache_embeddings: bool = False
 
 
 def train(run, settings, out_dir, strategy=None, precision="float32", verbose="auto", start_from=None):
@@ -123,6 +162,14 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
         model.build_optimizers()
         if start_from is not None:
             model.copy_networks_from(start_from)
+    embedding = getattr(model.generator, "embedding", None)
+    if settings.cache_embeddings and embedding is not None:
+        # Validation images are never mirrored, so their cached vectors are exactly those of the step.
+        train_data, eval_data = (
+            with_cached_embeddings(data, *compute_embeddings(embedding, source, settings.image_size,
+                                                             settings.batch_size))
+            for data, source in ((train_data, train_source), (eval_data, eval_source))
+        )
 
     checkpoint = ResumableCheckpoint(out_dir / "checkpoints", model)
     initial_epoch = checkpoint.restore()

@@ -2,7 +2,7 @@
 
 import keras
 
-from chroma.training import ConditionalGAN, RegressionColorizer, Run, Settings, learning_rate
+from chroma.training import ConditionalGAN, Pretraining, RegressionColorizer, Run, Settings, learning_rate
 
 PAPER = "tiny"
 TITLE = "Tiny test recipe"
@@ -11,7 +11,7 @@ EPOCHS = 12
 EXPLODING_LEARNING_RATE = 30.0  # the loss overflows to inf in epoch 6
 
 
-def settings(scale, coco=None, data=None, backbone_weights=None):
+def settings(scale, coco=None, data=None):
     return Settings(train_data="samples?take=4", eval_data="samples?skip=6", image_size=16, batch_size=2,
                     epochs=EPOCHS, smoke=True)
 
@@ -64,8 +64,20 @@ def pretraining(settings):
     return settings._replace(train_data="samples?skip=4&take=2", epochs=2)
 
 
+def generator_regression(settings):
+    return RegressionColorizer(generator())
+
+
+def l1_recipe(total_steps):
+    return dict(optimizer=keras.optimizers.Adam(1e-3), loss="l1")
+
+
 RUNS = [
     Run("gan", "tiny cGAN", gan, cosine_recipe, paper={"l1_ab": 0.1}),
-    Run("pretrained_gan", "tiny cGAN, pretrained", gan, constant_recipe, paper={}, pretrain=pretraining),
+    Run("pretrained_gan", "tiny cGAN, pretrained", gan, constant_recipe, paper={}, pretrain=Pretraining(pretraining)),
+    Run("regression_pretrained_gan", "tiny cGAN, generator pretrained by L1", gan, constant_recipe, paper={},
+        pretrain=Pretraining(pretraining, build=generator_regression, compile_args=l1_recipe)),
     Run("exploding", "regression at a learning rate that diverges", regression, exploding_recipe, paper={}),
 ]
+
+LOSS_TABLE = ("Tiny losses by epoch", {"gan": {"d_loss, first epoch": 0.7}})

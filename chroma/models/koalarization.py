@@ -1,0 +1,136 @@
+"""Paper bruvik's generators: Deep Koalarization (table 4, section 5.1) and its Inception-GAN variant (table 1, 5.3).
+
+Encoder, fusion and decoder as Baldassarre et al.'s reference implementation
+builds them: 3x3 "same" convolutions with bias and ReLU, strides 2 at
+encoder layers 1, 3 and 5 (2, 4 and 6 with the Inception-GAN's extra first
+layer, 5.3.2), so the encoder ends at H/8 x W/8 x 256; the fusion appends the
+embedding to every position (256 + 1001 = 1257 channels, 5.3.4) and a 1x1
+convolution brings it to 256; the decoder upsamples by nearest neighbour
+(5.3.5) and ends in 2 channels with tanh. No batch norm.
+"""
+
+import keras
+from keras import ops
+
+# (filters, stride) of table 4's encoder.
+ENCODER_LAYERS = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))
+# Table 1's first layer, the Inception-GAN's addition: 24 kernels of 3x3, stride 1, before the encoder of table 4.
+# It reads concat(L, 21 class maps); its output is 5.3.2's "tensor of dimensions 24 x 256 x 256".
+SEGMENTATION_LAYER_FILTERS = 24
+FUSION_FILTERS = 256
+REDUCTION = 8  # three stride-2 convolutions
+
+
+def _conv(filters, strides=1, kernel_size=3, activation="relu", **kwargs):
+    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", activation=activation, **kwargs)
+
+
+def encoder_network(segmentation_layer):
+    """L or [L, prior] -> 256@H/8: table 4's eight convolutions, after table 1's 24-kernel layer for the prior."""
+    first = [_conv(SEGMENTATION_LAYER_FILTERS)] if segmentation_layer else []
+    return keras.Sequential(first + [_conv(filters, strides) for filters, strides in ENCODER_LAYERS], name="encoder")
+
+
+def decoder_network():
+    """256@H/8 -> scaled ab (H, W, 2): conv 128, up, conv 64, conv 64, up, conv 32, conv 2 with tanh, up.
+
+    The last convolution and upsampling run in float32 whatever the dtype
+    policy, so ab leaves in float32 under mixed precision.
+    """
+    return keras.Sequential(
+        [
+            _conv(128), keras.layers.UpSampling2D(2),
+            _conv(64), _conv(64), keras.layers.UpSampling2D(2),
+            _conv(32),
+            _conv(2, activation="tanh", dtype="float32"),
+            keras.layers.UpSampling2D(2, dtype="float32"),
+        ],
+        name="decoder",
+    )
+
+
+@keras.saving.register_keras_serializable(package="chroma")
+class KoalarizationGenerator(keras.Model):
+    """Scaled L (B,H,W,1) -> scaled ab (B,H,W,2) in tanh range; H and W multiples of 8.
+
+    `embedding`: a frozen layer mapping scaled L (B,H,W,1) to a class vector
+    (B, D), normally an InceptionEmbedding (D = 1000 or 1001), fused after the
+    encoder. None ablates Inception ("GAN without Inception", table 2): the
+    1x1 fusion convolution then reads the encoder output alone (256 -> 256
+    channels), and the rest of the network is unchanged.
+
+    `segmenter`: None is Deep Koalarization. A frozen layer mapping scaled L
+    to per-pixel class probabilities (B,H,W,C), normally a SegmentationPrior
+    (C = 21, the Pascal VOC classes of DeepLabV3, section 4.3), makes it the
+    Inception-GAN generator: the encoder reads concat(L, prior), 1 + C
+    channels, through table 1's extra 24-kernel first layer.
+
+    Both frozen networks depend only on L, so `conditioning` computes them
+    once per batch and a batch may bring the embedding along (the training
+    engine's embedding cache); `call` takes either scaled L or that dict.
+
+    At 256x256 Deep Koalarization has 6,574,050 trainable parameters with a
+    1001-d embedding; the Inception network's are frozen.
+    """
+
+    def __init__(self, embedding=None, segmenter=None, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = embedding
+        self.segmenter = segmenter
+        self.encoder = encoder_network(segmentation_layer=segmenter is not None)
+        self.fusion = _conv(FUSION_FILTERS, kernel_size=1, name="fusion")
+        self.decoder = decoder_network()
+        self.build((None, None, None, 1))
+
+    def build(self, input_shape):
+        # A symbolic pass checks the graph; the weights exist already, so count_params() works before any data.
+        self.call(keras.KerasTensor(input_shape))
+
+    def conditioning(self, batch):
+        """{"L", and the frozen networks' outputs: "embedding" (B, D), "prior" (B,H,W,C)} for a batch dict.
+
+        A batch's own "embedding" (cached with the dataset) is used as it is.
+        """
+        scaled_l = batch["L"]
+        inputs = {"L": scaled_l}
+        if self.embedding is not None:
+            inputs["embedding"] = batch["embedding"] if "embedding" in batch else self.embedding(scaled_l)
+        if self.segmenter is not None:
+            inputs["prior"] = self.segmenter(scaled_l)
+        return inputs
+
+    def call(self, inputs, training=False):
+        scaled_l = inputs["L"] if isinstance(inputs, dict) else inputs
+        if scaled_l.shape[-1] not in (None, 1):
+            raise ValueError(f"KoalarizationGenerator reads scaled L with 1 channel, got shape {tuple(scaled_l.shape)}")
+        for side in scaled_l.shape[1:3]:
+            if side is not None and side % REDUCTION:
+                raise ValueError(
+                    f"KoalarizationGenerator needs height and width divisible by {REDUCTION}, "
+                    f"got {tuple(scaled_l.shape[1:3])}"
+                )
+        if not isinstance(inputs, dict):
+            inputs = self.conditioning({"L": scaled_l})
+        encoder_input = scaled_l
+        if self.segmenter is not None:
+            encoder_input = ops.concatenate([scaled_l, ops.cast(inputs["prior"], scaled_l.dtype)], axis=-1)
+        features = self.encoder(encoder_input, training=training)
+        if self.embedding is not None:
+            vector = ops.cast(inputs["embedding"], features.dtype)
+            # Section 5.3.4: the vector copied to each of the H/8 x W/8 positions (broadcasting against a zero
+            # map of the encoder's size), appended after the encoder's channels as the reference implementation does.
+            copies = ops.zeros_like(features[..., :1]) + vector[:, None, None, :]
+            features = ops.concatenate([features, copies], axis=-1)
+        return self.decoder(self.fusion(features), training=training)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "embedding": keras.saving.serialize_keras_object(self.embedding),
+            "segmenter": keras.saving.serialize_keras_object(self.segmenter),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        frozen = {name: keras.saving.deserialize_keras_object(config[name]) for name in ("embedding", "segmenter")}
+        return cls(**{**config, **frozen})

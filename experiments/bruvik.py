@@ -1,0 +1,179 @@
+"""Paper bruvik: "Image Colorization using GAN and Inception-ResNet-v2" (Bruvik & Penfold, Stanford), Tables 2 and 3.
+
+The Inception-GAN: Deep Koalarization's generator (an encoder, Inception-ResNet-v2's
+class vector fused at H/8, a nearest-neighbour decoder; table 4) with an extra
+24-kernel first layer reading a 21-class segmentation prior (table 1), against a
+PatchGAN; the generator pretrained by L1 (5.5), then one D update per five G updates
+(5.6). Table 2's five rows are recipe switches of one builder: without pretraining,
+without the segmentation layer, without Inception, the Deep Koalarization baseline
+(the generator without the prior, trained by MSE alone, 5.1) and the full model.
+pix2pix (5.2, the other baseline the paper cites, no figures in its tables) and the
+full model at batch 16 (table 3) complete the runs.
+
+    make reproduce-bruvik                                            # SCALE=smoke: bundled photos, CPU, ~10 min
+    make reproduce-bruvik SCALE=paper COCO=/data/coco BACKBONE_WEIGHTS=imagenet SEGMENTER=/weights/deeplabv3
+
+Paper scale: COCO 2017, 8,000 random training and 2,000 validation images (5.6),
+256x256, batch 64, 15 epochs, Adam 2e-4 (0.5, 0.999) for G and D, no dropout;
+pretraining 20 epochs at 1e-4 (5.5). BACKBONE_WEIGHTS is the Inception-ResNet-v2:
+"imagenet" (the Keras cache file, 1000 classes), a local .h5, or a TF-Hub
+SavedModel directory (1001 classes, the paper's embedding); SEGMENTER a DeepLabV3
+SavedModel directory (see chroma/models/segmentation_prior.py) or "random". The
+embedding of every training image is computed once and cached (Settings.
+cache_embeddings). Not stated, so chosen here: pix2pix's lambda = 100 on the L1
+term and the halved D loss (Shariatnia's implementation, the paper's ref. [10], which
+Table 3's G losses of 9-17 fit); Deep Koalarization trains for the same 15 epochs
+at its own Adam 1e-3. The paper scores 100 random test images; chroma scores the
+2,000 validation images. It trained on one GPU; no runtime is given.
+
+Expected (Table 2; PSNR dB / channel-wise SSIM, chroma's "ssim": the mean SSIM of
+R, G and B): no pretraining 17.65 / 0.8922; no segmentation layer 19.90 / 0.9236;
+no Inception 19.36 / 0.9383; Deep Koalarization 19.06 / 0.9001; full model
+21.47 / 0.9503. Table 3 (D / G loss, first -> last epoch): batch 16 0.894 / 17.16 ->
+0.003 / 15.16; batch 64 0.983 / 13.15 -> 0.588 / 9.44.
+"""
+
+import math
+
+import keras
+
+from chroma.models.inception_embedding import InceptionEmbedding
+from chroma.models.koalarization import KoalarizationGenerator
+from chroma.models.patchgan import PatchDiscriminator
+from chroma.models.segmentation_prior import SegmentationPrior
+from chroma.models.unet import UNetGenerator
+from chroma.training import ConditionalGAN, Pretraining, RegressionColorizer, Run, Settings
+
+PAPER = "bruvik"
+TITLE = "Image Colorization using GAN and Inception-ResNet-v2 (Bruvik & Penfold)"
+COLUMNS = ("psnr", "ssim", "l1_ab", "colorfulness")
+
+EPOCHS = 15
+PRETRAINING_EPOCHS = 20
+TABLE_3_SMALL_BATCH_DIVISOR = 4  # batch 16 beside the recipe's 64
+
+
+def settings(scale, coco=None, data=None):
+    """The data and compute of `scale`: "paper" (sections 4 and 5.6) or "smoke" (a CPU, minutes)."""
+    del data  # COCO only
+    if scale == "paper":
+        if not coco:
+            raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
+        return Settings(train_data=f"coco:{coco}?split=train2017&take=8000",
+                        eval_data=f"coco:{coco}?split=val2017&take=2000", image_size=256, batch_size=64,
+                        epochs=EPOCHS, cache_embeddings=True)
+    if scale == "smoke":
+        return Settings(train_data="samples?take=6", eval_data="samples?skip=6", image_size=64, batch_size=2,
+                        epochs=8, smoke=True, cache_embeddings=True)
+    raise ValueError(f"unknown scale {scale!r}; choose smoke or paper")
+
+
+def inception(settings):
+    """Section 5.3.3's frozen embedding from settings.backbone_weights; random weights only when allowed."""
+    weights = settings.backbone_weights
+    if weights is None and not settings.smoke:
+        raise ValueError("SCALE=paper needs BACKBONE_WEIGHTS=imagenet|/path/to/inception_resnet_v2.h5|"
+                         "/path/to/tfhub_savedmodel (or 'none' for a random Inception network)")
+    if weights is None or weights.lower() == "none":
+        return InceptionEmbedding(weights=None)
+    if weights == "imagenet" or weights.endswith(".h5"):
+        return InceptionEmbedding(weights=weights)
+    return InceptionEmbedding(source=weights)
+
+
+def segmenter(settings):
+    """Section 4.3's DeepLabV3 prior from settings.segmenter; the random stand-in at smoke scale."""
+    if settings.segmenter is None and not settings.smoke:
+        raise ValueError("SCALE=paper needs SEGMENTER=/path/to/deeplabv3_savedmodel (or 'random' for the "
+                         "offline stand-in, which carries no semantics)")
+    return SegmentationPrior(settings.segmenter or "random")
+
+
+def generator_builder(with_inception=True, with_segmentation=True):
+    def build(settings):
+        return KoalarizationGenerator(inception(settings) if with_inception else None,
+                                      segmenter(settings) if with_segmentation else None)
+
+    return build
+
+
+def discriminator(settings):
+    return PatchDiscriminator(base_filters=16 if settings.smoke else 64)
+
+
+def inception_gan(with_inception=True, with_segmentation=True):
+    build_generator = generator_builder(with_inception, with_segmentation)
+    return lambda settings: ConditionalGAN(build_generator(settings), discriminator(settings), seed=settings.seed)
+
+
+def regression(build_generator):
+    return lambda settings: RegressionColorizer(build_generator(settings))
+
+
+def pix2pix(settings):
+    # pix2pix's own generator (5.2): the U-Net with dropout, down to 1x1.
+    generator = UNetGenerator(base_filters=16 if settings.smoke else 64, depth=int(math.log2(settings.image_size)))
+    return ConditionalGAN(generator, discriminator(settings), seed=settings.seed)
+
+
+def adam(learning_rate, loss):
+    def recipe(total_steps):
+        del total_steps  # constant learning rate
+        return dict(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+
+    return recipe
+
+
+def gan_recipe(g_steps):
+    """Section 5.6: Adam 2e-4 (0.5, 0.999) for both networks, `g_steps` G updates per D update."""
+
+    def recipe(total_steps):
+        del total_steps  # constant learning rates
+        return dict(
+            g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999),
+            d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999),
+            adversarial_loss="bce", reconstruction_loss="l1", reconstruction_weight=100.0, g_steps=g_steps,
+        )
+
+    return recipe
+
+
+def pretraining(with_inception=True, with_segmentation=True):
+    """Section 5.5: the generator alone, L1, Adam 1e-4, 20 epochs (smoke: half the run's epochs)."""
+
+    def phase_settings(settings):
+        return settings._replace(epochs=max(1, settings.epochs // 2) if settings.smoke else PRETRAINING_EPOCHS)
+
+    return Pretraining(phase_settings, build=regression(generator_builder(with_inception, with_segmentation)),
+                       compile_args=adam(1e-4, "l1"))
+
+
+def smaller_batch(settings):
+    return settings._replace(batch_size=max(1, settings.batch_size // TABLE_3_SMALL_BATCH_DIVISOR))
+
+
+FIVE_G_STEPS = gan_recipe(g_steps=5)
+RUNS = [
+    Run("no_pretraining", "GAN without pretraining", inception_gan(), FIVE_G_STEPS,
+        paper={"psnr": 17.6496, "ssim": 0.89217}),
+    Run("no_segmentation", "GAN without the segmentation layer", inception_gan(with_segmentation=False),
+        FIVE_G_STEPS, paper={"psnr": 19.9012, "ssim": 0.92358}, pretrain=pretraining(with_segmentation=False)),
+    Run("no_inception", "GAN without Inception", inception_gan(with_inception=False), FIVE_G_STEPS,
+        paper={"psnr": 19.3556, "ssim": 0.93829}, pretrain=pretraining(with_inception=False)),
+    Run("koalarization", "Deep Koalarization (Baldassarre et al.)",
+        regression(generator_builder(with_segmentation=False)), adam(1e-3, "mse"),
+        paper={"psnr": 19.0556, "ssim": 0.90014}),
+    Run("ours", "Inception-GAN (ours), batch 64", inception_gan(), FIVE_G_STEPS,
+        paper={"psnr": 21.4709, "ssim": 0.95026}, pretrain=pretraining()),
+    Run("ours_batch16", "Inception-GAN, batch 16", inception_gan(), FIVE_G_STEPS, paper={},
+        overrides=smaller_batch, pretrain=pretraining(), note="table 3's other batch size"),
+    Run("pix2pix", "pix2pix (U-Net + PatchGAN)", pix2pix, gan_recipe(g_steps=1), paper={},
+        note="baseline cited in 5.2; no figures in table 2"),
+]
+
+LOSS_TABLE = ("Table 3: mean D and G losses over the first and the last epoch", {
+    "ours_batch16": {"d_loss, first epoch": 0.8935475, "g_loss, first epoch": 17.1624052,
+                     "d_loss, last epoch": 0.0031525, "g_loss, last epoch": 15.1624052},
+    "ours": {"d_loss, first epoch": 0.9832335, "g_loss, first epoch": 13.1451198,
+             "d_loss, last epoch": 0.5875823, "g_loss, last epoch": 9.4398253},
+})

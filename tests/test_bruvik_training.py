@@ -1,0 +1,148 @@
+"""Paper bruvik through the engine: frozen networks run once per batch, the embedding cache, the recipe."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from chroma.data import make_dataset, samples
+from chroma.models.koalarization import KoalarizationGenerator
+from chroma.models.patchgan import PatchDiscriminator
+from chroma.models.segmentation_prior import SegmentationPrior
+from chroma.reproduce import load_experiment, select_runs
+from chroma.training import ConditionalGAN
+from chroma.training.embedding_cache import compute_embeddings, with_cached_embeddings
+from test_bruvik_models import TinyEmbedding, trainable_count
+
+SIZE = 32
+
+
+class CountingEmbedding(TinyEmbedding):
+    """TinyEmbedding that counts the images it embeds, in graph mode too."""
+
+    def __init__(self, classes=8, **kwargs):
+        super().__init__(classes, **kwargs)
+        self.images = tf.Variable(0, trainable=False, name="images")
+
+    def call(self, scaled_l):
+        self.images.assign_add(tf.shape(scaled_l)[0])
+        return super().call(scaled_l)
+
+
+def photo_batches(batch_size=2, **options):
+    return make_dataset(samples(), SIZE, batch_size=batch_size, **options)
+
+
+def bruvik_gan(embedding, g_steps=5, run_eagerly=False):
+    model = ConditionalGAN(KoalarizationGenerator(embedding, SegmentationPrior()), PatchDiscriminator(8, 2), seed=0)
+    model.compile(g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5), d_optimizer=keras.optimizers.Adam(2e-4),
+                  g_steps=g_steps, run_eagerly=run_eagerly)
+    return model
+
+
+def test_five_generator_updates_run_the_frozen_networks_once():
+    embedding = CountingEmbedding()
+    model = bruvik_gan(embedding)
+    batch = next(iter(photo_batches()))
+    before = [w.numpy() for w in model.generator.trainable_weights]
+    model.train_on_batch(batch)
+    assert int(embedding.images.numpy()) == 2  # one batch of 2, not 5 x 2
+    assert int(model.g_optimizer.iterations) == 5 and int(model.d_optimizer.iterations) == 1
+    assert any(np.abs(w.numpy() - b).max() > 0 for w, b in zip(model.generator.trainable_weights, before))
+
+
+def test_a_batch_with_a_cached_embedding_skips_the_network():
+    embedding = CountingEmbedding()
+    model = bruvik_gan(embedding, g_steps=1, run_eagerly=True)  # eager: tracing the step costs seconds
+    batch = next(iter(photo_batches()))
+    vector = tf.one_hot([1, 5], 8)
+    model.train_on_batch({**batch, "embedding": vector})
+    assert int(embedding.images.numpy()) == 0
+    # The cached vector is what the generator fuses.
+    generator = model.generator
+    with_vector = generator({**generator.conditioning(batch), "embedding": vector})
+    np.testing.assert_allclose(generator(generator.conditioning({**batch, "embedding": vector})), with_vector)
+    assert np.abs(generator(batch["L"]) - with_vector).max() > 1e-6
+
+
+def test_the_cache_finds_each_image_by_name_through_shuffling_and_flips():
+    embedding = TinyEmbedding(8)
+    names, vectors = compute_embeddings(embedding, samples(), SIZE, batch_size=3)
+    assert sorted(name.decode() for name in names) == sorted(record.name for record in samples().records)
+    unflipped = {}
+    for batch in photo_batches(batch_size=1):
+        unflipped[batch["name"][0].numpy()] = embedding(batch["L"]).numpy()[0]
+    shuffled = with_cached_embeddings(photo_batches(batch_size=3, shuffle=True, flip=True, seed=3), names, vectors)
+    seen = 0
+    for batch in shuffled:
+        for name, vector in zip(batch["name"].numpy(), batch["embedding"].numpy()):
+            np.testing.assert_allclose(vector, unflipped[name], rtol=1e-5, atol=1e-7)
+            seen += 1
+    assert seen == 8
+
+
+def test_an_image_missing_from_the_cache_is_an_error():
+    names, vectors = compute_embeddings(TinyEmbedding(8), samples(), SIZE, batch_size=4)
+    dataset = with_cached_embeddings(photo_batches(), names[:3], vectors[:3])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="missing from the embedding cache"):
+        list(dataset)
+
+
+# experiments/bruvik.py
+
+
+@pytest.fixture
+def bruvik(monkeypatch):
+    """The recipe with a 1001-class stand-in for Inception-ResNet-v2, so every run builds in a second."""
+    recipe = load_experiment("bruvik")
+    monkeypatch.setattr(recipe, "inception", lambda settings: TinyEmbedding(1001))
+    return recipe
+
+
+def test_table_2s_rows_are_switches_of_one_generator(bruvik):
+    settings = bruvik.settings("paper", coco="/data/coco")._replace(segmenter="random")
+    assert (settings.image_size, settings.batch_size, settings.epochs) == (256, 64, 15)
+    runs = {run.key: run for run in select_runs(bruvik)}
+    full = 5_845_224 + 322_048 + 424_802  # table 1's encoder, fusion 1257 -> 256, decoder
+    expected = {
+        "no_pretraining": (True, True, full),
+        "no_segmentation": (True, False, 6_574_050),
+        "no_inception": (False, True, 5_845_224 + 65_792 + 424_802),
+        "koalarization": (True, False, 6_574_050),
+        "ours": (True, True, full),
+        "ours_batch16": (True, True, full),
+    }
+    for key, (inception, segmentation, parameters) in expected.items():
+        model = runs[key].build(runs[key].settings_for(settings))
+        generator = model.generator
+        assert (generator.embedding is not None, generator.segmenter is not None) == (inception, segmentation), key
+        assert trainable_count(generator) == parameters, key
+        assert model(tf.zeros((1, 256, 256, 1))).shape == (1, 256, 256, 2)
+        assert (runs[key].pretrain is not None) == (key not in ("no_pretraining", "koalarization")), key
+    assert trainable_count(runs["ours"].build(settings).discriminator) == 2_765_633  # the 70x70 PatchGAN
+
+
+def test_the_recipe_follows_sections_5_5_and_5_6(bruvik):
+    settings = bruvik.settings("paper", coco="/data/coco")
+    runs = {run.key: run for run in select_runs(bruvik)}
+    gan = runs["ours"].compile_args(total_steps=1)
+    assert (gan["g_steps"], gan.get("d_steps", 1), gan["reconstruction_loss"]) == (5, 1, "l1")
+    for optimizer in (gan["g_optimizer"], gan["d_optimizer"]):
+        assert float(optimizer.learning_rate) == pytest.approx(2e-4) and float(optimizer.beta_1) == 0.5
+    pretraining = runs["ours"].pretrain
+    assert pretraining.settings(settings).epochs == 20
+    assert float(pretraining.compile_args(1)["optimizer"].learning_rate) == pytest.approx(1e-4)
+    assert pretraining.compile_args(1)["loss"] == "l1"
+    koalarization = runs["koalarization"].compile_args(1)
+    assert koalarization["loss"] == "mse" and float(koalarization["optimizer"].learning_rate) == pytest.approx(1e-3)
+    assert runs["ours_batch16"].settings_for(settings).batch_size == 16
+    assert set(bruvik.LOSS_TABLE[1]) == {"ours", "ours_batch16"}
+
+
+def test_paper_scale_asks_for_the_pretrained_networks():
+    bruvik = load_experiment("bruvik")
+    settings = bruvik.settings("paper", coco="/data/coco")
+    with pytest.raises(ValueError, match="BACKBONE_WEIGHTS="):
+        bruvik.inception(settings)
+    with pytest.raises(ValueError, match="SEGMENTER="):
+        bruvik.segmenter(settings)
