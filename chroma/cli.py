@@ -79,7 +79,7 @@ def run_reproduce(args):
         md_path, csv_path = reproduce.reproduce(
             experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,
             backbone_weights=args.backbone_weights, segmenter=args.segmenter, run_keys=args.run, strategy=strategy,
-            precision=args.precision, lpips_weights=args.lpips_weights,
+            precision=args.precision, lpips_weights=args.lpips_weights, fid_weights=args.fid_weights,
         )
     except training.TrainingDiverged as error:
         print(f"chroma: {error}", file=sys.stderr)
@@ -181,6 +181,10 @@ def build_parser():
         "or 'random' for the offline stand-in",
     )
     reproduce.add_argument("--lpips-weights", help="LPIPS weights (.npz converted as chroma/metrics/lpips.py explains) for tables with LPIPS")
+    reproduce.add_argument(
+        "--fid-weights",
+        help="Inception-v3 weights for tables with FID: 'imagenet' (the Keras cache file, never downloaded) or a .h5",
+    )
     reproduce.add_argument("--run", action="append", help="train only this run (a Run key of the recipe); repeatable")
     reproduce.add_argument("--runs-dir", default="runs", help="where runs are written (default: runs)")
     reproduce.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"), default="default",

@@ -35,6 +35,10 @@ from chroma.models.blocks import SwitchableDropout
 MODEL_MODULES = (
     "chroma.models.attention_unet",
     "chroma.models.baseline0",
+    "chroma.models.caption_conditioning",
+    "chroma.models.caption_tokenizer",
+    "chroma.models.chromagan",
+    "chroma.models.chromagan_critic",
     "chroma.models.dcgan_critic",
     "chroma.models.iizuka",
     "chroma.models.inception_embedding",
@@ -45,6 +49,7 @@ MODEL_MODULES = (
     "chroma.models.resnet_unet",
     "chroma.models.segmentation_prior",
     "chroma.models.unet",
+    "chroma.models.vgg_oracle",
     "chroma.training",  # ConditionalGAN, RegressionColorizer: trained wrappers of a generator
 )
 

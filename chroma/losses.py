@@ -74,6 +74,20 @@ def mse(true, predicted):
     return tf.reduce_mean(tf.square(tf.cast(true, tf.float32) - tf.cast(predicted, tf.float32)))
 
 
+def kl_class_loss(oracle_probabilities, class_logits):
+    """KL(oracle || softmax(class_logits)) = sum_c p_c (log p_c - log q_c), mean over the batch.
+
+    ChromaGAN's class distribution loss L_s (Vitoria et al. 2020, eq. 3):
+    E[KL(y_v || G2(L))], y_v the frozen VGG-16's distribution, the target,
+    first; the release's Keras 'kld' with the VGG output as y_true is the same
+    direction. q comes through a log-softmax, finite for any logits, and
+    p log p is taken as 0 where p is 0 (its limit).
+    """
+    p = tf.cast(oracle_probabilities, tf.float32)
+    log_q = tf.nn.log_softmax(tf.cast(class_logits, tf.float32), axis=-1)
+    return tf.reduce_mean(tf.reduce_sum(tf.math.xlogy(p, p) - p * log_q, axis=-1))
+
+
 def labelled_cross_entropy(labels, logits):
     """Mean softmax cross-entropy over the images that have a class label (label >= 0).
 

@@ -9,6 +9,7 @@ gathers every run's results.md into one top-level RESULTS.md.
 import csv
 import datetime
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ MISSING = "–"
 GAN_ADVERSARIAL_SCALE = 0.1  # nampouri figures 8-9 plot the generator's BCE scaled by 0.1
 PANEL_SIZE = (7.0, 3.0)  # inches, one loss panel
 GRID_CELL_WIDTH = 2.5  # inches, one sample-grid column
+TITLE_CHARACTERS = 22  # a line of a sample-grid column title
 
 
 def format_value(value):
@@ -101,13 +103,26 @@ def plot_gan_losses(history, path, title):
     L1 reconstruction loss (and its validation curve) below. A regression
     history ("loss", "val_loss") gets one panel. Other keys are ignored.
     """
-    panels = [panel for panel in loss_panels(history) if panel[1]]
+    return plot_panels([panel for panel in loss_panels(history) if panel[1]], path, title, "losses")
+
+
+def plot_metric_curves(history, metrics, path, title):
+    """Each metric's training and validation value per epoch, one panel each (paper agosti's figure 3).
+
+    metrics: {history key: axis label}, e.g. {"psnr": "PSNR (dB)"}; keys the
+    history lacks are skipped. Returns the path.
+    """
+    return plot_panels(metric_panels(history, metrics), path, title, "metrics")
+
+
+def plot_panels(panels, path, title, what):
+    """[(y label, [(curve label, per-epoch values)])] -> one panel each, sharing the epoch axis; returns the path."""
     figure = Figure(figsize=(PANEL_SIZE[0], PANEL_SIZE[1] * max(len(panels), 1)), layout="constrained")
     figure.suptitle(title)
     if not panels:
         # A run with no history.csv (read_history gives {}) still gets a figure rather than failing the report.
         axes = figure.subplots()
-        axes.text(0.5, 0.5, "no per-epoch losses recorded", ha="center", va="center")
+        axes.text(0.5, 0.5, f"no per-epoch {what} recorded", ha="center", va="center")
         axes.set_axis_off()
         return save(figure, path)
     all_axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
@@ -125,6 +140,13 @@ def plot_gan_losses(history, path, title):
     all_axes[-1].set_xlim(0.5, epochs_run + 0.5)
     all_axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     return save(figure, path)
+
+
+def metric_panels(history, metrics):
+    """[(axis label, [("train" | "validation", values)])] for the metrics `history` holds."""
+    panels = [(label, [(side, history[prefix + key]) for side, prefix in (("train", ""), ("validation", "val_"))
+                       if history.get(prefix + key)]) for key, label in metrics.items()]
+    return [panel for panel in panels if panel[1]]
 
 
 def loss_panels(history):
@@ -173,7 +195,8 @@ def sample_grid(columns, path, title=None):
             axes.set_xticks([])
             axes.set_yticks([])
             if row_index == 0:
-                axes.set_title(columns[column_index][0])
+                # Wrapped to the column's width, so long model names do not run into each other.
+                axes.set_title("\n".join(textwrap.wrap(columns[column_index][0], TITLE_CHARACTERS)))
     return save(figure, path)
 
 

@@ -5,7 +5,9 @@ A recipe is a plain module in experiments/ with PAPER, TITLE, COLUMNS (metric
 names), RUNS (a list of chroma.training.Run) and settings(scale, coco, data)
 -> chroma.training.Settings. Optionally LOSS_TABLE = (heading, {run key: the
 paper's losses}): a second table of each run's mean D and G losses over its
-first and last epoch (paper bruvik's table 3).
+first and last epoch (paper bruvik's table 3); DIVERSE_SAMPLES = N: a figure
+of N colorizations of each held-out image by every run whose generator has
+dropout, kept on at inference (paper agosti's figure 4).
 """
 
 import importlib.util
@@ -17,7 +19,8 @@ import tensorflow as tf
 
 from chroma import color, evaluation, reports
 from chroma.data.specs import dataset_from_spec
-from chroma.metrics import LPIPS
+from chroma.export import dropout_layers, dropout_on
+from chroma.metrics import LPIPS, fid_inception
 from chroma.models.baseline0 import MeanColorBaseline
 from chroma.training import read_history, train
 
@@ -50,38 +53,51 @@ def select_runs(experiment, keys=None):
 
 
 def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, backbone_weights=None, segmenter=None,
-              run_keys=None, strategy=None, precision="float32", lpips_weights=None, index_path="RESULTS.md"):
+              run_keys=None, strategy=None, precision="float32", lpips_weights=None, fid_weights=None,
+              index_path="RESULTS.md"):
     """Trains (or resumes) every run, then writes results.md/.csv, loss curves and a sample grid.
 
     backbone_weights, segmenter: where this machine keeps pretrained networks,
     passed to the runs in their Settings (each recipe says what they mean).
     lpips_weights: the converted LPIPS weights (see chroma.metrics.lpips) for
     recipes whose table has LPIPS; without them that column stays empty.
+    fid_weights: Inception-v3's ("imagenet" for the Keras cache file, or a
+    .h5) for recipes whose table has FID; without them that column stays empty.
     """
     settings = experiment.settings(scale, coco=coco, data=data)
     settings = settings._replace(backbone_weights=backbone_weights, segmenter=segmenter)
     lpips_model = LPIPS(weights=lpips_weights) if lpips_weights and "lpips" in experiment.COLUMNS else None
+    fid_model = fid_inception(fid_weights) if fid_weights and "fid" in experiment.COLUMNS else None
     out_dir = Path(runs_root) / experiment.PAPER / scale
-    eval_data = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size)
+    eval_data = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size,
+                                  drop_gray=settings.drop_gray)
     baseline0 = fit_baseline0(settings)
     rows = [{"model": "baseline0 (mean colour per gray level)", "paper": {}, "note": "reference",
              "ours": titled(evaluation.evaluate(lambda batch: baseline0(batch["L"]), eval_data, experiment.COLUMNS,
-                                                lpips_model))}]
+                                                lpips_model, fid_model))}]
     samples = [("original", None, eval_data), ("grayscale", None, eval_data)]
     runs = select_runs(experiment, run_keys)
     for run in runs:
         print(f"== {experiment.PAPER} / {scale}: {run.name}", file=sys.stderr)
         run_settings = run.settings_for(settings)
         model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision)
-        run_eval_data = dataset_from_spec(settings.eval_data, run_settings.image_size, settings.batch_size)
+        run_eval_data = dataset_from_spec(settings.eval_data, run_settings.image_size, settings.batch_size,
+                                          drop_gray=settings.drop_gray)
         scores = evaluation.evaluate(lambda batch, m=model: m(batch["L"], training=False), run_eval_data,
-                                     experiment.COLUMNS, lpips_model)
+                                     experiment.COLUMNS, lpips_model, fid_model)
         rows.append({"model": run.name, "ours": titled(scores), "paper": titled(run.paper), "note": run.note})
         reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / f"{run.key}_losses.png",
                                 f"{run.name} ({scale})")
         if run.pretrain is not None:  # e.g. paper bruvik's figure 10
             reports.plot_gan_losses(read_history(out_dir / run.key / "pretrain"),
                                     out_dir / f"{run.key}_pretraining_losses.png", f"{run.name}, pretraining ({scale})")
+        history = read_history(out_dir / run.key)
+        reports.plot_metric_curves(history, {key: evaluation.COLUMN_TITLES.get(key, key) for key in run.metrics},
+                                   out_dir / f"{run.key}_metrics.png", f"{run.name} ({scale})")
+        dropouts = dropout_layers(model.generator)
+        if getattr(experiment, "DIVERSE_SAMPLES", 0) and dropouts:
+            reports.sample_grid(diverse_columns(model, dropouts, run_eval_data, experiment.DIVERSE_SAMPLES),
+                                out_dir / f"{run.key}_diverse.png", f"{run.name}: dropout on at inference ({scale})")
         samples.append((run.name, model, run_eval_data))
     reports.sample_grid(sample_columns(samples), out_dir / "samples.png",
                         f"{experiment.TITLE}: held-out images ({scale})")
@@ -144,6 +160,17 @@ def sample_columns(samples):
             ab = model(scaled_l, training=False)
         columns.append((title, list(np.asarray(color.scaled_lab_to_rgb(scaled_l, ab)))))
     return columns
+
+
+def diverse_columns(model, dropouts, dataset, count):
+    """Figure 4's layout: gray input, original, then `count` colorizations with the generator's dropout on."""
+    scaled_l, scaled_ab = first_images(dataset)
+    columns = [("grayscale", color.scaled_lab_to_rgb(scaled_l, tf.zeros_like(scaled_ab))),
+               ("original", color.scaled_lab_to_rgb(scaled_l, scaled_ab))]
+    with dropout_on(dropouts):
+        columns += [(f"sample {index}", color.scaled_lab_to_rgb(scaled_l, model(scaled_l, training=False)))
+                    for index in range(1, count + 1)]
+    return [(title, list(np.asarray(images))) for title, images in columns]
 
 
 def first_images(dataset, count=SAMPLE_IMAGES):

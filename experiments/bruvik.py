@@ -164,9 +164,10 @@ RUNS = [
         regression(generator_builder(with_segmentation=False)), adam(1e-3, "mse"),
         paper={"psnr": 19.0556, "ssim": 0.90014}),
     Run("ours", "Inception-GAN (ours), batch 64", inception_gan(), FIVE_G_STEPS,
-        paper={"psnr": 21.4709, "ssim": 0.95026}, pretrain=pretraining()),
+        paper={"psnr": 21.4709, "ssim": 0.95026}, pretrain=pretraining(), note="smoke scale: batch 2"),
     Run("ours_batch16", "Inception-GAN, batch 16", inception_gan(), FIVE_G_STEPS, paper={},
-        overrides=smaller_batch, pretrain=pretraining(), note="table 3's other batch size"),
+        overrides=smaller_batch, pretrain=pretraining(),
+        note="table 3's other batch: a quarter of the run's (smoke scale: 1)"),
     Run("pix2pix", "pix2pix (U-Net + PatchGAN)", pix2pix, gan_recipe(g_steps=1), paper={},
         note="baseline cited in 5.2; no figures in table 2"),
 ]

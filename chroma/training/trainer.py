@@ -54,6 +54,9 @@ class Run(NamedTuple):
     losses, ratios); total_steps lets a schedule span the whole run.
     paper: the paper's reported figures, keyed like chroma's metrics.
     monitor: the validation metric whose best value is kept as best.weights.h5.
+    metrics: what fit reports every epoch, for training and validation
+    (names of chroma.metrics.SCALED_LAB_METRICS; paper agosti's figure 3
+    follows UIQI too).
     overrides: settings -> this run's own settings where they differ from the
     scale's (see at_paper_scale, e.g. 224 px and 200 epochs beside the GANs'
     256 and 100).
@@ -66,6 +69,7 @@ class Run(NamedTuple):
     compile_args: Callable
     paper: dict
     monitor: str = "val_l1_ab"
+    metrics: tuple = TRAINING_METRICS
     note: str = ""
     overrides: Callable | None = None
     pretrain: Pretraining | None = None
@@ -117,6 +121,7 @@ class Settings(NamedTuple):
     segmenter: str | None = None
     coco: str | None = None  # a COCO root for recipes that use it beside their main data (pretraining)
     cache_embeddings: bool = False
+    drop_gray: bool = False  # leave out images that are already gray (paper agosti IV-B)
 
 
 def train(run, settings, out_dir, strategy=None, precision="float32", verbose="auto", start_from=None):
@@ -138,16 +143,19 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
 
     # Data: an infinite shuffled stream cut into epochs of one pass each.
     train_source, eval_source = resolve(settings.train_data), resolve(settings.eval_data)
-    steps_per_epoch = count_elements(train_source, batch_size=settings.batch_size, drop_remainder=True)
+    steps_per_epoch = count_elements(train_source, batch_size=settings.batch_size, drop_gray=settings.drop_gray,
+                                     drop_remainder=True)
     if steps_per_epoch == 0:
         raise ValueError(f"{settings.train_data} has fewer images than one batch of {settings.batch_size}")
     total_steps = steps_per_epoch * settings.epochs
     report = SkipReport()
     train_data = make_dataset(
         train_source, settings.image_size, batch_size=settings.batch_size, flip=settings.flip,
-        shuffle=True, seed=settings.seed, repeat=True, drop_remainder=True, report=report,
+        shuffle=True, seed=settings.seed, repeat=True, drop_remainder=True, drop_gray=settings.drop_gray,
+        report=report,
     )
-    eval_data = make_dataset(eval_source, settings.image_size, batch_size=settings.batch_size)
+    eval_data = make_dataset(eval_source, settings.image_size, batch_size=settings.batch_size,
+                             drop_gray=settings.drop_gray)
     sample_batch = next(iter(eval_data))
 
     # Models, optimizers and metrics are created in the strategy's scope.
@@ -157,7 +165,7 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
             name: optimizer_for(value) if isinstance(value, keras.optimizers.Optimizer) else value
             for name, value in run.compile_args(total_steps).items()
         }
-        model.compile(**compile_args, metrics=colorization_metrics(TRAINING_METRICS))
+        model.compile(**compile_args, metrics=colorization_metrics(run.metrics))
         model(sample_batch["L"][:1])
         model.build_optimizers()
         if start_from is not None:

@@ -1,0 +1,174 @@
+"""ChromaGAN's generator (Vitoria, Raad & Ballester 2020), paper villarenteria's reference model (sections 2, 4.2.1).
+
+Villarenteria section 2: "a pretrained VGG-16 model which then splits into two
+tracks, one which produces a class distribution vector, and another which
+produces chrominance information. Both branches are then fused by
+concatenating the output features and then a single branch of Conv-Relu
+layers with up-sampling in between follows". Layer sizes are ChromaGAN's
+architecture figure as the public release builds it (pvitoria/ChromaGAN,
+SOURCE/ChromaGAN.py, `colorization_model`), which villarenteria's Model A
+ports (4.2.1).
+"""
+
+import keras
+
+from chroma.models.inception_embedding import keras_weights_path
+
+# VGG-16 up to block4_conv3 (three poolings) gives H/8; the global branch's two stride-2 convolutions H/32.
+TRUNK_REDUCTION = 8
+GLOBAL_REDUCTION = 32
+TRUNK_OUTPUT = "block4_conv3"
+VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def _conv(filters, strides=1, kernel_size=3, activation="relu", **kwargs):
+    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", activation=activation, **kwargs)
+
+
+def _conv_relu_bn(filters, strides=1):
+    # The release's order: convolution with ReLU, then batch norm.
+    return [_conv(filters, strides), keras.layers.BatchNormalization()]
+
+
+def vgg16_trunk(image_size, weights):
+    """Three gray channels (S,S,3) -> VGG-16's block4_conv3, 512@S/8: its first 10 convolutions and 3 poolings.
+
+    The release cuts keras.applications.VGG16(include_top=False) at layers[-6],
+    which is block4_conv3. These weights are fine-tuned with the rest.
+    """
+    vgg = keras.applications.VGG16(
+        include_top=False,
+        weights=keras_weights_path(
+            weights, VGG16_NOTOP_FILE, "ChromaGANGenerator",
+            "Copy the file there (keras.applications.VGG16(include_top=False, weights='imagenet') on a machine "
+            "with internet writes it), or pass vgg_weights=<local weights file> or None for random weights.",
+        ),
+        input_shape=(image_size, image_size, 3),
+    )
+    return keras.Model(vgg.input, vgg.get_layer(TRUNK_OUTPUT).output, name="vgg16_trunk")
+
+
+def global_features_network():
+    """512@S/8 -> flat 512@S/32: four 3x3 convolutions of 512 (strides 2, 1, 2, 1), each ReLU + batch norm."""
+    layers = []
+    for strides in (2, 1, 2, 1):
+        layers += _conv_relu_bn(512, strides)
+    return keras.Sequential(layers + [keras.layers.Flatten()], name="global_features")
+
+
+def global_vector_network():
+    """Flat global features -> the 256 vector tiled into the fusion: fully connected 1024, 512, 256.
+
+    No activation, as in the release.
+    """
+    return keras.Sequential([keras.layers.Dense(units) for units in (1024, 512, 256)], name="global_vector")
+
+
+def classification_network(num_classes):
+    """Flat global features -> class logits: fully connected 4096, 4096, num_classes (no activation, as released).
+
+    The release ends in a softmax; logits leave here, in float32 whatever the
+    dtype policy, and the KL loss applies a log-softmax.
+    """
+    return keras.Sequential(
+        [keras.layers.Dense(4096), keras.layers.Dense(4096), keras.layers.Dense(num_classes, dtype="float32")],
+        name="classifier",
+    )
+
+
+def mid_level_network():
+    """512@S/8 -> 256@S/8: two 3x3 convolutions, 512 then 256, each ReLU + batch norm."""
+    return keras.Sequential(_conv_relu_bn(512) + _conv_relu_bn(256), name="mid_level")
+
+
+def colorization_network():
+    """Fused 512@S/8 -> scaled ab (S, S, 2): Conv-ReLU layers with nearest-neighbour x2 upsampling between.
+
+    1x1 conv 256, conv 128, up, conv 64, conv 64, up, conv 32, conv 2, up. The
+    release's last conv is a sigmoid for its ab in [0, 1]; chroma's scaled ab
+    is [-1, 1], so tanh. The last layers run in float32 whatever the dtype policy.
+    """
+    return keras.Sequential(
+        [
+            _conv(256, kernel_size=1), _conv(128), keras.layers.UpSampling2D(2),
+            _conv(64), _conv(64), keras.layers.UpSampling2D(2),
+            _conv(32),
+            _conv(2, activation="tanh", dtype="float32"),
+            keras.layers.UpSampling2D(2, dtype="float32"),
+        ],
+        name="colorization",
+    )
+
+
+@keras.saving.register_keras_serializable(package="chroma")
+class ChromaGANGenerator(keras.Model):
+    """Scaled L (B,S,S,1) -> {"ab": scaled ab (B,S,S,2), "class_logits": (B, num_classes)}, both float32.
+
+    S is `image_size` (224 in ChromaGAN and villarenteria section 5): the class
+    and global heads read a fixed (S/32)^2 x 512 map, so it must be a multiple
+    of 32. `vgg_weights` initialises the VGG-16 trunk: None (random),
+    "imagenet" (only from the Keras cache file, see keras_weights_cache) or a
+    local weights file of keras.applications.VGG16(include_top=False).
+
+    The class logits depend on the trunk and the global convolutions only; the
+    ab output on everything but the class head. Sub-networks are attributes,
+    never lists, so tf.train.Checkpoint sees their weights.
+    """
+
+    def __init__(self, image_size=224, num_classes=1000, vgg_weights=None, **kwargs):
+        super().__init__(**kwargs)
+        if image_size % GLOBAL_REDUCTION:
+            raise ValueError(f"ChromaGANGenerator needs image_size divisible by {GLOBAL_REDUCTION}, got {image_size}")
+        self.image_size = image_size
+        self.num_classes = num_classes
+        self.vgg_weights = vgg_weights
+        self.trunk = vgg16_trunk(image_size, vgg_weights)
+        self.global_features = global_features_network()
+        self.global_vector = global_vector_network()
+        self.classifier = classification_network(num_classes)
+        self.mid_level = mid_level_network()
+        self.colorization = colorization_network()
+        self.build((None, image_size, image_size, 1))
+
+    def build(self, input_shape):
+        # A symbolic pass creates every weight, so count_params() works before the model sees data.
+        self.call(keras.KerasTensor(input_shape))
+
+    def call(self, scaled_l, training=False):
+        if any(side is not None and side != self.image_size for side in scaled_l.shape[1:3]):
+            raise ValueError(
+                f"ChromaGANGenerator(image_size={self.image_size}) needs {self.image_size}x{self.image_size} "
+                f"inputs, got {tuple(scaled_l.shape[1:3])}"
+            )
+        # The release feeds OpenCV's 8-bit L / 255 = L / 100, in [0, 1], tiled to three channels (its
+        # dataClass.py and np.tile(trainL, [1, 1, 1, 3]) in train), with no VGG mean subtraction.
+        gray = keras.ops.repeat((scaled_l + 1.0) / 2.0, 3, axis=-1)
+        trunk = self.trunk(gray, training=training)
+        global_features = self.global_features(trunk, training=training)
+        side = self.image_size // TRUNK_REDUCTION
+        global_vector = keras.ops.reshape(self.global_vector(global_features, training=training), (-1, 1, 1, 256))
+        # Fusion: the global vector copied to every S/8 position, after the mid-level features (release order).
+        fused = keras.ops.concatenate(
+            [self.mid_level(trunk, training=training), keras.ops.tile(global_vector, (1, side, side, 1))], axis=-1
+        )
+        return {
+            "ab": self.colorization(fused, training=training),
+            "class_logits": self.classifier(global_features, training=training),
+        }
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "image_size": self.image_size,
+            "num_classes": self.num_classes,
+            "vgg_weights": self.vgg_weights,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        # A .keras file holds every weight, so reloading starts from random ones and never needs the VGG file.
+        config = dict(config)
+        vgg_weights = config.pop("vgg_weights")
+        model = cls(**config, vgg_weights=None)
+        model.vgg_weights = vgg_weights
+        return model

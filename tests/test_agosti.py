@@ -1,0 +1,77 @@
+"""Paper agosti's recipe: its three cGANs at the paper's sizes, the training recipe, figures 3 and 4."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from chroma import reports
+from chroma.data import make_dataset, samples
+from chroma.export import dropout_layers
+from chroma.models.unet import UNetGenerator
+from chroma.reproduce import diverse_columns, load_experiment, select_runs
+
+
+def trainable(network):
+    return sum(int(np.prod(weight.shape)) for weight in network.trainable_weights)
+
+
+@pytest.fixture(scope="module")
+def agosti():
+    return load_experiment("agosti")
+
+
+def test_the_three_cgans_build_at_the_papers_sizes(agosti):
+    settings = agosti.settings("paper", coco="/data/coco")
+    assert (settings.image_size, settings.batch_size, settings.epochs, settings.drop_gray) == (256, 16, 100, True)
+    gan, pixel_gan, wgan = (run.build(settings) for run in select_runs(agosti))
+    assert trainable(gan.generator) == 54_410_370  # "about 54M"
+    assert trainable(gan.discriminator) == 2_765_633  # 70x70 PatchGAN, 30x30 output
+    assert gan.discriminator(tf.zeros((1, 256, 256, 3))).shape == (1, 30, 30, 1)
+    assert 69e6 < trainable(pixel_gan.generator) < 70e6  # "69 million"
+    assert trainable(wgan.generator) == trainable(gan.generator)
+    assert not any("batch_normalization" in weight.path for weight in wgan.discriminator.weights)
+    assert wgan.discriminator(tf.zeros((2, 256, 256, 3))).shape == (2, 1)  # one score per image
+    assert len(dropout_layers(gan.generator)) == len(dropout_layers(pixel_gan.generator)) == 3
+
+
+def test_recipe_follows_section_v_c(agosti):
+    runs = {run.key: run for run in select_runs(agosti)}
+    total_steps = 1000
+    for key in runs:
+        recipe = runs[key].compile_args(total_steps)
+        for optimizer in (recipe["g_optimizer"], recipe["d_optimizer"]):
+            schedule = optimizer._learning_rate  # the schedule; .learning_rate is only its current value
+            assert float(schedule(0)) == pytest.approx(2e-4) and float(optimizer.beta_1) == 0.5
+            # Cosine annealing down by a factor of 10 over the whole run.
+            assert float(schedule(total_steps)) == pytest.approx(2e-5)
+            assert float(schedule(total_steps // 2)) == pytest.approx(1.1e-4)
+        assert recipe["d_steps"] == (5 if key == "wgan" else 1)
+        assert recipe["adversarial_loss"] == ("wgan-gp" if key == "wgan" else "bce")
+        assert "uiqi" in runs[key].metrics  # figure 3 follows it per epoch
+    assert set(agosti.COLUMNS) == {"fid", "ssim", "psnr", "lpips", "uiqi"}
+
+
+def test_figure_4_draws_different_colorizations_with_dropout_on():
+    generator = UNetGenerator(base_filters=4, depth=4)
+    for weight in generator.trainable_weights:  # N(0, 0.02) leaves a tiny net's output nearly gray
+        weight.assign(weight * 5.0)
+    dataset = make_dataset(samples(), 16, batch_size=2)
+    columns = diverse_columns(generator, dropout_layers(generator), dataset, count=3)
+    assert [title for title, _ in columns] == ["grayscale", "original", "sample 1", "sample 2", "sample 3"]
+    first, second = np.asarray(columns[2][1]), np.asarray(columns[3][1])
+    assert first.shape == (4, 16, 16, 3) and np.abs(first - second).max() > 1e-3
+    # Dropout is back off afterwards: inference is deterministic again.
+    scaled_l = next(iter(dataset))["L"]
+    np.testing.assert_array_equal(generator(scaled_l), generator(scaled_l))
+
+
+def test_metric_curves_plot_training_and_validation(tmp_path):
+    history = {"psnr": [20.0, 21.0], "val_psnr": [19.0, 20.5], "uiqi": [0.3, 0.35], "d_loss": [0.7, 0.6]}
+    metrics = {"psnr": "PSNR (dB)", "uiqi": "UIQI", "fid": "FID"}
+    assert reports.metric_panels(history, metrics) == [
+        ("PSNR (dB)", [("train", [20.0, 21.0]), ("validation", [19.0, 20.5])]),
+        ("UIQI", [("train", [0.3, 0.35])]),
+    ]  # FID is not in the history: no panel
+    assert reports.plot_metric_curves(history, metrics, tmp_path / "metrics.png", "tiny").stat().st_size > 0
+    empty = reports.plot_metric_curves({}, {"psnr": "PSNR (dB)"}, tmp_path / "empty.png", "tiny")
+    assert empty.stat().st_size > 0
