@@ -13,6 +13,8 @@ Signatures (inputs -> outputs):
   colorize_lab: scaled_l (B, S, S, 1) float32 -> scaled_ab (B, S, S, 2) float32
   colorize_samples, only for a generator with dropout: image, uint8 RGB (H, W, 3),
     and samples, int32 N >= 1 -> colorized, uint8 RGB (N, H, W, 3), N different colorizations
+A generator that reads captions (paper villarenteria's Models B and C) also
+takes `caption`, a string (colorize_lab: one per image), in every signature.
 """
 
 import contextlib
@@ -35,6 +37,7 @@ from chroma.models.blocks import SwitchableDropout
 MODEL_MODULES = (
     "chroma.models.attention_unet",
     "chroma.models.baseline0",
+    "chroma.models.caption_chromagan",
     "chroma.models.caption_conditioning",
     "chroma.models.caption_tokenizer",
     "chroma.models.chromagan",
@@ -84,40 +87,49 @@ def serving_functions(generator, image_size):
 
     Called in memory they behave as the exported signatures do: keyword
     inputs, a dict of outputs. `colorize_samples` is there only when the
-    generator has dropout: without it every sample would be the same.
+    generator has dropout: without it every sample would be the same. A
+    generator that reads captions (it has a `tokenizer`: paper villarenteria's
+    Models B and C) takes a `caption` string beside the image in each.
     """
+    reads_captions = getattr(generator, "tokenizer", None) is not None
+    caption_spec = [tf.TensorSpec((), tf.string, name="caption")] if reads_captions else []
 
-    def predict_ab(scaled_l):
+    def predict_ab(scaled_l, captions=None):
         # training=False: batch norm uses its moving statistics, dropout is off (but see colorize_samples).
         # The cast undoes a mixed-precision policy's float16 / bfloat16 outputs.
-        outputs = generator(scaled_l, training=False)
+        inputs = {"L": scaled_l, "caption": captions} if captions is not None else scaled_l
+        outputs = generator(inputs, training=False)
         if isinstance(outputs, dict):  # a generator that also classifies: serve its colours
             outputs = outputs["ab"]
         return tf.cast(outputs, tf.float32)
 
-    def colorize_rgb(image, copies=1):
+    def colorize_rgb(image, copies=1, caption=None):
         """uint8 RGB (H, W, 3) -> `copies` colorizations of it, uint8 (copies, H, W, 3)."""
         full_l, _ = rgb_to_scaled_lab(image)
         # The generator sees the image resized exactly as in training (chroma.data.preprocess).
         small_l, _ = preprocess(image, image_size)
-        small_ab = predict_ab(tf.repeat(small_l[None], copies, axis=0))
+        captions = tf.repeat(caption[None], copies, axis=0) if caption is not None else None
+        small_ab = predict_ab(tf.repeat(small_l[None], copies, axis=0), captions)
         ab = tf.image.resize(small_ab, tf.shape(image)[:2], method="bilinear")
         rgb = scaled_lab_to_rgb(tf.repeat(full_l[None], copies, axis=0), ab)
         return tf.cast(tf.round(rgb * 255.0), tf.uint8)
 
-    @tf.function(input_signature=[tf.TensorSpec((), tf.string, name="image_bytes")])
-    def serving_default(image_bytes):
+    @tf.function(input_signature=[tf.TensorSpec((), tf.string, name="image_bytes"), *caption_spec])
+    def serving_default(image_bytes, caption=None):
         image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
         image.set_shape((None, None, 3))
-        return {"colorized": colorize_rgb(image)[0]}
+        return {"colorized": colorize_rgb(image, caption=caption)[0]}
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image")])
-    def colorize_image(image):
-        return {"colorized": colorize_rgb(image)[0]}
+    @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image"), *caption_spec])
+    def colorize_image(image, caption=None):
+        return {"colorized": colorize_rgb(image, caption=caption)[0]}
 
-    @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, 1), tf.float32, name="scaled_l")])
-    def colorize_lab(scaled_l):
-        return {"scaled_ab": predict_ab(scaled_l)}
+    batch_caption_spec = [tf.TensorSpec((None,), tf.string, name="caption")] if reads_captions else []
+
+    @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, 1), tf.float32, name="scaled_l"),
+                                  *batch_caption_spec])
+    def colorize_lab(scaled_l, caption=None):
+        return {"scaled_ab": predict_ab(scaled_l, caption)}
 
     functions = {"serving_default": serving_default, "colorize_image": colorize_image, "colorize_lab": colorize_lab}
     dropouts = dropout_layers(generator)
@@ -126,10 +138,11 @@ def serving_functions(generator, image_size):
 
     @tf.function(
         input_signature=[
-            tf.TensorSpec((None, None, 3), tf.uint8, name="image"), tf.TensorSpec((), tf.int32, name="samples")
+            tf.TensorSpec((None, None, 3), tf.uint8, name="image"), tf.TensorSpec((), tf.int32, name="samples"),
+            *caption_spec,
         ]
     )
-    def colorize_samples(image, samples):
+    def colorize_samples(image, samples, caption=None):
         # Paper agosti, figure 4 (after pix2pix): dropout kept on at test time is the noise z of G(x, z),
         # so N copies of one image get N colorizations. Only dropout is switched on, and only while this
         # function is traced: batch norm keeps its moving statistics (training=True would normalise with
@@ -137,7 +150,7 @@ def serving_functions(generator, image_size):
         # deterministic. Each copy in the batch draws its own dropout mask.
         tf.debugging.assert_positive(samples, message="samples must be at least 1")
         with dropout_on(dropouts):
-            return {"colorized": colorize_rgb(image, samples)}
+            return {"colorized": colorize_rgb(image, samples, caption)}
 
     return {**functions, "colorize_samples": colorize_samples}
 

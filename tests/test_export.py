@@ -254,3 +254,35 @@ def test_every_model_file_is_loadable_from_a_keras_file():
                     if "register_keras_serializable" in path.read_text()}
     imported_by_generators = {"chroma.models.blocks", "chroma.models.pixel_tcl"}  # unet, pixel_unet import them
     assert with_classes - imported_by_generators <= set(MODEL_MODULES)
+
+
+class CaptionTint(keras.Model):
+    """Reads captions as Models B and C do ({"L", "caption"}, a `tokenizer`): the caption's word ids set a*."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        from chroma.models.caption_tokenizer import CaptionTokenizer
+
+        self.tokenizer = CaptionTokenizer(vocabulary=["sky", "red", "grass"])
+
+    @property
+    def _default_save_signature(self):
+        return None  # as CaptionChromaGANGenerator: Keras's default signature would feed L alone
+
+    def call(self, inputs, training=False):
+        a = tf.tanh(tf.cast(tf.reduce_sum(self.tokenizer(inputs["caption"]), axis=-1), tf.float32) / 4.0)
+        a = tf.zeros_like(inputs["L"]) + a[:, None, None, None]
+        return tf.concat([a, tf.zeros_like(a)], axis=-1)
+
+
+def test_caption_models_are_served_with_a_caption(tmp_path):
+    """Paper villarenteria's Models B and C: image bytes and a caption string in, the caption's colours out."""
+    export_saved_model(CaptionTint(), tmp_path / "tint", image_size=16)
+    signatures = tf.saved_model.load(str(tmp_path / "tint")).signatures
+    image_bytes = tf.constant(png_bytes(COFFEE))
+    red = signatures["serving_default"](image_bytes=image_bytes, caption=tf.constant("red"))["colorized"].numpy()
+    grass = signatures["serving_default"](image_bytes=image_bytes, caption=tf.constant("grass"))["colorized"]
+    assert red.shape == COFFEE.shape and np.abs(red.astype(int) - grass.numpy()).mean() > 5
+    scaled_l = tf.zeros((2, 16, 16, 1))
+    ab = signatures["colorize_lab"](scaled_l=scaled_l, caption=tf.constant(["sky", "sky red"]))["scaled_ab"]
+    np.testing.assert_allclose(ab[:, 0, 0, 0], np.tanh([2 / 4, 5 / 4]), rtol=1e-5)

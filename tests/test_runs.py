@@ -124,3 +124,23 @@ def test_a_run_can_start_from_a_pretraining_phase_of_another_model(tmp_path):
     for ours, theirs in zip(model.generator.weights, pretrained.generator.weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     assert type(model).__name__ == "ConditionalGAN" and int(model.d_optimizer.iterations) == 0
+
+
+def test_batch_targets_are_computed_once_and_reach_the_train_step(tmp_path):
+    """Run.batch_targets: a frozen network's per-image output travels in the batches (ChromaGAN's oracle)."""
+    import keras
+
+    from chroma.training import ConditionalGAN, Run
+    from test_bruvik_models import TinyEmbedding
+    from test_training import classifying_generator, tiny_discriminator
+
+    recipe = load_experiment(str(RECIPE))
+    run = Run("classifying", "cGAN with a class head", lambda settings: ConditionalGAN(
+        classifying_generator(classes=8), tiny_discriminator(), seed=0),
+        lambda total_steps: dict(g_optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3),
+                                 class_weight=0.003),
+        paper={}, batch_targets=lambda settings: {"class_target": TinyEmbedding(8)})
+    train(run, recipe.settings("smoke")._replace(epochs=2), tmp_path, verbose=0)
+    history = read_history(tmp_path)
+    assert len(history["g_class_loss"]) == 2 and len(history["val_g_class_loss"]) == 2
+    assert all(np.isfinite(history["g_class_loss"])) and history["g_class_loss"][0] > 0

@@ -11,7 +11,7 @@ import skimage.data
 import tensorflow as tf
 
 from chroma import color
-from chroma.losses import l1, minimax_discriminator_loss, modified_generator_loss
+from chroma.losses import kl_class_loss, l1, minimax_discriminator_loss, modified_generator_loss
 from chroma.metrics import colorization_metrics
 from chroma.training import ConditionalGAN, RegressionColorizer, optimizer_for, set_precision
 from helpers import assert_reloads_identically
@@ -216,3 +216,34 @@ def test_regression_with_a_classifier_adds_the_weighted_cross_entropy():
     assert logs["loss"] == pytest.approx(logs["reconstruction_loss"] + logs["classification_loss"] / 300, rel=1e-5)
     assert logs["classification_loss"] > 0.5  # about ln 3 for an untrained 3-way classifier
     assert model(batch["L"]).shape == (4, SIZE, SIZE, 2)  # the model itself returns ab only
+
+
+def classifying_generator(classes=5):
+    """tiny_generator plus a class head: {"ab", "class_logits"}, as ChromaGAN's generator returns."""
+    scaled_l = keras.Input((None, None, 1))
+    features = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(scaled_l)
+    ab = keras.layers.Conv2D(2, 3, padding="same", activation="tanh", dtype="float32")(features)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    logits = keras.layers.Dense(classes, name="class_head", dtype="float32")(pooled)
+    return keras.Model(scaled_l, {"ab": ab, "class_logits": logits})
+
+
+@pytest.mark.parametrize("class_weight", [0.0, 0.5])
+def test_class_distribution_term_trains_the_class_head(class_weight):
+    """ChromaGAN's gamma_s * KL(frozen classifier || class head): logged, and the head learns only with it."""
+    generator = classifying_generator()
+    model = ConditionalGAN(generator, tiny_discriminator(), seed=0)
+    model.compile(g_optimizer=keras.optimizers.SGD(0.1), d_optimizer=keras.optimizers.SGD(0.1),
+                  class_weight=class_weight, adversarial_weight=0.1)
+    batch = photo_batch()
+    target = tf.nn.softmax(tf.random.stateless_normal((4, 5), seed=(1, 2)))
+    head = generator.get_layer("class_head").kernel
+    before = head.numpy()
+    expected = float(kl_class_loss(target, generator(batch["L"])["class_logits"]))
+    logs = model.train_on_batch({**batch, "class_target": target}, return_dict=True)
+    if class_weight:
+        assert logs["g_class_loss"] == pytest.approx(expected, rel=1e-5)
+        assert np.abs(head.numpy() - before).max() > 0
+    else:
+        assert "g_class_loss" not in logs
+        np.testing.assert_array_equal(head.numpy(), before)

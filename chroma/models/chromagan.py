@@ -10,12 +10,13 @@ SOURCE/ChromaGAN.py, `colorization_model`), which villarenteria's Model A
 ports (4.2.1).
 """
 
+import warnings
+
 import keras
 
 from chroma.models.inception_embedding import keras_weights_path
 
 # VGG-16 up to block4_conv3 (three poolings) gives H/8; the global branch's two stride-2 convolutions H/32.
-TRUNK_REDUCTION = 8
 GLOBAL_REDUCTION = 32
 TRUNK_OUTPUT = "block4_conv3"
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -30,22 +31,77 @@ def _conv_relu_bn(filters, strides=1):
     return [_conv(filters, strides), keras.layers.BatchNormalization()]
 
 
-def vgg16_trunk(image_size, weights):
+def _vgg16_to_block4(image_size, weights, channels):
+    with warnings.catch_warnings():
+        # Keras warns of inputs other than 1 or 3 channels; Model B's fourth (the caption) is meant.
+        warnings.filterwarnings("ignore", "This model usually expects", UserWarning)
+        vgg = keras.applications.VGG16(
+            include_top=False, weights=weights, input_shape=(image_size, image_size, channels)
+        )
+    return keras.Model(vgg.input, vgg.get_layer(TRUNK_OUTPUT).output, name="vgg16_trunk")
+
+
+def vgg16_trunk(image_size, weights, channels=3):
     """Three gray channels (S,S,3) -> VGG-16's block4_conv3, 512@S/8: its first 10 convolutions and 3 poolings.
 
     The release cuts keras.applications.VGG16(include_top=False) at layers[-6],
     which is block4_conv3. These weights are fine-tuned with the rest.
+    channels=4 is villarenteria's Model B (4.2.3), whose caption channel follows
+    the gray ones: block1_conv1 reads it through a kernel slice of its own,
+    which starts random (Keras's Glorot) while every other weight is VGG-16's.
     """
-    vgg = keras.applications.VGG16(
-        include_top=False,
-        weights=keras_weights_path(
-            weights, VGG16_NOTOP_FILE, "ChromaGANGenerator",
-            "Copy the file there (keras.applications.VGG16(include_top=False, weights='imagenet') on a machine "
-            "with internet writes it), or pass vgg_weights=<local weights file> or None for random weights.",
-        ),
-        input_shape=(image_size, image_size, 3),
+    weights = keras_weights_path(
+        weights, VGG16_NOTOP_FILE, "ChromaGANGenerator",
+        "Copy the file there (keras.applications.VGG16(include_top=False, weights='imagenet') on a machine "
+        "with internet writes it), or pass vgg_weights=<local weights file> or None for random weights.",
     )
-    return keras.Model(vgg.input, vgg.get_layer(TRUNK_OUTPUT).output, name="vgg16_trunk")
+    if channels == 3:
+        return _vgg16_to_block4(image_size, weights, 3)
+    trunk = _vgg16_to_block4(image_size, None, channels)
+    if weights is not None:
+        pretrained = _vgg16_to_block4(image_size, weights, 3)
+        for layer in trunk.layers[1:]:
+            values = pretrained.get_layer(layer.name).get_weights()
+            if layer.name == "block1_conv1":
+                kernel = layer.get_weights()[0]
+                kernel[:, :, :3] = values[0]
+                values[0] = kernel
+            layer.set_weights(values)
+    return trunk
+
+
+def gray_input(scaled_l):
+    """Scaled L (B,S,S,1) -> the trunk's three gray channels.
+
+    The release feeds OpenCV's 8-bit L / 255 = L / 100, in [0, 1], tiled to
+    three channels (its dataClass.py and np.tile(trainL, [1, 1, 1, 3]) in
+    train), with no VGG mean subtraction.
+    """
+    return keras.ops.repeat((scaled_l + 1.0) / 2.0, 3, axis=-1)
+
+
+def fuse(mid_level, global_vector):
+    """Mid-level features (B,S/8,S/8,256) and the global vector (B,256) -> fused (B,S/8,S/8,512).
+
+    The vector copied to every S/8 position, after the mid-level features (release order).
+    """
+    side = mid_level.shape[1]
+    copies = keras.ops.tile(keras.ops.reshape(global_vector, (-1, 1, 1, 256)), (1, side, side, 1))
+    return keras.ops.concatenate([mid_level, copies], axis=-1)
+
+
+def check_image_size(model, image_size):
+    """The class and global heads read a fixed (S/32)^2 x 512 map: S must be a multiple of 32."""
+    if image_size % GLOBAL_REDUCTION:
+        raise ValueError(f"{model} needs image_size divisible by {GLOBAL_REDUCTION}, got {image_size}")
+
+
+def check_input_size(model, image_size, scaled_l):
+    """Scaled L must be image_size x image_size, the size the global vector's weights were made for."""
+    if any(side is not None and side != image_size for side in scaled_l.shape[1:3]):
+        raise ValueError(
+            f"{model}(image_size={image_size}) needs {image_size}x{image_size} inputs, got {tuple(scaled_l.shape[1:3])}"
+        )
 
 
 def global_features_network():
@@ -117,8 +173,7 @@ class ChromaGANGenerator(keras.Model):
 
     def __init__(self, image_size=224, num_classes=1000, vgg_weights=None, **kwargs):
         super().__init__(**kwargs)
-        if image_size % GLOBAL_REDUCTION:
-            raise ValueError(f"ChromaGANGenerator needs image_size divisible by {GLOBAL_REDUCTION}, got {image_size}")
+        check_image_size("ChromaGANGenerator", image_size)
         self.image_size = image_size
         self.num_classes = num_classes
         self.vgg_weights = vgg_weights
@@ -135,22 +190,10 @@ class ChromaGANGenerator(keras.Model):
         self.call(keras.KerasTensor(input_shape))
 
     def call(self, scaled_l, training=False):
-        if any(side is not None and side != self.image_size for side in scaled_l.shape[1:3]):
-            raise ValueError(
-                f"ChromaGANGenerator(image_size={self.image_size}) needs {self.image_size}x{self.image_size} "
-                f"inputs, got {tuple(scaled_l.shape[1:3])}"
-            )
-        # The release feeds OpenCV's 8-bit L / 255 = L / 100, in [0, 1], tiled to three channels (its
-        # dataClass.py and np.tile(trainL, [1, 1, 1, 3]) in train), with no VGG mean subtraction.
-        gray = keras.ops.repeat((scaled_l + 1.0) / 2.0, 3, axis=-1)
-        trunk = self.trunk(gray, training=training)
+        check_input_size("ChromaGANGenerator", self.image_size, scaled_l)
+        trunk = self.trunk(gray_input(scaled_l), training=training)
         global_features = self.global_features(trunk, training=training)
-        side = self.image_size // TRUNK_REDUCTION
-        global_vector = keras.ops.reshape(self.global_vector(global_features, training=training), (-1, 1, 1, 256))
-        # Fusion: the global vector copied to every S/8 position, after the mid-level features (release order).
-        fused = keras.ops.concatenate(
-            [self.mid_level(trunk, training=training), keras.ops.tile(global_vector, (1, side, side, 1))], axis=-1
-        )
+        fused = fuse(self.mid_level(trunk, training=training), self.global_vector(global_features, training=training))
         return {
             "ab": self.colorization(fused, training=training),
             "class_logits": self.classifier(global_features, training=training),

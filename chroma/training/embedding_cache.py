@@ -10,6 +10,9 @@ generator reads it instead of running the network
 stored: a randomly mirrored copy gets the unmirrored image's vector, which is
 how the cache differs from computing it at every step (ImageNet classifiers
 are trained to be mirror-invariant).
+
+The same cache carries any frozen network's per-image output the training
+step needs (Run.batch_targets: ChromaGAN's VGG-16 class distribution).
 """
 
 import sys
@@ -24,7 +27,10 @@ PROGRESS_EVERY = 50  # batches
 
 
 def compute_embeddings(embedding, source, image_size, batch_size):
-    """(names, vectors (N, D) float32) of every image of `source`, in one unshuffled, unmirrored pass."""
+    """(names, vectors (N, D) float32) of every image of `source`, in one unshuffled, unmirrored pass.
+
+    embedding: any frozen network mapping scaled L (B,H,W,1) to (B, D).
+    """
     names, vectors = [], []
     started = time.perf_counter()
     for step, batch in enumerate(make_dataset(source, image_size, batch_size=batch_size), start=1):
@@ -39,8 +45,8 @@ def compute_embeddings(embedding, source, image_size, batch_size):
     return names, np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
 
 
-def with_cached_embeddings(dataset, names, vectors):
-    """`dataset`'s batches with "embedding": each image's row of `vectors`, found by its name."""
+def with_cached_embeddings(dataset, names, vectors, key="embedding"):
+    """`dataset`'s batches with `key`: each image's row of `vectors`, found by its name."""
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(names, tf.string), tf.range(len(names), dtype=tf.int64)),
         default_value=-1,
@@ -51,6 +57,6 @@ def with_cached_embeddings(dataset, names, vectors):
         rows = table.lookup(batch["name"])
         check = tf.debugging.assert_non_negative(rows, message="an image missing from the embedding cache")
         with tf.control_dependencies([check]):
-            return {**batch, "embedding": tf.gather(vectors, rows)}
+            return {**batch, key: tf.gather(vectors, rows)}
 
     return dataset.map(add_embedding, num_parallel_calls=tf.data.AUTOTUNE)

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from chroma.losses import ADVERSARIAL_LOSSES, RECONSTRUCTION_LOSSES, wasserstein_gradient_penalty
+from chroma.losses import ADVERSARIAL_LOSSES, RECONSTRUCTION_LOSSES, kl_class_loss, wasserstein_gradient_penalty
 from chroma.training.colorization_model import ColorizationModel
 
 
@@ -18,14 +18,20 @@ class ConditionalGAN(ColorizationModel):
       `gradient_penalty_weight` times the gradient penalty on the critic).
     - `reconstruction_loss` ("l1" or "mse") weighted by `reconstruction_weight`
       (lambda; 100 in pix2pix and nampouri section 5.2).
+    - `adversarial_weight`: G's adversarial term's weight (ChromaGAN's gamma_g, 0.1).
+    - `class_weight`: for a generator returning {"ab", "class_logits"}, the
+      weight (ChromaGAN's gamma_s, 0.003) of KL(batch["class_target"] ||
+      softmax(class_logits)), the target a frozen classifier's distribution
+      that the batches carry (Run.batch_targets).
     - `discriminator_loss_weight`: 0.5 halves D's loss as nampouri equation 16 does.
     - `d_steps`, `g_steps`: updates per train step, on the same batch: 5 critic
       steps per G step for WGAN-GP, 5 G steps per D step in paper bruvik. A
       fixed count rather than a step-dependent branch, because optimizer updates
       inside `tf.cond` cannot synchronise replicas under MirroredStrategy.
 
-    Logs `d_loss`, `g_loss` (the total G minimises), `g_adversarial_loss`, `g_reconstruction_loss` (and
-    `gradient_penalty` for WGAN-GP) beside the compiled metrics. Losses are
+    Logs `d_loss`, `g_loss` (the total G minimises), `g_adversarial_loss`,
+    `g_reconstruction_loss` (and `g_class_loss`, `gradient_penalty` where
+    used) beside the compiled metrics. Losses are
     divided by the number of replicas, so the summed gradients are those of
     the global batch's mean.
     """
@@ -43,6 +49,8 @@ class ConditionalGAN(ColorizationModel):
         adversarial_loss="bce",
         reconstruction_loss="l1",
         reconstruction_weight=100.0,
+        adversarial_weight=1.0,
+        class_weight=0.0,
         discriminator_loss_weight=0.5,
         gradient_penalty_weight=10.0,
         d_steps=1,
@@ -66,10 +74,13 @@ class ConditionalGAN(ColorizationModel):
         self.gradient_penalty_weight = gradient_penalty_weight if adversarial_loss == "wgan-gp" else 0.0
         self.reconstruction_loss = RECONSTRUCTION_LOSSES[reconstruction_loss]
         self.reconstruction_weight = reconstruction_weight
+        self.adversarial_weight = adversarial_weight
+        self.class_weight = class_weight
         self.discriminator_loss_weight = discriminator_loss_weight
         self.d_steps = d_steps
         self.g_steps = g_steps
         losses = ["d_loss", "g_loss", "g_adversarial_loss", "g_reconstruction_loss"]
+        losses += ["g_class_loss"] if class_weight else []
         self.track_losses(*losses, *(["gradient_penalty"] if self.gradient_penalty_weight else []))
         if self.generator.built and self.discriminator.built:
             self.build_optimizers()
@@ -97,10 +108,26 @@ class ConditionalGAN(ColorizationModel):
             loss += self.gradient_penalty_weight * penalty
         return self.discriminator_loss_weight * loss, penalty
 
-    def g_losses(self, scaled_l, true_ab, fake_ab, training):
-        """(adversarial, reconstruction) losses of the generator."""
-        adversarial = self.generator_loss(self.discriminate(scaled_l, fake_ab, training))
-        return adversarial, self.reconstruction_loss(true_ab, fake_ab)
+    def generate(self, inputs, training):
+        """(ab, class logits or None): a generator may also return {"ab", "class_logits"} (ChromaGAN)."""
+        outputs = self.generator(inputs, training=training)
+        if isinstance(outputs, dict):
+            return outputs["ab"], outputs.get("class_logits")
+        return outputs, None
+
+    def g_losses(self, data, fake_ab, class_logits, training):
+        """The generator's loss terms by name, and "g_loss", their weighted sum that G minimises."""
+        losses = {
+            "g_adversarial_loss": self.generator_loss(self.discriminate(data["L"], fake_ab, training)),
+            "g_reconstruction_loss": self.reconstruction_loss(data["ab"], fake_ab),
+        }
+        total = (self.adversarial_weight * losses["g_adversarial_loss"]
+                 + self.reconstruction_weight * losses["g_reconstruction_loss"])
+        if self.class_weight:
+            # ChromaGAN's L_s: KL from the batch's frozen-classifier distribution (Run.batch_targets).
+            losses["g_class_loss"] = kl_class_loss(data["class_target"], class_logits)
+            total += self.class_weight * losses["g_class_loss"]
+        return {"g_loss": total, **losses}
 
     def train_step(self, data):
         data = self.unpack(data)
@@ -112,7 +139,7 @@ class ConditionalGAN(ColorizationModel):
         # As pix2pix: G runs once; D learns from that output, then G is scored by the updated D.
         g_tape = tf.GradientTape()
         with g_tape:
-            fake_ab = self.generator(generator_inputs, training=True)
+            fake_ab, class_logits = self.generate(generator_inputs, training=True)
         for _ in range(self.d_steps):
             with tf.GradientTape() as d_tape:
                 d_loss, penalty = self.d_losses(scaled_l, true_ab, tf.stop_gradient(fake_ab), training=True)
@@ -122,27 +149,24 @@ class ConditionalGAN(ColorizationModel):
             if g_step > 0:
                 g_tape = tf.GradientTape()
                 with g_tape:
-                    fake_ab = self.generator(generator_inputs, training=True)
+                    fake_ab, class_logits = self.generate(generator_inputs, training=True)
             with g_tape:
-                adversarial, reconstruction = self.g_losses(scaled_l, true_ab, fake_ab, training=True)
-                g_loss = adversarial + self.reconstruction_weight * reconstruction
-                scaled_g_loss = self.g_optimizer.scale_loss(g_loss / replicas)
+                g_losses = self.g_losses(data, fake_ab, class_logits, training=True)
+                scaled_g_loss = self.g_optimizer.scale_loss(g_losses["g_loss"] / replicas)
             self.g_optimizer.apply(g_tape.gradient(scaled_g_loss, generator_variables), generator_variables)
-        self.record_scores(data, d_loss, penalty, adversarial, reconstruction)
+        self.record_scores(data, d_loss, penalty, g_losses)
         return self.score(data, fake_ab)
 
     def test_step(self, data):
         data = self.unpack(data)
         scaled_l, true_ab = data["L"], data["ab"]
-        fake_ab = self.generator(self.generator_inputs(data), training=False)
+        fake_ab, class_logits = self.generate(self.generator_inputs(data), training=False)
         d_loss, penalty = self.d_losses(scaled_l, true_ab, fake_ab, training=False)
-        adversarial, reconstruction = self.g_losses(scaled_l, true_ab, fake_ab, training=False)
-        self.record_scores(data, d_loss, penalty, adversarial, reconstruction)
+        self.record_scores(data, d_loss, penalty, self.g_losses(data, fake_ab, class_logits, training=False))
         return self.score(data, fake_ab)
 
-    def record_scores(self, data, d_loss, penalty, adversarial, reconstruction):
-        losses = {"d_loss": d_loss, "g_loss": adversarial + self.reconstruction_weight * reconstruction,
-                  "g_adversarial_loss": adversarial, "g_reconstruction_loss": reconstruction}
+    def record_scores(self, data, d_loss, penalty, g_losses):
+        losses = {"d_loss": d_loss, **g_losses}
         if self.gradient_penalty_weight:
             losses["gradient_penalty"] = penalty
         self.record_losses(data, **losses)

@@ -61,6 +61,9 @@ class Run(NamedTuple):
     scale's (see at_paper_scale, e.g. 224 px and 200 epochs beside the GANs'
     256 and 100).
     pretrain: a Pretraining phase, trained first in <run dir>/pretrain.
+    batch_targets: settings -> {batch key: a frozen network of scaled L}
+    whose per-image outputs the batches carry, computed once before the
+    first epoch (ChromaGAN's "class_target" from a frozen VGG-16).
     """
 
     key: str
@@ -73,6 +76,7 @@ class Run(NamedTuple):
     note: str = ""
     overrides: Callable | None = None
     pretrain: Pretraining | None = None
+    batch_targets: Callable | None = None
 
     def settings_for(self, settings):
         """The scale's settings, with this run's own values."""
@@ -170,12 +174,15 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
         model.build_optimizers()
         if start_from is not None:
             model.copy_networks_from(start_from)
+    frozen = dict(run.batch_targets(settings)) if run.batch_targets else {}
     embedding = getattr(model.generator, "embedding", None)
     if settings.cache_embeddings and embedding is not None:
+        frozen["embedding"] = embedding
+    for key, network in frozen.items():
         # Validation images are never mirrored, so their cached vectors are exactly those of the step.
         train_data, eval_data = (
-            with_cached_embeddings(data, *compute_embeddings(embedding, source, settings.image_size,
-                                                             settings.batch_size))
+            with_cached_embeddings(data, *compute_embeddings(network, source, settings.image_size,
+                                                             settings.batch_size), key=key)
             for data, source in ((train_data, train_source), (eval_data, eval_source))
         )
 

@@ -1,0 +1,170 @@
+"""Paper villarenteria's caption-conditioned ChromaGAN generators: Model B (4.2.3) and Model C (4.2.4).
+
+Both are ChromaGAN's generator (chroma.models.chromagan, Model A) without
+its class head: Model B "removes the class labels, both generation in the
+generator, [...] and their loss contribution" and Model C replaces the class
+distribution loss with the caption LSTM's. What is left outputs ab alone, so
+ConditionalGAN's reconstruction and adversarial losses apply as they are.
+"""
+
+import keras
+from keras import ops
+
+from chroma.models.caption_conditioning import CaptionChannel, CaptionEncoder, FiLM
+from chroma.models.caption_tokenizer import SEQUENCE_LENGTH, VOCABULARY_WORDS, CaptionTokenizer
+from chroma.models.chromagan import (
+    check_image_size,
+    check_input_size,
+    colorization_network,
+    fuse,
+    global_features_network,
+    global_vector_network,
+    gray_input,
+    mid_level_network,
+    vgg16_trunk,
+)
+
+MODES = ("channel", "film")
+
+# Model C's blocks Z_n (section 2: [4] modulates "the n-th convolutional block"): ChromaGAN's groups of
+# convolutions, each ending where the resolution changes or a sub-network ends, as (FiLM attribute,
+# sub-network, position of the block's last layer among the sub-network's layers, channels).
+FILM_BLOCKS = (
+    ("film_vgg_block1", "trunk", 1, 64),  # block1_conv1-2, at S
+    ("film_vgg_block2", "trunk", 4, 128),  # block2_conv1-2, at S/2
+    ("film_vgg_block3", "trunk", 8, 256),  # block3_conv1-3, at S/4
+    ("film_vgg_block4", "trunk", 12, 512),  # block4_conv1-3, at S/8
+    ("film_global_features", "global_features", 7, 512),  # its 4 convolutions' last batch norm, at S/32
+    ("film_mid_level", "mid_level", 3, 256),  # its 2 convolutions' last batch norm, at S/8
+    ("film_colorization1", "colorization", 1, 128),  # 1x1 conv 256, conv 128, at S/8
+    ("film_colorization2", "colorization", 4, 64),  # conv 64, conv 64, at S/4
+    ("film_colorization3", "colorization", 6, 32),  # conv 32, at S/2; the ab output convolution stays unmodulated
+)
+
+
+@keras.saving.register_keras_serializable(package="chroma")
+class CaptionChromaGANGenerator(keras.Model):
+    """{"L": scaled L (B,S,S,1), "caption": strings (B,)} or {"L", "tokens": ids (B,T)} -> scaled ab (B,S,S,2).
+
+    `mode="channel"` is Model B (4.2.3): a CaptionChannel map joins the three
+    gray channels as a fourth before the generator's first convolution,
+    VGG-16's block1_conv1. The paper's "added to the first layer of the
+    generator (so the first layer of convolutions learns how to weigh and
+    embed them)" needs weights of its own for the caption, which a sum with
+    the gray channels would not give, so it is concatenated.
+
+    `mode="film"` is Model C (4.2.4): a CaptionEncoder's h modulates the output
+    Z_n of each block listed in FILM_BLOCKS, Z'_n = (1 + gamma_n) Z_n + beta_n
+    (section 2): VGG-16's four blocks, the global convolutions, the mid-level
+    convolutions and the colorization network's three groups between
+    upsamplings. The FiLM weights start at zero, so it starts as ChromaGAN's
+    ab branch. The paper's flavours C.1 and C.2 differ only in whether the
+    caption LSTM's loss is taken against the colour ground truth or the gray
+    input: a training matter, the network is the same.
+
+    `vocabulary`: the caption words (CaptionTokenizer.get_vocabulary()); the
+    generator tokenises strings itself and keeps the words in its config.
+    `image_size` and `vgg_weights` are ChromaGANGenerator's. Scaled L alone is
+    refused: the caption is an input wherever the generator runs, served too.
+    """
+
+    def __init__(
+        self,
+        vocabulary,
+        mode="channel",
+        image_size=224,
+        vgg_weights=None,
+        max_tokens=VOCABULARY_WORDS,
+        sequence_length=SEQUENCE_LENGTH,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(f"CaptionChromaGANGenerator mode must be one of {MODES}, got {mode!r}")
+        check_image_size("CaptionChromaGANGenerator", image_size)
+        self.mode = mode
+        self.image_size = image_size
+        self.vgg_weights = vgg_weights
+        self.tokenizer = CaptionTokenizer(vocabulary, max_tokens, sequence_length, name="tokenizer")
+        if mode == "channel":
+            self.caption_channel = CaptionChannel(self.tokenizer.vocabulary_size, name="caption_channel")
+        else:
+            self.caption_encoder = CaptionEncoder(self.tokenizer.vocabulary_size, name="caption_encoder")
+            for name, _, _, channels in FILM_BLOCKS:
+                setattr(self, name, FiLM(channels, name=name))
+        self.trunk = vgg16_trunk(image_size, vgg_weights, channels=4 if mode == "channel" else 3)
+        self.global_features = global_features_network()
+        self.global_vector = global_vector_network()
+        self.mid_level = mid_level_network()
+        self.colorization = colorization_network()
+        self.build((None, image_size, image_size, 1))
+
+    def build(self, input_shape):
+        # A symbolic pass creates every weight, so count_params() works before the model sees data.
+        tokens = keras.KerasTensor((input_shape[0], self.tokenizer.sequence_length), dtype="int64")
+        self.call({"L": keras.KerasTensor(input_shape), "tokens": tokens})
+
+    def conditioning(self, batch):
+        """{"L", "tokens"} for a batch dict with "L" and "caption" strings: tokenised once per train step."""
+        return {"L": batch["L"], "tokens": self.tokenizer(batch["caption"])}
+
+    def call(self, inputs, training=False):
+        if not isinstance(inputs, dict):
+            raise ValueError('CaptionChromaGANGenerator needs a caption: call it on {"L", "caption"}')
+        scaled_l = inputs["L"]
+        check_input_size("CaptionChromaGANGenerator", self.image_size, scaled_l)
+        tokens = inputs["tokens"] if "tokens" in inputs else self.tokenizer(inputs["caption"])
+        trunk_input = gray_input(scaled_l)
+        h = None
+        if self.mode == "channel":
+            caption = self.caption_channel(tokens, trunk_input)
+            trunk_input = ops.concatenate([trunk_input, ops.cast(caption, trunk_input.dtype)], axis=-1)
+        else:
+            h = self.caption_encoder(tokens)
+        trunk = self._run("trunk", trunk_input, h, training)
+        global_vector = self.global_vector(self._run("global_features", trunk, h, training), training=training)
+        fused = fuse(self._run("mid_level", trunk, h, training), global_vector)
+        return self._run("colorization", fused, h, training)
+
+    def _run(self, network_name, features, h, training):
+        """One ChromaGAN sub-network; with a caption code h (Model C), FiLM after each of its blocks."""
+        network = getattr(self, network_name)
+        if h is None:
+            return network(features, training=training)
+        if not network.built:
+            # Built whole, a Sequential gets the functional graph through which count_params and
+            # tf.train.Checkpoint see its layers' weights; calling its layers one by one builds only them.
+            network.build(features.shape)
+        films = {position: getattr(self, name) for name, net, position, _ in FILM_BLOCKS if net == network_name}
+        layers = [layer for layer in network.layers if not isinstance(layer, keras.layers.InputLayer)]
+        for position, layer in enumerate(layers):
+            features = layer(features, training=training)
+            if position in films:
+                features = films[position](features, h)
+        return features
+
+    @property
+    def _default_save_signature(self):
+        # TensorFlow's SavedModel writer traces Keras's default signature, which feeds scaled L alone and
+        # fails here; chroma.export writes this model's signatures (image and caption) itself.
+        return None
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary": self.tokenizer.get_vocabulary(),
+            "mode": self.mode,
+            "image_size": self.image_size,
+            "vgg_weights": self.vgg_weights,
+            "max_tokens": self.tokenizer.max_tokens,
+            "sequence_length": self.tokenizer.sequence_length,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        # A .keras file holds every weight, so reloading starts from random ones and never needs the VGG file.
+        config = dict(config)
+        vgg_weights = config.pop("vgg_weights")
+        model = cls(**config, vgg_weights=None)
+        model.vgg_weights = vgg_weights
+        return model

@@ -1,0 +1,243 @@
+"""Paper villarenteria's caption-conditioned ChromaGAN generators: Model B (4.2.3) and Model C (4.2.4).
+
+Parameter counts are computed from the layer sizes of the parts (ChromaGAN's
+ab branch as tests/test_chromagan.py derives it, the caption layers), so the
+tests check the structure. VGG-16 networks have random weights.
+"""
+
+import contextlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from chroma.models.caption_chromagan import FILM_BLOCKS, CaptionChromaGANGenerator
+from chroma.models.caption_conditioning import FiLM
+from chroma.models.chromagan import ChromaGANGenerator
+from chroma.models.chromagan_critic import ChromaGANCritic
+from chroma.training import ConditionalGAN
+from helpers import assert_reloads_identically
+
+SMALL = 64
+VOCABULARY = ["a", "red", "cat", "on", "blue", "sky", "over", "green", "field"]
+CAPTIONS = tf.constant(["a red cat on a mat", "a blue sky over a green field"])
+CAPTION_IDS = 1500 + 2  # the tokenizer's default 1500 words, padding and the unknown word
+
+
+def conv(kernel_size, inputs, outputs):
+    return kernel_size * kernel_size * inputs * outputs + outputs
+
+
+def dense(inputs, outputs):
+    return inputs * outputs + outputs
+
+
+def batch_norm(channels):
+    return 4 * channels  # gamma, beta and the two moving statistics
+
+
+VGG16_TRUNK_CONVS = ((3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+                     (256, 512), (512, 512), (512, 512))  # fmt: skip
+# ChromaGAN's networks at 224 but its class head, which both models drop.
+CHROMAGAN_AB_BRANCH = {
+    "trunk": sum(conv(3, inputs, outputs) for inputs, outputs in VGG16_TRUNK_CONVS),
+    "global_features": 4 * (conv(3, 512, 512) + batch_norm(512)),
+    "global_vector": dense(7 * 7 * 512, 1024) + dense(1024, 512) + dense(512, 256),
+    "mid_level": conv(3, 512, 512) + batch_norm(512) + conv(3, 512, 256) + batch_norm(256),
+    "colorization": (conv(1, 256 + 256, 256) + conv(3, 256, 128) + conv(3, 128, 64) + conv(3, 64, 64)
+                     + conv(3, 64, 32) + conv(3, 32, 2)),
+}  # fmt: skip
+BATCH_NORM_STATISTICS = 2 * (4 * 512 + 512 + 256)
+
+
+def scaled_l(size=SMALL, batch=2, seed=0):
+    return tf.random.stateless_uniform((batch, size, size, 1), seed=(seed, 1), minval=-1.0, maxval=1.0)
+
+
+def trainable_count(network):
+    return sum(int(np.prod(weight.shape)) for weight in network.trainable_weights)
+
+
+@pytest.fixture(scope="module")
+def generators224():
+    return {mode: CaptionChromaGANGenerator(VOCABULARY, mode=mode) for mode in ("channel", "film")}
+
+
+@pytest.fixture(scope="module")
+def small():
+    """Small generators by mode, shared: a test that changes weights puts them back."""
+    return {mode: CaptionChromaGANGenerator(VOCABULARY, mode=mode, image_size=SMALL) for mode in ("channel", "film")}
+
+
+@contextlib.contextmanager
+def nonzero_film(generator, seed=0):
+    """Random FiLM weights inside the block (they start at zero), zero again after it."""
+    rng = np.random.default_rng(seed)
+    films = [getattr(generator, name) for name, *_ in FILM_BLOCKS]
+    for film in films:
+        film.set_weights([rng.normal(scale=0.05, size=weight.shape).astype("float32") for weight in film.weights])
+    try:
+        yield
+    finally:
+        for film in films:
+            film.set_weights([np.zeros(weight.shape, "float32") for weight in film.weights])
+
+
+# Model B
+
+
+def test_model_b_at_224_adds_a_caption_channel_and_drops_the_class_head(generators224):
+    """47,644,526 parameters: ChromaGAN's ab branch, a 4th block1_conv1 input channel and the caption channel."""
+    generator = generators224["channel"]
+    ab = generator({"L": scaled_l(224, batch=1), "caption": CAPTIONS[:1]})
+    assert ab.shape == (1, 224, 224, 2) and ab.dtype == tf.float32
+    assert np.all(np.abs(ab) <= 1.0)
+    assert generator.trunk.input.shape == (None, 224, 224, 4)
+    assert generator.trunk.get_layer("block1_conv1").kernel.shape == (3, 3, 4, 64)
+    assert not hasattr(generator, "classifier")
+    caption_channel = CAPTION_IDS * 50 + dense(50, 28 * 28)  # 50-d word vectors, a 28x28 map
+    assert generator.caption_channel.count_params() == caption_channel
+    caption_kernel_slice = 3 * 3 * 64
+    assert generator.trunk.count_params() == CHROMAGAN_AB_BRANCH["trunk"] + caption_kernel_slice
+    for name in ("global_features", "global_vector", "mid_level", "colorization"):
+        assert getattr(generator, name).count_params() == CHROMAGAN_AB_BRANCH[name]
+    total = sum(CHROMAGAN_AB_BRANCH.values()) + caption_kernel_slice + caption_channel
+    assert generator.count_params() == total == 47_644_526
+    assert trainable_count(generator) == total - BATCH_NORM_STATISTICS
+
+
+def test_model_b_output_follows_the_caption(small):
+    generator = small["channel"]
+    same_image = tf.repeat(scaled_l(batch=1), 2, axis=0)
+    ab = generator({"L": same_image, "caption": CAPTIONS}).numpy()
+    assert np.abs(ab[0] - ab[1]).max() > 1e-6
+
+
+def test_model_b_trunk_takes_a_local_vgg_file_but_for_the_caption_slice(tmp_path):
+    vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(SMALL, SMALL, 3))
+    path = tmp_path / "vgg16_notop.weights.h5"
+    vgg.save_weights(path)
+    trunk = CaptionChromaGANGenerator(VOCABULARY, image_size=SMALL, vgg_weights=str(path)).trunk
+    kernel, bias = trunk.get_layer("block1_conv1").get_weights()
+    vgg_kernel, vgg_bias = vgg.get_layer("block1_conv1").get_weights()
+    np.testing.assert_array_equal(kernel[:, :, :3], vgg_kernel)
+    np.testing.assert_array_equal(bias, vgg_bias)
+    assert np.abs(kernel[:, :, 3]).max() > 0.0  # the caption's slice starts random
+    loaded, saved = trunk.get_layer("block4_conv3").get_weights(), vgg.get_layer("block4_conv3").get_weights()
+    for loaded_weight, saved_weight in zip(loaded, saved):
+        np.testing.assert_array_equal(loaded_weight, saved_weight)
+
+
+# Model C
+
+
+def test_model_c_at_224_modulates_nine_blocks(generators224):
+    """49,691,866 parameters: ChromaGAN's ab branch, the bidirectional LSTM and 9 FiLM layers (no bias)."""
+    generator = generators224["film"]
+    ab = generator({"L": scaled_l(224, batch=1), "caption": CAPTIONS[:1]})
+    assert ab.shape == (1, 224, 224, 2) and ab.dtype == tf.float32
+    assert not hasattr(generator, "classifier")
+    trunk_layers = generator.trunk.layers[1:]  # after the input layer
+    ends = [trunk_layers[position].name for _, network, position, _ in FILM_BLOCKS if network == "trunk"]
+    assert ends == ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"]
+    encoder = CAPTION_IDS * 300 + 2 * 4 * 150 * (300 + 150 + 1)  # 300-d words, 150 LSTM units a direction
+    assert generator.caption_encoder.count_params() == encoder
+    films = 0
+    for name, _, _, channels in FILM_BLOCKS:
+        film = getattr(generator, name)
+        assert isinstance(film, FiLM) and film.count_params() == 2 * 300 * channels
+        films += film.count_params()
+    assert films == 2 * 300 * (64 + 128 + 256 + 512 + 512 + 256 + 128 + 64 + 32)
+    for name, count in CHROMAGAN_AB_BRANCH.items():
+        assert getattr(generator, name).count_params() == count
+    total = sum(CHROMAGAN_AB_BRANCH.values()) + encoder + films
+    assert generator.count_params() == total == 49_691_866
+    assert trainable_count(generator) == total - BATCH_NORM_STATISTICS
+
+
+def test_model_c_with_zero_film_is_chromagan_then_follows_the_caption(small):
+    generator = small["film"]
+    reference = ChromaGANGenerator(image_size=SMALL)
+    for name in CHROMAGAN_AB_BRANCH:
+        getattr(reference, name).set_weights(getattr(generator, name).get_weights())
+    same_image = tf.repeat(scaled_l(batch=1), 2, axis=0)
+    ab = generator({"L": same_image, "caption": CAPTIONS})
+    np.testing.assert_array_equal(ab, reference(same_image)["ab"])
+    with nonzero_film(generator):
+        ab = generator({"L": same_image, "caption": CAPTIONS}).numpy()
+    assert np.abs(ab[0] - ab[1]).max() > 1e-6
+
+
+def test_checkpoints_hold_every_film_weight(small, tmp_path):
+    """Sub-layers are attributes, never lists, so tf.train.Checkpoint saves all of them."""
+    generator = small["film"]
+    path = tf.train.Checkpoint(generator=generator).write(str(tmp_path / "checkpoint"))
+    saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("generator/")]
+    assert len(saved) == len(generator.weights)
+    assert sum(f"generator/{name}/" in variable for name, *_ in FILM_BLOCKS for variable in saved) == 2 * 9
+
+
+# Both
+
+
+@pytest.mark.parametrize("mode", ["channel", "film"])
+def test_strings_and_tokens_give_the_same_ab(small, mode):
+    generator = small[mode]
+    batch = {"L": scaled_l(), "caption": CAPTIONS}
+    inputs = generator.conditioning(batch)
+    assert set(inputs) == {"L", "tokens"}
+    np.testing.assert_array_equal(inputs["tokens"], generator.tokenizer(CAPTIONS))
+    assert inputs["tokens"].shape == (2, 16)
+    with nonzero_film(generator) if mode == "film" else contextlib.nullcontext():
+        np.testing.assert_array_equal(generator(inputs), generator(batch))
+
+
+@pytest.mark.parametrize("mode", ["channel", "film"])
+def test_one_conditional_gan_train_step_updates_the_caption_layers(mode):
+    generator = CaptionChromaGANGenerator(VOCABULARY, mode=mode, image_size=SMALL)
+    # Model B's caption reaches the loss through its channel from the first step; Model C's through the FiLM
+    # weights, which start at zero, so they learn first (the encoder follows on the next step).
+    caption_layer = generator.caption_channel if mode == "channel" else generator.film_vgg_block1
+    before = [weight.numpy() for weight in caption_layer.weights]
+    model = ConditionalGAN(generator, ChromaGANCritic(base_filters=8))
+    model.compile(
+        g_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
+        d_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
+        adversarial_loss="wgan-gp",
+        reconstruction_loss="mse",
+        reconstruction_weight=1.0,
+        run_eagerly=True,
+    )
+    ab = tf.random.stateless_uniform((2, SMALL, SMALL, 2), seed=(1, 2), minval=-1.0, maxval=1.0)
+    logs = model.train_on_batch({"L": scaled_l(), "ab": ab, "caption": CAPTIONS}, return_dict=True)
+    assert all(np.isfinite(value) for value in logs.values())
+    assert any(np.abs(weight.numpy() - old).max() > 0.0 for weight, old in zip(caption_layer.weights, before))
+
+
+@pytest.mark.parametrize("mode", ["channel", "film"])
+def test_reload_keeps_the_vocabulary_and_the_outputs(small, mode, tmp_path):
+    generator = small[mode]
+    inputs = {"L": scaled_l(), "caption": CAPTIONS}
+    with nonzero_film(generator) if mode == "film" else contextlib.nullcontext():
+        reloaded = assert_reloads_identically(generator, inputs, tmp_path)
+    assert reloaded.tokenizer.get_vocabulary() == VOCABULARY
+    assert reloaded.get_config()["vocabulary"] == VOCABULARY and reloaded.mode == mode
+
+
+@pytest.mark.parametrize("mode", ["channel", "film"])
+def test_outputs_are_float32_under_mixed_bfloat16(mixed_bfloat16, mode):
+    generator = CaptionChromaGANGenerator(VOCABULARY, mode=mode, image_size=SMALL)
+    assert generator.dtype_policy.compute_dtype == "bfloat16"
+    assert generator({"L": scaled_l(), "caption": CAPTIONS}, training=True).dtype == tf.float32
+
+
+def test_generators_refuse_what_they_cannot_read(small):
+    with pytest.raises(ValueError, match="needs a caption"):
+        small["channel"](scaled_l())
+    with pytest.raises(ValueError, match="needs 64x64"):
+        small["film"]({"L": scaled_l(96), "caption": CAPTIONS})
+    with pytest.raises(ValueError, match="divisible by 32"):
+        CaptionChromaGANGenerator(VOCABULARY, image_size=100)
+    with pytest.raises(ValueError, match="mode"):
+        CaptionChromaGANGenerator(VOCABULARY, mode="sum")
