@@ -88,6 +88,19 @@ def kl_class_loss(oracle_probabilities, class_logits):
     return tf.reduce_mean(tf.reduce_sum(tf.math.xlogy(p, p) - p * log_q, axis=-1))
 
 
+def caption_cross_entropy(targets, logits):
+    """Mean softmax cross-entropy over a caption's words, padding (id 0) left out: a captioner's loss.
+
+    targets (B, T) int word ids, logits (B, T, V). Paper villarenteria's Model C
+    replaces ChromaGAN's class loss with "the LSTM's classification loss across
+    the entire caption" (4.2.4). A batch of empty captions gives 0, not NaN.
+    """
+    targets = tf.cast(targets, tf.int32)
+    per_word = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=tf.cast(logits, tf.float32))
+    words = tf.cast(targets > 0, tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(per_word * words), tf.reduce_sum(words))
+
+
 def labelled_cross_entropy(labels, logits):
     """Mean softmax cross-entropy over the images that have a class label (label >= 0).
 

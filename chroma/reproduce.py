@@ -5,7 +5,8 @@ A recipe is a plain module in experiments/ with PAPER, TITLE, COLUMNS (metric
 names), RUNS (a list of chroma.training.Run) and settings(scale, coco, data)
 -> chroma.training.Settings. Optionally LOSS_TABLE = (heading, {run key: the
 paper's losses}): a second table of each run's mean D and G losses over its
-first and last epoch (paper bruvik's table 3); DIVERSE_SAMPLES = N: a figure
+first and last epoch (paper bruvik's table 3); BASELINE0_PAPER: the paper's
+own baseline0 figures (villarenteria's table 1); DIVERSE_SAMPLES = N: a figure
 of N colorizations of each held-out image by every run whose generator has
 dropout, kept on at inference (paper agosti's figure 4).
 """
@@ -72,7 +73,8 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, backbon
     eval_data = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size,
                                   drop_gray=settings.drop_gray)
     baseline0 = fit_baseline0(settings)
-    rows = [{"model": "baseline0 (mean colour per gray level)", "paper": {}, "note": "reference",
+    rows = [{"model": "baseline0 (mean colour per gray level)", "note": "reference",
+             "paper": titled(getattr(experiment, "BASELINE0_PAPER", {})),
              "ours": titled(evaluation.evaluate(lambda batch: baseline0(batch["L"]), eval_data, experiment.COLUMNS,
                                                 lpips_model, fid_model))}]
     samples = [("original", None, eval_data), ("grayscale", None, eval_data)]
@@ -83,7 +85,7 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, backbon
         model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision)
         run_eval_data = dataset_from_spec(settings.eval_data, run_settings.image_size, settings.batch_size,
                                           drop_gray=settings.drop_gray)
-        scores = evaluation.evaluate(lambda batch, m=model: m(batch["L"], training=False), run_eval_data,
+        scores = evaluation.evaluate(lambda batch, m=model: m(batch, training=False), run_eval_data,
                                      experiment.COLUMNS, lpips_model, fid_model)
         rows.append({"model": run.name, "ours": titled(scores), "paper": titled(run.paper), "note": run.note})
         reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / f"{run.key}_losses.png",
@@ -151,29 +153,30 @@ def sample_columns(samples):
     """
     columns = []
     for title, model, dataset in samples:
-        scaled_l, scaled_ab = first_images(dataset)
+        batch = first_images(dataset)
+        scaled_l, scaled_ab = batch["L"], batch["ab"]
         if title == "original":
             ab = scaled_ab
         elif model is None:
             ab = tf.zeros_like(scaled_ab)
         else:
-            ab = model(scaled_l, training=False)
+            ab = model(batch, training=False)
         columns.append((title, list(np.asarray(color.scaled_lab_to_rgb(scaled_l, ab)))))
     return columns
 
 
 def diverse_columns(model, dropouts, dataset, count):
     """Figure 4's layout: gray input, original, then `count` colorizations with the generator's dropout on."""
-    scaled_l, scaled_ab = first_images(dataset)
+    batch = first_images(dataset)
+    scaled_l, scaled_ab = batch["L"], batch["ab"]
     columns = [("grayscale", color.scaled_lab_to_rgb(scaled_l, tf.zeros_like(scaled_ab))),
                ("original", color.scaled_lab_to_rgb(scaled_l, scaled_ab))]
     with dropout_on(dropouts):
-        columns += [(f"sample {index}", color.scaled_lab_to_rgb(scaled_l, model(scaled_l, training=False)))
+        columns += [(f"sample {index}", color.scaled_lab_to_rgb(scaled_l, model(batch, training=False)))
                     for index in range(1, count + 1)]
     return [(title, list(np.asarray(images))) for title, images in columns]
 
 
 def first_images(dataset, count=SAMPLE_IMAGES):
-    """(scaled L, scaled ab) of the first `count` images of a batched dataset."""
-    batch = next(iter(dataset.unbatch().take(count).batch(count)))
-    return batch["L"], batch["ab"]
+    """The first `count` images of a batched dataset, as one batch (L, ab, caption, ...)."""
+    return next(iter(dataset.unbatch().take(count).batch(count)))

@@ -9,6 +9,7 @@ from chroma.data import make_dataset, samples
 from chroma.export import dropout_layers
 from chroma.models.unet import UNetGenerator
 from chroma.reproduce import diverse_columns, load_experiment, select_runs
+from chroma.training import RegressionColorizer
 
 
 def trainable(network):
@@ -56,7 +57,7 @@ def test_figure_4_draws_different_colorizations_with_dropout_on():
     for weight in generator.trainable_weights:  # N(0, 0.02) leaves a tiny net's output nearly gray
         weight.assign(weight * 5.0)
     dataset = make_dataset(samples(), 16, batch_size=2)
-    columns = diverse_columns(generator, dropout_layers(generator), dataset, count=3)
+    columns = diverse_columns(RegressionColorizer(generator), dropout_layers(generator), dataset, count=3)
     assert [title for title, _ in columns] == ["grayscale", "original", "sample 1", "sample 2", "sample 3"]
     first, second = np.asarray(columns[2][1]), np.asarray(columns[3][1])
     assert first.shape == (4, 16, 16, 3) and np.abs(first - second).max() > 1e-3

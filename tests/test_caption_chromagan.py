@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from chroma.losses import caption_cross_entropy
 from chroma.models.caption_chromagan import FILM_BLOCKS, CaptionChromaGANGenerator
 from chroma.models.caption_conditioning import FiLM
 from chroma.models.chromagan import ChromaGANGenerator
@@ -68,6 +69,15 @@ def generators224():
 def small():
     """Small generators by mode, shared: a test that changes weights puts them back."""
     return {mode: CaptionChromaGANGenerator(VOCABULARY, mode=mode, image_size=SMALL) for mode in ("channel", "film")}
+
+
+@pytest.fixture(scope="module")
+def captioners():
+    """Small Model C generators with a captioner, by flavour, shared: a test that changes weights puts them back."""
+    return {
+        flavour: CaptionChromaGANGenerator(VOCABULARY, mode="film", captioning=flavour, image_size=SMALL)
+        for flavour in ("colour", "gray")
+    }
 
 
 @contextlib.contextmanager
@@ -178,6 +188,144 @@ def test_checkpoints_hold_every_film_weight(small, tmp_path):
     assert sum(f"generator/{name}/" in variable for name, *_ in FILM_BLOCKS for variable in saved) == 2 * 9
 
 
+# Model C's captioner
+
+# The captioner's image features: the pooled 256 of concat(L, ab) (C.1) or block4_conv3's pooled 512 (C.2).
+CAPTIONER_FEATURES = {"colour": 256, "gray": 512}
+COLOUR_ENCODER = conv(3, 3, 32) + conv(3, 32, 64) + conv(3, 64, 128) + conv(3, 128, 256)
+
+
+def decoder_count(features):
+    """CaptionDecoder at its defaults: 256-d word vectors, 512 LSTM units, its initial state from the features."""
+    return CAPTION_IDS * 256 + dense(features, 512) + 4 * 512 * (256 + 512 + 1) + dense(512, CAPTION_IDS)
+
+
+def ab_output_conv(generator):
+    return generator.colorization.layers[-2]
+
+
+def caption_loss(generator, inputs, training=False):
+    logits = generator(inputs, training=training)["caption_logits"]
+    return caption_cross_entropy(generator.caption_targets(inputs["tokens"]), logits)
+
+
+@pytest.mark.parametrize("flavour", ["colour", "gray"])
+def test_captioner_predicts_every_word_from_the_words_before(small, captioners, flavour):
+    """caption_logits[:, t] predicts caption_targets[:, t] = tokens[:, t] and reads tokens before t only."""
+    generator = captioners[flavour]
+    inputs = generator.conditioning({"L": scaled_l(), "caption": CAPTIONS})
+    outputs = generator(inputs)
+    assert set(outputs) == {"ab", "caption_logits"}
+    assert outputs["ab"].shape == (2, SMALL, SMALL, 2)
+    assert outputs["caption_logits"].shape == (2, 16, CAPTION_IDS) and outputs["caption_logits"].dtype == tf.float32
+    targets = generator.caption_targets(inputs["tokens"])
+    np.testing.assert_array_equal(targets, inputs["tokens"])
+    decoder = decoder_count(CAPTIONER_FEATURES[flavour])
+    assert generator.caption_decoder.count_params() == decoder
+    encoder = COLOUR_ENCODER if flavour == "colour" else 0
+    assert generator.count_params() == small["film"].count_params() + encoder + decoder
+    changed = inputs["tokens"].numpy()
+    changed[:, 3] = 4  # the 4th word becomes "cat"
+    logits = generator({**inputs, "tokens": tf.constant(changed)})["caption_logits"].numpy()
+    np.testing.assert_array_equal(logits[:, :4], outputs["caption_logits"][:, :4])
+    assert np.abs(logits[:, 4:] - outputs["caption_logits"][:, 4:]).max() > 1e-6
+
+
+def test_colour_captioner_reads_the_colorization_and_gray_the_unmodulated_trunk(captioners):
+    """C.1's logits follow the ab output convolution; C.2's follow neither it nor the caption's FiLM."""
+    inputs = {"L": scaled_l(), "caption": CAPTIONS}
+    before = {flavour: generator(inputs)["caption_logits"].numpy() for flavour, generator in captioners.items()}
+    saved = {flavour: ab_output_conv(generator).get_weights() for flavour, generator in captioners.items()}
+    for flavour, (kernel, bias) in saved.items():
+        ab_output_conv(captioners[flavour]).set_weights([kernel + 0.1, bias])
+    try:
+        after = {flavour: generator(inputs)["caption_logits"].numpy() for flavour, generator in captioners.items()}
+    finally:
+        for flavour, weights in saved.items():
+            ab_output_conv(captioners[flavour]).set_weights(weights)
+    assert np.abs(after["colour"] - before["colour"]).max() > 1e-6
+    np.testing.assert_array_equal(after["gray"], before["gray"])
+    gray = captioners["gray"]
+    with nonzero_film(gray):
+        modulated = gray(inputs)
+    assert np.abs(modulated["ab"] - gray(inputs)["ab"]).max() > 1e-6
+    np.testing.assert_array_equal(modulated["caption_logits"], before["gray"])
+
+
+@pytest.mark.parametrize("flavour", ["colour", "gray"])
+def test_caption_loss_trains_what_its_flavour_reads(captioners, flavour):
+    """Both train the VGG trunk; only C.1's loss reaches the ab output convolution and the FiLM layers."""
+    generator = captioners[flavour]
+    inputs = generator.conditioning({"L": scaled_l(), "caption": CAPTIONS})
+    watched = {
+        "decoder": generator.caption_decoder.trainable_weights,
+        "trunk": generator.trunk.get_layer("block1_conv1").trainable_weights,
+        "ab output": ab_output_conv(generator).trainable_weights,
+        "film": generator.film_colorization3.trainable_weights,
+    }
+    with tf.GradientTape() as tape:
+        loss = caption_loss(generator, inputs, training=True)
+    gradients = tape.gradient(loss, watched)
+    reached = {
+        part: any(gradient is not None and np.abs(tf.convert_to_tensor(gradient)).max() > 0.0 for gradient in grads)
+        for part, grads in gradients.items()
+    }
+    colour = flavour == "colour"
+    assert reached == {"decoder": True, "trunk": True, "ab output": colour, "film": colour}
+
+
+def test_captioner_leaves_the_colorization_unchanged(small, captioners):
+    """With the same weights, captioning="gray" gives the ab of the generator without a captioner."""
+    generator, reference = captioners["gray"], small["film"]
+    saved = generator.get_weights()
+    shared = ["caption_encoder", *(name for name, *_ in FILM_BLOCKS), *CHROMAGAN_AB_BRANCH]
+    try:
+        for name in shared:
+            getattr(generator, name).set_weights(getattr(reference, name).get_weights())
+        inputs = {"L": scaled_l(), "caption": CAPTIONS}
+        with nonzero_film(generator), nonzero_film(reference):
+            np.testing.assert_array_equal(generator(inputs)["ab"], reference(inputs))
+    finally:
+        generator.set_weights(saved)
+
+
+@pytest.mark.parametrize("flavour", ["colour", "gray"])
+def test_captioner_reloads_and_checkpoints_whole(captioners, flavour, tmp_path):
+    generator = captioners[flavour]
+    inputs = {"L": scaled_l(), "caption": CAPTIONS}
+    with nonzero_film(generator):
+        generator.save(tmp_path / "captioner.keras")
+        reloaded = keras.saving.load_model(tmp_path / "captioner.keras")
+        outputs, reloaded_outputs = generator(inputs), reloaded(inputs)
+    assert reloaded.captioning == flavour and reloaded.get_config() == generator.get_config()
+    for name in ("ab", "caption_logits"):
+        np.testing.assert_allclose(reloaded_outputs[name], outputs[name], atol=1e-6)
+    path = tf.train.Checkpoint(generator=generator).write(str(tmp_path / "checkpoint"))
+    saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("generator/")]
+    assert len(saved) == len(generator.weights)
+
+
+def test_one_conditional_gan_train_step_trains_the_captioner():
+    generator = CaptionChromaGANGenerator(VOCABULARY, mode="film", captioning="colour", image_size=SMALL)
+    before = [weight.numpy() for weight in generator.caption_decoder.weights]
+    model = ConditionalGAN(generator, ChromaGANCritic(base_filters=8))
+    model.compile(
+        g_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
+        d_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
+        adversarial_loss="wgan-gp",
+        reconstruction_loss="mse",
+        reconstruction_weight=1.0,
+        caption_weight=1.0,
+        run_eagerly=True,
+    )
+    ab = tf.random.stateless_uniform((2, SMALL, SMALL, 2), seed=(1, 2), minval=-1.0, maxval=1.0)
+    logs = model.train_on_batch({"L": scaled_l(), "ab": ab, "caption": CAPTIONS}, return_dict=True)
+    # An untrained captioner is near uniform over the caption ids: a cross-entropy near log(1502).
+    assert abs(logs["g_caption_loss"] - np.log(CAPTION_IDS)) < 0.5
+    after = [weight.numpy() for weight in generator.caption_decoder.weights]
+    assert all(np.abs(new - old).max() > 0.0 for new, old in zip(after, before))
+
+
 # Both
 
 
@@ -225,11 +373,13 @@ def test_reload_keeps_the_vocabulary_and_the_outputs(small, mode, tmp_path):
     assert reloaded.get_config()["vocabulary"] == VOCABULARY and reloaded.mode == mode
 
 
-@pytest.mark.parametrize("mode", ["channel", "film"])
-def test_outputs_are_float32_under_mixed_bfloat16(mixed_bfloat16, mode):
-    generator = CaptionChromaGANGenerator(VOCABULARY, mode=mode, image_size=SMALL)
+@pytest.mark.parametrize("mode, captioning", [("channel", None), ("film", None), ("film", "colour")])
+def test_outputs_are_float32_under_mixed_bfloat16(mixed_bfloat16, mode, captioning):
+    generator = CaptionChromaGANGenerator(VOCABULARY, mode=mode, captioning=captioning, image_size=SMALL)
     assert generator.dtype_policy.compute_dtype == "bfloat16"
-    assert generator({"L": scaled_l(), "caption": CAPTIONS}, training=True).dtype == tf.float32
+    outputs = generator({"L": scaled_l(), "caption": CAPTIONS}, training=True)
+    for output in outputs.values() if captioning else [outputs]:
+        assert output.dtype == tf.float32
 
 
 def test_generators_refuse_what_they_cannot_read(small):
@@ -241,3 +391,10 @@ def test_generators_refuse_what_they_cannot_read(small):
         CaptionChromaGANGenerator(VOCABULARY, image_size=100)
     with pytest.raises(ValueError, match="mode"):
         CaptionChromaGANGenerator(VOCABULARY, mode="sum")
+    with pytest.raises(ValueError, match="mode='film'"):
+        CaptionChromaGANGenerator(VOCABULARY, mode="channel", captioning="gray")
+    with pytest.raises(ValueError, match="captioning must be one of"):
+        CaptionChromaGANGenerator(VOCABULARY, mode="film", captioning="color")
+    with pytest.raises(ValueError, match="needs a captioner"):
+        small["film"].caption_targets(small["film"].tokenizer(CAPTIONS))
+    assert isinstance(small["film"]({"L": scaled_l(), "caption": CAPTIONS}), tf.Tensor)  # no captioner: ab alone

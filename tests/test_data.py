@@ -462,3 +462,12 @@ def test_tfrecords_keep_colour_at_full_resolution(tmp_path):
     dataset, _ = data.read_tfrecords(tmp_path / "records")
     rgb, _, _, _ = next(dataset.as_numpy_iterator())
     assert np.abs(rgb.astype(float) - stripes).mean() < 2
+
+
+def test_tfrecord_captions_are_read_without_the_images(image_folder, tmp_path):
+    source = captioned(data.folder(image_folder))
+    data.write_tfrecords(source, tmp_path / "records", num_shards=2, progress=False)
+    from chroma.data.tfrecords import read_captions
+
+    captions = sorted(caption.decode() for caption in read_captions(tmp_path / "records").as_numpy_iterator())
+    assert captions == sorted(record.caption for record in source.records if record.name != "cats/broken.jpg")

@@ -89,3 +89,11 @@ def test_labelled_cross_entropy_ignores_unlabelled_images():
     expected = (row0 + np.log(3.0)) / 2
     assert float(losses.labelled_cross_entropy(labels, logits)) == pytest.approx(expected, rel=1e-6)
     assert float(losses.labelled_cross_entropy(tf.constant([-1, -1]), logits[:2])) == 0.0
+
+
+def test_caption_cross_entropy_averages_over_words_and_skips_padding():
+    logits = np.log(np.array([[[0.1, 0.2, 0.7], [0.5, 0.25, 0.25], [0.9, 0.05, 0.05]]], np.float32))
+    targets = np.array([[2, 1, 0]])  # two words, then padding
+    expected = -(np.log(0.7) + np.log(0.25)) / 2
+    np.testing.assert_allclose(losses.caption_cross_entropy(targets, logits), expected, rtol=1e-5)
+    assert float(losses.caption_cross_entropy(np.zeros((2, 3), np.int64), np.zeros((2, 3, 3), np.float32))) == 0.0

@@ -144,3 +144,42 @@ def test_batch_targets_are_computed_once_and_reach_the_train_step(tmp_path):
     history = read_history(tmp_path)
     assert len(history["g_class_loss"]) == 2 and len(history["val_g_class_loss"]) == 2
     assert all(np.isfinite(history["g_class_loss"])) and history["g_class_loss"][0] > 0
+
+
+def test_captions_reach_the_step_as_word_ids_made_in_tf_data(tmp_path):
+    """No string enters the train step (a TPU's infeed takes numbers): captions arrive tokenised."""
+    import keras
+
+    from chroma.models.caption_tokenizer import CaptionTokenizer
+    from chroma.training import ConditionalGAN, Run
+    from test_training import tiny_discriminator
+
+    class CaptionShift(keras.Model):
+        """ab from L plus a learned shift per caption word, reading captions as Models B and C do."""
+
+        def __init__(self):
+            super().__init__()
+            self.tokenizer = CaptionTokenizer(vocabulary=["a", "the", "of", "on"])
+            self.words = keras.layers.Embedding(self.tokenizer.vocabulary_size, 2)
+            self.conv = keras.layers.Conv2D(2, 3, padding="same", activation="tanh")
+
+        def conditioning(self, batch):
+            return {"L": batch["L"], "tokens": batch["tokens"] if "tokens" in batch else self.tokenizer(batch["caption"])}
+
+        def call(self, inputs, training=False):
+            shift = keras.ops.mean(self.words(inputs["tokens"]), axis=1)[:, None, None, :]
+            return self.conv(inputs["L"]) + shift
+
+    class RecordingGAN(ConditionalGAN):
+        step_keys = set()
+
+        def train_step(self, data):
+            RecordingGAN.step_keys |= set(self.unpack(data))  # at trace time: what the step's batches hold
+            return super().train_step(data)
+
+    run = Run("captions", "captioned cGAN", lambda settings: RecordingGAN(CaptionShift(), tiny_discriminator()),
+              lambda total_steps: dict(g_optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3)),
+              paper={})
+    recipe = load_experiment(str(RECIPE))
+    train(run, recipe.settings("smoke")._replace(epochs=1), tmp_path, verbose=0)
+    assert RecordingGAN.step_keys == {"L", "ab", "label", "tokens"}  # caption and name strings dropped

@@ -172,6 +172,14 @@ def read_tfrecords(path, drop_gray=False, *, shuffle=False, seed=0, report=None)
     return dataset, metadata
 
 
+def read_captions(path):
+    """A dataset of the records' captions (strings), read without decoding a single image."""
+    files = sorted(tf.io.gfile.glob(tf.io.gfile.join(str(path), SHARD_PATTERN)))
+    return tf.data.TFRecordDataset(files).map(
+        lambda serialized: tf.io.parse_single_example(serialized, {"caption": _FEATURES["caption"]})["caption"]
+    )
+
+
 def _decode(example):
     rgb = tf.io.decode_jpeg(example["image"], channels=3)
     return rgb, example["caption"], tf.cast(example["label"], tf.int32), example["name"]

@@ -3,14 +3,15 @@
 Both are ChromaGAN's generator (chroma.models.chromagan, Model A) without
 its class head: Model B "removes the class labels, both generation in the
 generator, [...] and their loss contribution" and Model C replaces the class
-distribution loss with the caption LSTM's. What is left outputs ab alone, so
-ConditionalGAN's reconstruction and adversarial losses apply as they are.
+distribution loss with the caption LSTM's. Without a captioner they output
+ab alone, so ConditionalGAN's reconstruction and adversarial losses apply as
+they are; Model C's captioner adds the caption logits its loss reads.
 """
 
 import keras
 from keras import ops
 
-from chroma.models.caption_conditioning import CaptionChannel, CaptionEncoder, FiLM
+from chroma.models.caption_conditioning import CaptionChannel, CaptionDecoder, CaptionEncoder, FiLM
 from chroma.models.caption_tokenizer import SEQUENCE_LENGTH, VOCABULARY_WORDS, CaptionTokenizer
 from chroma.models.chromagan import (
     check_image_size,
@@ -25,6 +26,8 @@ from chroma.models.chromagan import (
 )
 
 MODES = ("channel", "film")
+# Model C's two flavours (4.2.4): the captioner reads the colorized image (C.1) or the gray one (C.2).
+CAPTIONING = (None, "colour", "gray")
 
 # Model C's blocks Z_n (section 2: [4] modulates "the n-th convolutional block"): ChromaGAN's groups of
 # convolutions, each ending where the resolution changes or a sub-network ends, as (FiLM attribute,
@@ -40,6 +43,18 @@ FILM_BLOCKS = (
     ("film_colorization2", "colorization", 4, 64),  # conv 64, conv 64, at S/4
     ("film_colorization3", "colorization", 6, 32),  # conv 32, at S/2; the ab output convolution stays unmodulated
 )
+
+
+def colorized_image_encoder():
+    """Scaled L and ab (S, S, 3) -> a 256 vector: four 3x3 stride-2 Conv-ReLU (32 to 256), global average pooling.
+
+    Model C.1's captioner reads the colorized image through it. A loss head,
+    so a few strided convolutions, cheap next to the generator; the pooling
+    serves any image size.
+    """
+    convolutions = [keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")
+                    for filters in (32, 64, 128, 256)]  # fmt: skip
+    return keras.Sequential(convolutions + [keras.layers.GlobalAveragePooling2D()], name="colorized_image_encoder")
 
 
 @keras.saving.register_keras_serializable(package="chroma")
@@ -58,20 +73,46 @@ class CaptionChromaGANGenerator(keras.Model):
     (section 2): VGG-16's four blocks, the global convolutions, the mid-level
     convolutions and the colorization network's three groups between
     upsamplings. The FiLM weights start at zero, so it starts as ChromaGAN's
-    ab branch. The paper's flavours C.1 and C.2 differ only in whether the
-    caption LSTM's loss is taken against the colour ground truth or the gray
-    input: a training matter, the network is the same.
+    ab branch.
+
+    `captioning` adds Model C's loss head, a CaptionDecoder: "the class
+    distribution loss is replaced by the LSTM's classification loss across
+    the entire caption. This model again has two sub flavors, (1) whether to
+    go through the LSTM caption generation based on the colorized
+    ground-truth, or (2) the grayscale representation" (4.2.4). Read here as:
+
+    - "colour" (C.1): the captioner reads the colorized image, concat(L, the
+      predicted ab), through colorized_image_encoder. Its loss reaches the
+      generator through ab alone, so the colours must carry the caption's
+      content; at the reconstruction optimum that image is the ground truth.
+      The ab are caption-conditioned, so they may also carry the caption in
+      colour differences the reconstruction loss barely sees; the paper's
+      other losses are what bound that.
+    - "gray" (C.2): the captioner reads the generator's own representation of
+      the gray image, VGG-16's block4_conv3 averaged over positions, in a
+      second pass of the trunk without FiLM. The modulated features carry the
+      caption through FiLM's beta, so a captioner reading them could copy the
+      caption from the encoder and its loss would ask nothing of the image;
+      unmodulated, it asks the trunk what C.2 tests, whether "more contextual
+      information [...] can be retrieved" from the grayscale (4.2.4). The
+      trunk has no batch norm, so the second pass leaves no statistics
+      behind; it costs a second trunk pass.
+
+    None (the default) leaves the generator without a captioner.
 
     `vocabulary`: the caption words (CaptionTokenizer.get_vocabulary()); the
     generator tokenises strings itself and keeps the words in its config.
     `image_size` and `vgg_weights` are ChromaGANGenerator's. Scaled L alone is
     refused: the caption is an input wherever the generator runs, served too.
+    With a captioner the output is {"ab", "caption_logits": (B, T, vocabulary
+    size) float32}, and caption_targets gives the word ids they predict.
     """
 
     def __init__(
         self,
         vocabulary,
         mode="channel",
+        captioning=None,
         image_size=224,
         vgg_weights=None,
         max_tokens=VOCABULARY_WORDS,
@@ -81,8 +122,13 @@ class CaptionChromaGANGenerator(keras.Model):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"CaptionChromaGANGenerator mode must be one of {MODES}, got {mode!r}")
+        if captioning not in CAPTIONING:
+            raise ValueError(f"CaptionChromaGANGenerator captioning must be one of {CAPTIONING}, got {captioning!r}")
+        if captioning is not None and mode != "film":
+            raise ValueError(f"captioning is Model C's loss head (mode='film'), got mode={mode!r}")
         check_image_size("CaptionChromaGANGenerator", image_size)
         self.mode = mode
+        self.captioning = captioning
         self.image_size = image_size
         self.vgg_weights = vgg_weights
         self.tokenizer = CaptionTokenizer(vocabulary, max_tokens, sequence_length, name="tokenizer")
@@ -97,6 +143,10 @@ class CaptionChromaGANGenerator(keras.Model):
         self.global_vector = global_vector_network()
         self.mid_level = mid_level_network()
         self.colorization = colorization_network()
+        if captioning == "colour":
+            self.colorized_image_encoder = colorized_image_encoder()
+        if captioning is not None:
+            self.caption_decoder = CaptionDecoder(self.tokenizer.vocabulary_size, name="caption_decoder")
         self.build((None, image_size, image_size, 1))
 
     def build(self, input_shape):
@@ -105,8 +155,10 @@ class CaptionChromaGANGenerator(keras.Model):
         self.call({"L": keras.KerasTensor(input_shape), "tokens": tokens})
 
     def conditioning(self, batch):
-        """{"L", "tokens"} for a batch dict with "L" and "caption" strings: tokenised once per train step."""
-        return {"L": batch["L"], "tokens": self.tokenizer(batch["caption"])}
+        """{"L", "tokens"} for a batch dict: its "tokens" (made in tf.data by the training engine), or its
+        "caption" strings tokenised here."""
+        tokens = batch["tokens"] if "tokens" in batch else self.tokenizer(batch["caption"])
+        return {"L": batch["L"], "tokens": tokens}
 
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict):
@@ -124,7 +176,25 @@ class CaptionChromaGANGenerator(keras.Model):
         trunk = self._run("trunk", trunk_input, h, training)
         global_vector = self.global_vector(self._run("global_features", trunk, h, training), training=training)
         fused = fuse(self._run("mid_level", trunk, h, training), global_vector)
-        return self._run("colorization", fused, h, training)
+        ab = self._run("colorization", fused, h, training)
+        if self.captioning is None:
+            return ab
+        if self.captioning == "colour":
+            colorized = ops.concatenate([scaled_l, ops.cast(ab, scaled_l.dtype)], axis=-1)
+            image_features = self.colorized_image_encoder(colorized, training=training)
+        else:
+            image_features = ops.mean(self.trunk(trunk_input, training=training), axis=(1, 2))
+        return {"ab": ab, "caption_logits": self.caption_decoder(image_features, tokens)}
+
+    def caption_targets(self, tokens):
+        """Token ids (B, T) -> the ids caption_logits predict, (B, T): the tokens themselves.
+
+        CaptionDecoder's step t predicts word t (step 0 reads padding as its
+        start). 0 is padding, to leave out of the loss.
+        """
+        if self.captioning is None:
+            raise ValueError("caption_targets needs a captioner: CaptionChromaGANGenerator(captioning=...)")
+        return tokens
 
     def _run(self, network_name, features, h, training):
         """One ChromaGAN sub-network; with a caption code h (Model C), FiLM after each of its blocks."""
@@ -154,6 +224,7 @@ class CaptionChromaGANGenerator(keras.Model):
             **super().get_config(),
             "vocabulary": self.tokenizer.get_vocabulary(),
             "mode": self.mode,
+            "captioning": self.captioning,
             "image_size": self.image_size,
             "vgg_weights": self.vgg_weights,
             "max_tokens": self.tokenizer.max_tokens,

@@ -10,7 +10,11 @@ LSTM's last hidden state h encodes the caption (CaptionEncoder), and each
 modulated convolution block Z becomes Z' = (1 + gamma) * Z + beta with
 gamma = W_gamma h and beta = W_beta h (FiLM).
 
-CaptionChannel and CaptionEncoder read the token ids of
+Model C's loss replaces ChromaGAN's class distribution loss "by the LSTM's
+classification loss across the entire caption" (4.2.4): CaptionDecoder is
+that LSTM, a captioner.
+
+CaptionChannel, CaptionEncoder and CaptionDecoder read the token ids of
 chroma.models.caption_tokenizer, where 0 is padding; their default
 vocabulary_size is that tokenizer's (1500 words, padding and the unknown
 token).
@@ -144,3 +148,60 @@ class FiLM(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels}
+
+
+@keras.saving.register_keras_serializable(package="chroma")
+class CaptionDecoder(keras.layers.Layer):
+    """Model C's captioner: image features (B, F) and token ids (B, T) -> word logits (B, T, vocabulary_size).
+
+    The paper's captions follow "the 231N formulation from Assignment 3"
+    (section 5), whose LSTM captioner is Show and Tell's: a Dense projection
+    of the image features is the LSTM's initial hidden state (its cell state
+    starts at zero, as CS231N's lstm_forward), and the LSTM reads the caption
+    teacher-forced, step t reading word t - 1 and predicting word t.
+
+    CaptionTokenizer's ids have no <START> token (words, then padding), so
+    step 0 reads id 0: padding doubles as <START>. Past step 0 padding is
+    read only after the caption has ended, at steps whose targets are
+    padding too, which the loss leaves out; so id 0's embedding learns from
+    step 0 alone, a learned start vector, and no LSTM mask is needed (the
+    cuDNN kernel stays usable). The logits then predict every token, so the
+    targets are the token ids themselves and the loss covers "the entire
+    caption" (4.2.4), first word included, which predicting tokens[:, 1:]
+    from tokens[:, :-1] would leave out. Without an <END> token the caption's
+    length is not predicted.
+
+    Defaults as CS231N's LSTM captioner: 256-d word vectors, 512 units. The
+    logits are float32 whatever the dtype policy, for the softmax over the
+    vocabulary.
+    """
+
+    def __init__(self, vocabulary_size=VOCABULARY_SIZE, embedding_dim=256, units=512, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
+        self.initial_state = keras.layers.Dense(units, name="initial_state")
+        self.lstm = keras.layers.LSTM(units, return_sequences=True, name="lstm")
+        self.logits = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")
+
+    def build(self, features_shape, token_ids_shape):
+        self.embedding.build(token_ids_shape)
+        self.initial_state.build(features_shape)
+        self.lstm.build((*token_ids_shape, self.embedding_dim))
+        self.logits.build((*token_ids_shape, self.units))
+
+    def call(self, features, token_ids):
+        previous_words = ops.pad(token_ids[:, :-1], [[0, 0], [1, 0]], constant_values=PADDING_ID)
+        h = self.initial_state(features)
+        sequence = self.lstm(self.embedding(previous_words), initial_state=[h, ops.zeros_like(h)])
+        return self.logits(sequence)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+        }

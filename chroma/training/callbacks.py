@@ -85,12 +85,14 @@ class SampleImages(keras.callbacks.Callback):
 
     def __init__(self, batch, log_dir, max_images=4):
         super().__init__()
-        self.scaled_l = batch["L"][:max_images]
-        self.scaled_ab = batch["ab"][:max_images]
+        # The whole batch: a generator may read more than L (paper villarenteria's captions).
+        self.batch = {key: value[:max_images] for key, value in batch.items()}
+        self.scaled_l = self.batch["L"]
+        self.scaled_ab = self.batch["ab"]
         self.writer = tf.summary.create_file_writer(str(log_dir))
 
     def on_epoch_end(self, epoch, logs=None):
-        predicted_ab = self.model(self.scaled_l, training=False)
+        predicted_ab = self.model(self.batch, training=False)
         gray = color.scaled_lab_to_rgb(self.scaled_l, tf.zeros_like(self.scaled_ab))
         predicted = color.scaled_lab_to_rgb(self.scaled_l, predicted_ab)
         truth = color.scaled_lab_to_rgb(self.scaled_l, self.scaled_ab)

@@ -26,10 +26,11 @@ from chroma.data import make_dataset
 PROGRESS_EVERY = 50  # batches
 
 
-def compute_embeddings(embedding, source, image_size, batch_size):
+def compute_embeddings(embedding, source, image_size, batch_size, name="embedding"):
     """(names, vectors (N, D) float32) of every image of `source`, in one unshuffled, unmirrored pass.
 
-    embedding: any frozen network mapping scaled L (B,H,W,1) to (B, D).
+    embedding: any frozen network mapping scaled L (B,H,W,1) to (B, D);
+    `name` labels the progress lines.
     """
     names, vectors = [], []
     started = time.perf_counter()
@@ -37,11 +38,11 @@ def compute_embeddings(embedding, source, image_size, batch_size):
         vectors.append(np.asarray(embedding(batch["L"]), np.float32))
         names.extend(batch["name"].numpy())
         if step % PROGRESS_EVERY == 0:
-            print(f"embedding cache: {len(names)} images, {time.perf_counter() - started:.0f} s", file=sys.stderr)
+            print(f"{name} cache: {len(names)} images, {time.perf_counter() - started:.0f} s", file=sys.stderr)
     duplicates = len(names) - len(set(names))
     if duplicates:
-        raise ValueError(f"the embedding cache keys images by name, and {duplicates} names repeat in this dataset")
-    print(f"embedding cache: {len(names)} images in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        raise ValueError(f"the {name} cache keys images by name, and {duplicates} names repeat in this dataset")
+    print(f"{name} cache: {len(names)} images in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return names, np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
 
 
@@ -55,7 +56,7 @@ def with_cached_embeddings(dataset, names, vectors, key="embedding"):
 
     def add_embedding(batch):
         rows = table.lookup(batch["name"])
-        check = tf.debugging.assert_non_negative(rows, message="an image missing from the embedding cache")
+        check = tf.debugging.assert_non_negative(rows, message=f"an image missing from the {key} cache")
         with tf.control_dependencies([check]):
             return {**batch, key: tf.gather(vectors, rows)}
 

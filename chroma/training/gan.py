@@ -3,7 +3,13 @@
 import keras
 import tensorflow as tf
 
-from chroma.losses import ADVERSARIAL_LOSSES, RECONSTRUCTION_LOSSES, kl_class_loss, wasserstein_gradient_penalty
+from chroma.losses import (
+    ADVERSARIAL_LOSSES,
+    RECONSTRUCTION_LOSSES,
+    caption_cross_entropy,
+    kl_class_loss,
+    wasserstein_gradient_penalty,
+)
 from chroma.training.colorization_model import ColorizationModel
 
 
@@ -23,6 +29,9 @@ class ConditionalGAN(ColorizationModel):
       weight (ChromaGAN's gamma_s, 0.003) of KL(batch["class_target"] ||
       softmax(class_logits)), the target a frozen classifier's distribution
       that the batches carry (Run.batch_targets).
+    - `caption_weight`: for a generator returning {"ab", "caption_logits"}
+      (villarenteria's Model C captioner), the weight of the cross-entropy
+      against the caption's words, aligned by `generator.caption_targets`.
     - `discriminator_loss_weight`: 0.5 halves D's loss as nampouri equation 16 does.
     - `d_steps`, `g_steps`: updates per train step, on the same batch: 5 critic
       steps per G step for WGAN-GP, 5 G steps per D step in paper bruvik. A
@@ -51,6 +60,7 @@ class ConditionalGAN(ColorizationModel):
         reconstruction_weight=100.0,
         adversarial_weight=1.0,
         class_weight=0.0,
+        caption_weight=0.0,
         discriminator_loss_weight=0.5,
         gradient_penalty_weight=10.0,
         d_steps=1,
@@ -76,11 +86,13 @@ class ConditionalGAN(ColorizationModel):
         self.reconstruction_weight = reconstruction_weight
         self.adversarial_weight = adversarial_weight
         self.class_weight = class_weight
+        self.caption_weight = caption_weight
         self.discriminator_loss_weight = discriminator_loss_weight
         self.d_steps = d_steps
         self.g_steps = g_steps
         losses = ["d_loss", "g_loss", "g_adversarial_loss", "g_reconstruction_loss"]
         losses += ["g_class_loss"] if class_weight else []
+        losses += ["g_caption_loss"] if caption_weight else []
         self.track_losses(*losses, *(["gradient_penalty"] if self.gradient_penalty_weight else []))
         if self.generator.built and self.discriminator.built:
             self.build_optimizers()
@@ -109,13 +121,13 @@ class ConditionalGAN(ColorizationModel):
         return self.discriminator_loss_weight * loss, penalty
 
     def generate(self, inputs, training):
-        """(ab, class logits or None): a generator may also return {"ab", "class_logits"} (ChromaGAN)."""
+        """(ab, the generator's other outputs by name: ChromaGAN's "class_logits", Model C's "caption_logits")."""
         outputs = self.generator(inputs, training=training)
         if isinstance(outputs, dict):
-            return outputs["ab"], outputs.get("class_logits")
-        return outputs, None
+            return outputs["ab"], {name: value for name, value in outputs.items() if name != "ab"}
+        return outputs, {}
 
-    def g_losses(self, data, fake_ab, class_logits, training):
+    def g_losses(self, data, inputs, fake_ab, extras, training):
         """The generator's loss terms by name, and "g_loss", their weighted sum that G minimises."""
         losses = {
             "g_adversarial_loss": self.generator_loss(self.discriminate(data["L"], fake_ab, training)),
@@ -125,8 +137,12 @@ class ConditionalGAN(ColorizationModel):
                  + self.reconstruction_weight * losses["g_reconstruction_loss"])
         if self.class_weight:
             # ChromaGAN's L_s: KL from the batch's frozen-classifier distribution (Run.batch_targets).
-            losses["g_class_loss"] = kl_class_loss(data["class_target"], class_logits)
+            losses["g_class_loss"] = kl_class_loss(data["class_target"], extras["class_logits"])
             total += self.class_weight * losses["g_class_loss"]
+        if self.caption_weight:
+            targets = self.generator.caption_targets(inputs["tokens"])
+            losses["g_caption_loss"] = caption_cross_entropy(targets, extras["caption_logits"])
+            total += self.caption_weight * losses["g_caption_loss"]
         return {"g_loss": total, **losses}
 
     def train_step(self, data):
@@ -139,7 +155,7 @@ class ConditionalGAN(ColorizationModel):
         # As pix2pix: G runs once; D learns from that output, then G is scored by the updated D.
         g_tape = tf.GradientTape()
         with g_tape:
-            fake_ab, class_logits = self.generate(generator_inputs, training=True)
+            fake_ab, extras = self.generate(generator_inputs, training=True)
         for _ in range(self.d_steps):
             with tf.GradientTape() as d_tape:
                 d_loss, penalty = self.d_losses(scaled_l, true_ab, tf.stop_gradient(fake_ab), training=True)
@@ -149,9 +165,9 @@ class ConditionalGAN(ColorizationModel):
             if g_step > 0:
                 g_tape = tf.GradientTape()
                 with g_tape:
-                    fake_ab, class_logits = self.generate(generator_inputs, training=True)
+                    fake_ab, extras = self.generate(generator_inputs, training=True)
             with g_tape:
-                g_losses = self.g_losses(data, fake_ab, class_logits, training=True)
+                g_losses = self.g_losses(data, generator_inputs, fake_ab, extras, training=True)
                 scaled_g_loss = self.g_optimizer.scale_loss(g_losses["g_loss"] / replicas)
             self.g_optimizer.apply(g_tape.gradient(scaled_g_loss, generator_variables), generator_variables)
         self.record_scores(data, d_loss, penalty, g_losses)
@@ -160,9 +176,11 @@ class ConditionalGAN(ColorizationModel):
     def test_step(self, data):
         data = self.unpack(data)
         scaled_l, true_ab = data["L"], data["ab"]
-        fake_ab, class_logits = self.generate(self.generator_inputs(data), training=False)
+        generator_inputs = self.generator_inputs(data)
+        fake_ab, extras = self.generate(generator_inputs, training=False)
         d_loss, penalty = self.d_losses(scaled_l, true_ab, fake_ab, training=False)
-        self.record_scores(data, d_loss, penalty, self.g_losses(data, fake_ab, class_logits, training=False))
+        g_losses = self.g_losses(data, generator_inputs, fake_ab, extras, training=False)
+        self.record_scores(data, d_loss, penalty, g_losses)
         return self.score(data, fake_ab)
 
     def record_scores(self, data, d_loss, penalty, g_losses):

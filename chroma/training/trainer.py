@@ -170,7 +170,7 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
             for name, value in run.compile_args(total_steps).items()
         }
         model.compile(**compile_args, metrics=colorization_metrics(run.metrics))
-        model(sample_batch["L"][:1])
+        model({key: value[:1] for key, value in sample_batch.items()})
         model.build_optimizers()
         if start_from is not None:
             model.copy_networks_from(start_from)
@@ -182,9 +182,16 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
         # Validation images are never mirrored, so their cached vectors are exactly those of the step.
         train_data, eval_data = (
             with_cached_embeddings(data, *compute_embeddings(network, source, settings.image_size,
-                                                             settings.batch_size), key=key)
+                                                             settings.batch_size, name=key), key=key)
             for data, source in ((train_data, train_source), (eval_data, eval_source))
         )
+    tokenizer = getattr(model.generator, "tokenizer", None)
+    if tokenizer is not None:
+        # Captions become word ids in tf.data (paper villarenteria), so no string reaches the step.
+        train_data, eval_data = (data.map(lambda batch: {**batch, "tokens": tokenizer(batch["caption"])})
+                                 for data in (train_data, eval_data))
+    # Caption and name strings have done their work here; a TPU's infeed takes numbers only.
+    train_data, eval_data = (data.map(numeric_features) for data in (train_data, eval_data))
 
     checkpoint = ResumableCheckpoint(out_dir / "checkpoints", model)
     initial_epoch = checkpoint.restore()
@@ -221,6 +228,11 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
     print(f"{run.name}: {settings.epochs - initial_epoch} epochs in {time.perf_counter() - started:.0f} s; "
           f"{report.summary()}", file=sys.stderr)
     return model
+
+
+def numeric_features(batch):
+    """The batch without its string features."""
+    return {key: value for key, value in batch.items() if value.dtype != tf.string}
 
 
 def read_history(out_dir):

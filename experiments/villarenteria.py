@@ -1,0 +1,161 @@
+"""Paper villarenteria: "Image Colorization with GANs and Image Captioning" (Villa-Renteria et al., Stanford), Tables 1-4.
+
+ChromaGAN (Vitoria et al.) and the paper's variations on it, one builder with switches:
+the reference ChromaGAN with its public release's recipe (section 6.2), Model A
+(ChromaGAN's Wasserstein losses, 4.2.1), Model A.2 (BCE losses, KL class loss kept,
+4.2.2), Model B (a 50-d caption embedding as an extra input channel, class head and loss
+removed, 4.2.3) and Model C (FiLM: a bidirectional LSTM's caption encoding modulates the
+generator's convolutional blocks, and an LSTM captioner's loss replaces the class loss,
+4.2.4), which the authors designed but never built, in both flavours: C.1 captions the
+colorized image (the colours must carry the caption), C.2 the gray image (the encoder
+must find the caption's context in the gray input; chroma reads an unmodulated pass of
+the VGG trunk, so the caption cannot leak through FiLM).
+baseline0 (Table 1) is the harness's first row.
+
+    make reproduce-villarenteria                                     # SCALE=smoke: bundled photos, CPU
+    make reproduce-villarenteria SCALE=paper COCO=/data/coco BACKBONE_WEIGHTS=imagenet
+
+Paper scale: COCO 2017 train (118K images, one human caption each, a 1500-word
+vocabulary built from them), 224x224, scored on val2017. The reference follows
+the release: generator loss MSE + 0.003 KL(VGG-16 oracle || class head) + 0.1
+Wasserstein, gradient penalty 10, Adam 2e-5 (beta1 0.5), batch 10. Models A-C use
+the paper's changes (section 7.1): Adam 2e-5 with beta1 0.9 and a global batch of
+256 over 8 TPU cores; epochs as Table 3 (A and A.2 5, B 10; C as B).
+BACKBONE_WEIGHTS=imagenet reads VGG-16's weights (trunk and oracle) from the Keras
+cache; without them smoke runs use random ones.
+
+On a TPU VM (8 cores, global batch 256; training images as TFRecords on gs://,
+built once by `chroma data build coco:/data/coco?split=train2017 -o gs://bucket/coco-train`):
+
+    chroma reproduce villarenteria --scale paper --strategy tpu --tpu local \\
+        --data gs://bucket/coco-train --coco /data/coco --backbone-weights imagenet
+
+or on several machines, each with TF_CONFIG set, `--strategy multiworker`. Captions
+reach the step as word ids made in tf.data, and no string enters the step.
+
+Expected: Table 1 baseline0 MSE (8-bit) 444.81, SSIM 0.9318, PSNR 24.73; Table 2
+ImageNet-trained ChromaGAN PSNR 23.39, SSIM 0.902; Table 4 (MSE on RGB in [0, 1]):
+A 0.0078 / 0.921 / 22.21 dB, A.2 0.0067 / 0.925 / 22.57, B 0.0088 / 0.913 / 23.32.
+"""
+
+import warnings
+
+import keras
+
+from chroma.data.specs import resolve
+from chroma.data.tfrecords import read_captions
+from chroma.models.caption_chromagan import CaptionChromaGANGenerator
+from chroma.models.caption_tokenizer import build_vocabulary
+from chroma.models.chromagan import ChromaGANGenerator
+from chroma.models.chromagan_critic import ChromaGANCritic
+from chroma.models.vgg_oracle import VGGClassOracle
+from chroma.training import ConditionalGAN, Run, Settings, at_paper_scale
+
+PAPER = "villarenteria"
+TITLE = "Image Colorization with GANs and Image Captioning (Villa-Renteria et al.)"
+COLUMNS = ("mse_unit", "mse_8bit", "ssim", "psnr")
+
+# The public ChromaGAN release's generator loss weights and gradient penalty.
+RECONSTRUCTION_WEIGHT, CLASS_WEIGHT, ADVERSARIAL_WEIGHT, GRADIENT_PENALTY_WEIGHT = 1.0, 0.003, 0.1, 10.0
+RELEASE_BETA_1, PAPER_BETA_1 = 0.5, 0.9
+
+
+def settings(scale, coco=None, data=None):
+    """The data and compute of `scale`: "paper" (sections 4-5) or "smoke" (a CPU, minutes)."""
+    if scale == "paper":
+        if not coco and not data:
+            raise ValueError("SCALE=paper needs COCO=/path/to/coco (or DATA=a TFRecord folder of COCO train)")
+        return Settings(train_data=data or f"coco:{coco}?split=train2017",
+                        eval_data=f"coco:{coco}?split=val2017" if coco else data, image_size=224, batch_size=256,
+                        epochs=5)
+    if scale == "smoke":
+        return Settings(train_data="samples?take=6", eval_data="samples?skip=6", image_size=64, batch_size=2,
+                        epochs=3, smoke=True)
+    raise ValueError(f"unknown scale {scale!r}; choose smoke or paper")
+
+
+def vgg_weights(settings):
+    """VGG-16's weights (trunk and oracle) from BACKBONE_WEIGHTS: "imagenet" (Keras cache), a file, or "none".
+
+    Paper scale without the flag stops with this message; "none" trains from
+    random weights, with a warning (smoke runs always do).
+    """
+    weights = settings.backbone_weights
+    if weights is None and not settings.smoke:
+        raise ValueError("SCALE=paper needs BACKBONE_WEIGHTS=imagenet (the Keras cache file), a local VGG-16 "
+                         "weights file, or 'none' to train from random weights")
+    if weights in (None, "none"):
+        if not settings.smoke:
+            warnings.warn("BACKBONE_WEIGHTS=none: VGG-16 trunk and class oracle start from random weights, so the "
+                          "class loss has a meaningless target", stacklevel=2)
+        return None
+    return weights
+
+
+def critic(settings):
+    return ChromaGANCritic(base_filters=16 if settings.smoke else 64)
+
+
+def chromagan(settings):
+    generator = ChromaGANGenerator(image_size=settings.image_size, vgg_weights=vgg_weights(settings))
+    return ConditionalGAN(generator, critic(settings), seed=settings.seed)
+
+
+def caption_model(mode, captioning=None):
+    """Model B ("channel") or C ("film", with its captioner reading the "colour" or "gray" image, 4.2.4),
+    its vocabulary the training captions' 1500 most frequent words."""
+
+    def build(settings):
+        source = resolve(settings.train_data)
+        captions = read_captions(source) if isinstance(source, str) else source  # a TFRecord folder, or a Source
+        vocabulary = build_vocabulary(captions).get_vocabulary()
+        generator = CaptionChromaGANGenerator(vocabulary, mode=mode, captioning=captioning,
+                                              image_size=settings.image_size, vgg_weights=vgg_weights(settings))
+        return ConditionalGAN(generator, critic(settings), seed=settings.seed)
+
+    return build
+
+
+def oracle(settings):
+    """ChromaGAN's class target: a frozen ImageNet VGG-16's distribution for each gray image, computed once."""
+    return {"class_target": VGGClassOracle(weights=vgg_weights(settings))}
+
+
+def recipe(adversarial_loss, beta_1, class_weight=CLASS_WEIGHT, caption_weight=0.0):
+    def compile_args(total_steps):
+        del total_steps  # constant learning rates
+
+        def adam():
+            return keras.optimizers.Adam(2e-5, beta_1=beta_1)
+
+        return dict(g_optimizer=adam(), d_optimizer=adam(), adversarial_loss=adversarial_loss,
+                    reconstruction_loss="mse", reconstruction_weight=RECONSTRUCTION_WEIGHT,
+                    adversarial_weight=ADVERSARIAL_WEIGHT, class_weight=class_weight, caption_weight=caption_weight,
+                    gradient_penalty_weight=GRADIENT_PENALTY_WEIGHT, discriminator_loss_weight=1.0)
+
+    return compile_args
+
+
+RUNS = [
+    Run("reference", "ChromaGAN (release recipe)", chromagan, recipe("wgan-gp", RELEASE_BETA_1),
+        paper={"psnr": 23.39, "ssim": 0.902}, batch_targets=oracle,
+        overrides=at_paper_scale(batch_size=10, epochs=10),
+        note="paper: the ImageNet-trained release on COCO (table 2)"),
+    Run("model_a", "Model A (Wasserstein)", chromagan, recipe("wgan-gp", PAPER_BETA_1),
+        paper={"mse_unit": 0.0078, "ssim": 0.921, "psnr": 22.21}, batch_targets=oracle),
+    Run("model_a2", "Model A.2 (BCE)", chromagan, recipe("bce", PAPER_BETA_1),
+        paper={"mse_unit": 0.0067, "ssim": 0.925, "psnr": 22.57}, batch_targets=oracle),
+    Run("model_b", "Model B (caption channel)", caption_model("channel"), recipe("wgan-gp", PAPER_BETA_1, 0.0),
+        paper={"mse_unit": 0.0088, "ssim": 0.913, "psnr": 23.32}, overrides=at_paper_scale(epochs=10)),
+    # Model C: "the class distribution loss is replaced by the LSTM's classification loss across the entire
+    # caption" (4.2.4), at the class loss's weight; C.1 captions the colorized image, C.2 the gray one.
+    Run("model_c1", "Model C.1 (FiLM; captioner on the colorized image)", caption_model("film", "colour"),
+        recipe("wgan-gp", PAPER_BETA_1, class_weight=0.0, caption_weight=CLASS_WEIGHT), paper={},
+        overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there"),
+    Run("model_c2", "Model C.2 (FiLM; captioner on the gray image)", caption_model("film", "gray"),
+        recipe("wgan-gp", PAPER_BETA_1, class_weight=0.0, caption_weight=CLASS_WEIGHT), paper={},
+        overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there"),
+]
+
+# Table 1 reports baseline0 too (on COCO, 8-bit MSE).
+BASELINE0_PAPER = {"mse_8bit": 444.81, "ssim": 0.9318, "psnr": 24.73}

@@ -1,0 +1,57 @@
+"""Paper villarenteria's recipe: ChromaGAN's loss weights, Models A to C as switches, the VGG weights flag."""
+
+import pytest
+
+from chroma.models.caption_chromagan import CaptionChromaGANGenerator
+from chroma.models.chromagan import ChromaGANGenerator
+from chroma.reproduce import load_experiment, select_runs
+
+
+@pytest.fixture(scope="module")
+def villarenteria():
+    return load_experiment("villarenteria")
+
+
+def test_runs_follow_the_release_and_the_papers_changes(villarenteria):
+    runs = {run.key: run for run in select_runs(villarenteria)}
+    assert list(runs) == ["reference", "model_a", "model_a2", "model_b", "model_c1", "model_c2"]
+    for key, run in runs.items():
+        recipe = run.compile_args(total_steps=1)
+        assert (recipe["reconstruction_loss"], recipe["reconstruction_weight"]) == ("mse", 1.0)
+        assert (recipe["adversarial_weight"], recipe["gradient_penalty_weight"]) == (0.1, 10.0)
+        assert recipe["adversarial_loss"] == ("bce" if key == "model_a2" else "wgan-gp")
+        # The class loss needs the oracle's targets; Models B and C drop both (4.2.3-4.2.4).
+        with_classes = key in ("reference", "model_a", "model_a2")
+        assert recipe["class_weight"] == (0.003 if with_classes else 0.0)
+        assert recipe["caption_weight"] == (0.003 if key.startswith("model_c") else 0.0)  # replaces the class loss
+        assert (run.batch_targets is not None) == with_classes
+        for optimizer in (recipe["g_optimizer"], recipe["d_optimizer"]):
+            assert float(optimizer.learning_rate) == pytest.approx(2e-5)
+            assert float(optimizer.beta_1) == (0.5 if key == "reference" else 0.9)  # release vs section 7.1
+    paper = villarenteria.settings("paper", coco="/data/coco")
+    assert (paper.image_size, paper.batch_size) == (224, 256)  # global batch over the TPU's 8 cores
+    assert runs["reference"].settings_for(paper).batch_size == 10
+    assert runs["model_b"].settings_for(paper).epochs == 10
+
+
+def test_each_run_builds_its_generator(villarenteria, monkeypatch):
+    smoke = villarenteria.settings("smoke")
+    built = {}
+    for run in select_runs(villarenteria):
+        monkeypatch.setattr(villarenteria, "critic", lambda settings: None)  # only the generators matter here
+        built[run.key] = run.build(smoke).generator
+    assert all(isinstance(built[key], ChromaGANGenerator) for key in ("reference", "model_a", "model_a2"))
+    assert (built["model_b"].mode, built["model_c1"].mode, built["model_c2"].mode) == ("channel", "film", "film")
+    assert (built["model_c1"].captioning, built["model_c2"].captioning) == ("colour", "gray")
+    assert isinstance(built["model_b"], CaptionChromaGANGenerator)
+    # The vocabulary is the training captions' words (the bundled photos' hand-written captions).
+    assert "astronaut" in built["model_b"].tokenizer.get_vocabulary()
+
+
+def test_vgg_weights_flag(villarenteria):
+    paper = villarenteria.settings("paper", coco="/data/coco")
+    with pytest.raises(ValueError, match="BACKBONE_WEIGHTS=imagenet"):
+        villarenteria.vgg_weights(paper)
+    with pytest.warns(UserWarning, match="random weights"):
+        assert villarenteria.vgg_weights(paper._replace(backbone_weights="none")) is None
+    assert villarenteria.vgg_weights(paper._replace(backbone_weights="imagenet")) == "imagenet"
