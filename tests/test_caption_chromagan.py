@@ -6,12 +6,16 @@ tests check the structure. VGG-16 networks have random weights.
 """
 
 import contextlib
+import io
 
 import keras
 import numpy as np
 import pytest
+import skimage.data
 import tensorflow as tf
+from PIL import Image
 
+from chroma.export import export_saved_model
 from chroma.losses import caption_cross_entropy
 from chroma.models.caption_chromagan import FILM_BLOCKS, CaptionChromaGANGenerator
 from chroma.models.caption_conditioning import FiLM
@@ -398,3 +402,18 @@ def test_generators_refuse_what_they_cannot_read(small):
     with pytest.raises(ValueError, match="needs a captioner"):
         small["film"].caption_targets(small["film"].tokenizer(CAPTIONS))
     assert isinstance(small["film"]({"L": scaled_l(), "caption": CAPTIONS}), tf.Tensor)  # no captioner: ab alone
+
+
+def test_exported_model_c_colorizes_image_bytes_by_their_caption(small, tmp_path):
+    """Model C served as the paper runs it, image and caption in: a photo's bytes and its caption string."""
+    generator = small["film"]
+    with nonzero_film(generator):
+        export_saved_model(generator, tmp_path / "model_c", image_size=SMALL)
+    serve = tf.saved_model.load(str(tmp_path / "model_c")).signatures["serving_default"]
+    png = io.BytesIO()
+    Image.fromarray(skimage.data.coffee()).save(png, format="PNG")
+    image_bytes = tf.constant(png.getvalue())
+    red = serve(image_bytes=image_bytes, caption=tf.constant("a red cat on a mat"))["colorized"].numpy()
+    sky = serve(image_bytes=image_bytes, caption=tf.constant("a blue sky over a green field"))["colorized"].numpy()
+    assert red.shape == skimage.data.coffee().shape
+    assert np.abs(red.astype(int) - sky).max() > 0
