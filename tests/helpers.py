@@ -20,3 +20,19 @@ def assert_reloads_identically(model, inputs, tmp_path):
     assert _as_saved(reloaded.get_config()) == _as_saved(model.get_config())
     np.testing.assert_allclose(reloaded(inputs), model(inputs), atol=1e-6)
     return reloaded
+
+
+# Parameter counts from layer sizes, so model tests check the structure rather than a copied number.
+
+
+def conv(kernel_size, inputs, outputs):
+    """A square convolution with bias."""
+    return kernel_size * kernel_size * inputs * outputs + outputs
+
+
+def dense(inputs, outputs):
+    return inputs * outputs + outputs
+
+
+def batch_norm(channels):
+    return 4 * channels  # gamma, beta and the two moving statistics

@@ -16,7 +16,7 @@ from chroma import color
 from chroma.models.inception_embedding import InceptionEmbedding, keras_weights_cache
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.segmentation_prior import SegmentationPrior
-from helpers import assert_reloads_identically
+from helpers import assert_reloads_identically, conv
 
 
 @keras.saving.register_keras_serializable(package="chroma_tests")
@@ -76,10 +76,6 @@ def black_gray_white():
 
 def trainable_count(network):
     return sum(int(np.prod(weight.shape)) for weight in network.trainable_weights)
-
-
-def conv(kernel_size, inputs, outputs):
-    return kernel_size * kernel_size * inputs * outputs + outputs
 
 
 def shape(tensor):

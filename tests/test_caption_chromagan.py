@@ -22,24 +22,12 @@ from chroma.models.caption_conditioning import FiLM
 from chroma.models.chromagan import ChromaGANGenerator
 from chroma.models.chromagan_critic import ChromaGANCritic
 from chroma.training import ConditionalGAN
-from helpers import assert_reloads_identically
+from helpers import assert_reloads_identically, batch_norm, conv, dense
 
 SMALL = 64
 VOCABULARY = ["a", "red", "cat", "on", "blue", "sky", "over", "green", "field"]
 CAPTIONS = tf.constant(["a red cat on a mat", "a blue sky over a green field"])
 CAPTION_IDS = 1500 + 2  # the tokenizer's default 1500 words, padding and the unknown word
-
-
-def conv(kernel_size, inputs, outputs):
-    return kernel_size * kernel_size * inputs * outputs + outputs
-
-
-def dense(inputs, outputs):
-    return inputs * outputs + outputs
-
-
-def batch_norm(channels):
-    return 4 * channels  # gamma, beta and the two moving statistics
 
 
 VGG16_TRUNK_CONVS = ((3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),

@@ -18,21 +18,9 @@ from chroma.models.chromagan import ChromaGANGenerator
 from chroma.models.chromagan_critic import ChromaGANCritic
 from chroma.models.inception_embedding import keras_weights_cache
 from chroma.models.vgg_oracle import VGGClassOracle
-from helpers import assert_reloads_identically
+from helpers import assert_reloads_identically, batch_norm, conv, dense
 
 SMALL = 64  # the smallest image_size VGG-16 (>= 32) and the global branch (multiple of 32) accept with room
-
-
-def conv(kernel_size, inputs, outputs):
-    return kernel_size * kernel_size * inputs * outputs + outputs
-
-
-def dense(inputs, outputs):
-    return inputs * outputs + outputs
-
-
-def batch_norm(channels):
-    return 4 * channels  # gamma, beta and the two moving statistics
 
 
 def trainable_count(network):

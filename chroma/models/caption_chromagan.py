@@ -22,6 +22,7 @@ from chroma.models.chromagan import (
     global_vector_network,
     gray_input,
     mid_level_network,
+    rebuilt_with_random_vgg,
     vgg16_trunk,
 )
 
@@ -233,9 +234,4 @@ class CaptionChromaGANGenerator(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        # A .keras file holds every weight, so reloading starts from random ones and never needs the VGG file.
-        config = dict(config)
-        vgg_weights = config.pop("vgg_weights")
-        model = cls(**config, vgg_weights=None)
-        model.vgg_weights = vgg_weights
-        return model
+        return rebuilt_with_random_vgg(cls, config)

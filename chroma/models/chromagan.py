@@ -209,9 +209,16 @@ class ChromaGANGenerator(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        # A .keras file holds every weight, so reloading starts from random ones and never needs the VGG file.
-        config = dict(config)
-        vgg_weights = config.pop("vgg_weights")
-        model = cls(**config, vgg_weights=None)
-        model.vgg_weights = vgg_weights
-        return model
+        return rebuilt_with_random_vgg(cls, config)
+
+
+def rebuilt_with_random_vgg(cls, config):
+    """`cls` from its config with random VGG-16 weights, `vgg_weights` kept as configured.
+
+    A .keras file holds every weight, so reloading never needs the VGG file.
+    """
+    config = dict(config)
+    vgg_weights = config.pop("vgg_weights")
+    model = cls(**config, vgg_weights=None)
+    model.vgg_weights = vgg_weights
+    return model
