@@ -7,7 +7,8 @@ reference rows (gray output, the ground truth itself) are scored alike.
 
 import tensorflow as tf
 
-from chroma.metrics import ColorizationMetric, evaluate_fid, evaluate_lpips
+from chroma import color
+from chroma.metrics import ActivationStatistics, ColorizationMetric, frechet_distance, lpips_distance
 
 # PSNR and SSIM are what the papers report; every paper also notes they reward
 # grayish output, hence colourfulness beside them.
@@ -44,20 +45,36 @@ def evaluate(colorizer, dataset, metrics=DEFAULT_METRICS, lpips_model=None, fid_
     one the value is None: random weights would measure nothing. FID is not a
     mean over images but a distance between the true and colorized image sets.
     """
-    scores = {}
-    if "lpips" in metrics:
-        scores["lpips"] = evaluate_lpips(colorizer, dataset, lpips_model) if lpips_model is not None else None
-    if "fid" in metrics:
-        scores["fid"] = evaluate_fid(colorizer, dataset, fid_model) if fid_model is not None else None
-    metrics = [name for name in metrics if name not in ("lpips", "fid")]
-    trackers = [ColorizationMetric(name) for name in metrics]
+    # One pass: the colorizer runs once per batch, and a decoded dataset is read once, whatever the metrics.
+    lpips = lpips_model if "lpips" in metrics else None
+    fid = fid_model if "fid" in metrics else None
+    lpips_total, lpips_count = 0.0, 0
+    real, colorized = ActivationStatistics(), ActivationStatistics()
+    names = [name for name in metrics if name not in ("lpips", "fid")]
+    trackers = [ColorizationMetric(name) for name in names]
     for batch in dataset:
         scaled_l = batch["L"]
+        predicted_ab = colorizer(batch)
         true_lab = tf.concat([scaled_l, batch["ab"]], axis=-1)
-        predicted_lab = tf.concat([scaled_l, colorizer(batch)], axis=-1)
+        predicted_lab = tf.concat([scaled_l, predicted_ab], axis=-1)
         for tracker in trackers:
             tracker.update_state(true_lab, predicted_lab)
-    return {**{name: float(tracker.result()) for name, tracker in zip(metrics, trackers)}, **scores}
+        if lpips is not None or fid is not None:
+            true_rgb = color.scaled_lab_to_rgb(scaled_l, batch["ab"])
+            predicted_rgb = color.scaled_lab_to_rgb(scaled_l, predicted_ab)
+        if lpips is not None:
+            distances = lpips_distance(true_rgb, predicted_rgb, lpips)
+            lpips_total += float(tf.reduce_sum(distances))
+            lpips_count += int(tf.size(distances))
+        if fid is not None:
+            real.update(fid(true_rgb))
+            colorized.update(fid(predicted_rgb))
+    scores = {name: float(tracker.result()) for name, tracker in zip(names, trackers)}
+    if "lpips" in metrics:
+        scores["lpips"] = lpips_total / lpips_count if lpips is not None else None
+    if "fid" in metrics:
+        scores["fid"] = frechet_distance(*real.statistics(), *colorized.statistics()) if fid is not None else None
+    return scores
 
 
 def markdown_table(rows, metrics=DEFAULT_METRICS, first_column="model"):

@@ -254,3 +254,13 @@ def test_evaluate_scores_fid_only_with_a_model(tiles):
     assert without["fid"] is None
     table = evaluation.markdown_table([("gray", without)], metrics=("psnr", "fid"))
     assert table.splitlines()[0] == "| model | PSNR (dB) | FID |" and table.endswith(" | - |")
+
+
+def test_evaluate_fid_in_its_single_pass_equals_evaluate_fid(tiles):
+    dataset = tile_dataset(tiles)
+
+    def upside_down_colours(batch):
+        return tf.reverse(batch["ab"], axis=[1])
+
+    scores = evaluation.evaluate(upside_down_colours, dataset, ("fid",), fid_model=average_colours())
+    np.testing.assert_allclose(scores["fid"], evaluate_fid(upside_down_colours, dataset, average_colours()), rtol=1e-9)

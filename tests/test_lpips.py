@@ -249,3 +249,19 @@ def test_evaluate_lpips_averages_over_images_across_unequal_batches(random_alex)
     per_image = lpips_distance(true_rgb, pred_rgb, random_alex).numpy()
     assert not np.isclose(per_image.mean(), (per_image[:2].mean() + per_image[2]) / 2, rtol=1e-4)
     np.testing.assert_allclose(evaluate_lpips(upside_down_colours, dataset, random_alex), per_image.mean(), rtol=1e-5)
+
+
+def test_evaluate_scores_lpips_in_its_single_pass_as_evaluate_lpips_does(random_alex):
+    from chroma import evaluation
+
+    scaled_l, true_ab = color.rgb_to_scaled_lab(photos())
+    dataset = tf.data.Dataset.from_tensor_slices({"L": scaled_l, "ab": true_ab}).batch(2)
+    calls = []
+
+    def upside_down_colours(batch):
+        calls.append(1)
+        return tf.reverse(batch["ab"], axis=[1])
+
+    scores = evaluation.evaluate(upside_down_colours, dataset, ("psnr", "lpips"), lpips_model=random_alex)
+    assert len(calls) == 2  # two batches, one colorization each for every metric
+    np.testing.assert_allclose(scores["lpips"], evaluate_lpips(upside_down_colours, dataset, random_alex), rtol=1e-6)

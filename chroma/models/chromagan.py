@@ -15,6 +15,7 @@ import warnings
 import keras
 
 from chroma.models.inception_embedding import keras_weights_path
+from chroma.models.koalarization import decoder_network
 
 # VGG-16 up to block4_conv3 (three poolings) gives H/8; the global branch's two stride-2 convolutions H/32.
 GLOBAL_REDUCTION = 32
@@ -140,20 +141,13 @@ def mid_level_network():
 def colorization_network():
     """Fused 512@S/8 -> scaled ab (S, S, 2): Conv-ReLU layers with nearest-neighbour x2 upsampling between.
 
-    1x1 conv 256, conv 128, up, conv 64, conv 64, up, conv 32, conv 2, up. The
-    release's last conv is a sigmoid for its ab in [0, 1]; chroma's scaled ab
-    is [-1, 1], so tanh. The last layers run in float32 whatever the dtype policy.
+    1x1 conv 256, conv 128, up, conv 64, conv 64, up, conv 32, conv 2, up: Deep
+    Koalarization's fusion convolution and decoder (both after Iizuka et al.),
+    so it is built from them. The release's last conv is a sigmoid for its ab in
+    [0, 1]; chroma's scaled ab is [-1, 1], so tanh, in float32 whatever the
+    dtype policy.
     """
-    return keras.Sequential(
-        [
-            _conv(256, kernel_size=1), _conv(128), keras.layers.UpSampling2D(2),
-            _conv(64), _conv(64), keras.layers.UpSampling2D(2),
-            _conv(32),
-            _conv(2, activation="tanh", dtype="float32"),
-            keras.layers.UpSampling2D(2, dtype="float32"),
-        ],
-        name="colorization",
-    )
+    return keras.Sequential([_conv(256, kernel_size=1), *decoder_network().layers], name="colorization")
 
 
 @keras.saving.register_keras_serializable(package="chroma")
