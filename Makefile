@@ -21,8 +21,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# One pytest worker per core (-n auto): the suite is mostly TensorFlow tracing, one thread's work at a time.
+# Tests that share a session fixture's subprocess run on one worker (xdist_group, --dist loadgroup).
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadgroup
 
 demo: install
 	$(BIN)/chroma demo

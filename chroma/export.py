@@ -116,7 +116,13 @@ def serving_functions(generator, image_size):
 
     @tf.function(input_signature=[tf.TensorSpec((), tf.string, name="image_bytes"), *caption_spec])
     def serving_default(image_bytes, caption=None):
-        image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
+        # JPEG with the accurate inverse DCT, as Pillow decodes it for training and `chroma colorize`
+        # (decode_image's default, the fast one, is up to 7 levels off): the same file, the same colours.
+        image = tf.cond(
+            tf.io.is_jpeg(image_bytes),
+            lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False),
+        )
         image.set_shape((None, None, 3))
         return {"colorized": colorize_rgb(image, caption=caption)[0]}
 

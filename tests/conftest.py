@@ -3,7 +3,10 @@
 import io
 import json
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -175,3 +178,12 @@ def mixed_bfloat16():
         yield
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(scope="session")
+def two_replicas():
+    """What tests/two_replicas.py measures on two logical CPUs: one fresh process for every such check."""
+    script = Path(__file__).parent / "two_replicas.py"
+    process = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    return json.loads(process.stdout.strip().splitlines()[-1])

@@ -1,5 +1,7 @@
 """`chroma colorize`: folders in, colorized copies out at the same paths and sizes, bad files skipped."""
 
+import io
+
 import keras
 import numpy as np
 import pytest
@@ -55,6 +57,14 @@ def colorize(*arguments):
     return cli.main(["colorize", *map(str, arguments)])
 
 
+def jpeg_tables(image, quality):
+    """The quantization tables Pillow writes for `image` at `quality`: a JPEG file's record of its quality."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    with Image.open(buffer) as written:
+        return written.quantization
+
+
 def image_files(root):
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
@@ -77,6 +87,12 @@ def test_folder_is_colorized_at_the_same_paths_and_sizes(image_folder, saved_mod
             assert result.size == original.size
             assert result.format == original.format
             assert result.mode == "RGB"
+    # JPEG outputs are written at quality 95 (README): their quantization tables are Pillow's for quality 95.
+    for name in ("cats/a.jpg", "dogs/c.jpeg"):
+        with Image.open(output / name) as result:
+            tables, pixels = result.quantization, result.convert("RGB")
+        assert tables == jpeg_tables(pixels, 95), name
+    assert jpeg_tables(pixels, 95) not in (jpeg_tables(pixels, 90), jpeg_tables(pixels, 50))  # the check can fail
     captured = capsys.readouterr()
     assert "colorized 6, skipped 1" in captured.out
     assert "[6/7]" in captured.out  # one line per file when stdout is not a terminal

@@ -102,7 +102,8 @@ def test_score_is_float32_under_mixed_bfloat16(mixed_bfloat16):
     assert critic(photo_pairs(), training=True).dtype == "float32"
 
 
-def test_critic_trains_a_wgan_gp_with_five_critic_steps(tmp_path):
+def test_critic_trains_a_wgan_gp_with_several_critic_steps(tmp_path):
+    # 2 critic steps, not the recipe's 5: the same step at less tracing (test_training checks the 5:1 count).
     scaled_l, scaled_ab = photo_lab()
     batch = {"L": scaled_l, "ab": scaled_ab}
     model = ConditionalGAN(
@@ -110,11 +111,11 @@ def test_critic_trains_a_wgan_gp_with_five_critic_steps(tmp_path):
     )
     model.compile(
         g_optimizer=keras.optimizers.Adam(1e-4, beta_1=0.5), d_optimizer=keras.optimizers.Adam(1e-4, beta_1=0.5),
-        adversarial_loss="wgan-gp", d_steps=5,
+        adversarial_loss="wgan-gp", d_steps=2,
     )
     model(scaled_l)  # builds the wrapper, so it saves without a warning
     history = model.fit(tf.data.Dataset.from_tensor_slices(batch).batch(4), epochs=1, shuffle=False, verbose=0).history
-    assert int(model.d_optimizer.iterations) == 5 and int(model.g_optimizer.iterations) == 1
+    assert int(model.d_optimizer.iterations) == 2 and int(model.g_optimizer.iterations) == 1
     for name in ("d_loss", "gradient_penalty", "g_adversarial_loss", "g_reconstruction_loss"):
         assert np.isfinite(history[name]).all()
     # A trained WGAN-GP saves, and `chroma export` / `chroma colorize` find its generator.

@@ -1,8 +1,16 @@
-"""The paper recipes in experiments/: they build the papers' models at the papers' sizes."""
+"""The paper recipes in experiments/: the papers' models at the papers' sizes, and every run's at smoke size."""
 
+import keras
 import pytest
 
-from chroma.reproduce import load_experiment, select_runs
+from chroma.models.caption_chromagan import CaptionChromaGANGenerator
+from chroma.models.chromagan import ChromaGANGenerator
+from chroma.models.chromagan_critic import ChromaGANCritic
+from chroma.models.dcgan_critic import DCGANCritic
+from chroma.models.iizuka import IizukaColorizer
+from chroma.models.inception_embedding import InceptionEmbedding
+from chroma.models.koalarization import KoalarizationGenerator
+from chroma.reproduce import EXPERIMENTS_DIR, load_experiment, select_runs
 
 
 def trainable(model):
@@ -61,3 +69,120 @@ def test_efthymiadis_recipe_follows_section_3():
 def test_efthymiadis_paper_scale_needs_both_datasets():
     with pytest.raises(ValueError, match="DATA=.*COCO="):
         load_experiment("efthymiadis").settings("paper", coco="/data/coco")
+
+
+# Every recipe's networks at smoke size: synchronised batch norm
+
+
+# Networks with no batch norm of their own to train, and why. Every other network a recipe builds must have
+# some (so the walk below cannot pass by finding none); each listed one must have none (so the list stays true).
+NO_BATCH_NORM = {
+    ChromaGANCritic: "WGAN-GP critic (ChromaGAN's release; Gulrajani et al. 4): batch norm would tie the scores",
+    DCGANCritic: "WGAN-GP critic (paper agosti VI): 'no critic batch normalization'",
+    IizukaColorizer: "paper efthymiadis 3.2 follows Joniak's implementation of Iizuka et al., which has none",
+    KoalarizationGenerator: "Deep Koalarization has none; its Inception-ResNet-v2 is frozen (FROZEN_PRETRAINED)",
+}
+
+# Networks whose batch norms may stay per-replica: pretrained feature extractors kept frozen (trainable=False).
+# Keras 3 runs a BatchNormalization that is not trainable in inference mode, on its moving statistics, whatever
+# `training` says: it computes no batch statistics, so there is nothing to synchronise across replicas.
+FROZEN_PRETRAINED = {
+    InceptionEmbedding: "paper bruvik's class embedding (5.3.3): keras.applications' Inception-ResNet-v2, frozen",
+}
+
+
+def inception_resnet_v2_stand_in(classifier_activation="softmax", **kwargs):
+    """keras.applications.InceptionResNetV2's interface with one plain batch norm, built in milliseconds.
+
+    The real network builds in seconds; inside the frozen InceptionEmbedding
+    every batch norm is exempt alike (FROZEN_PRETRAINED), so one stands for its 204.
+    """
+    del kwargs  # weights: random either way
+    images = keras.Input((299, 299, 3))
+    x = keras.layers.Conv2D(8, 3, strides=8, use_bias=False)(images)
+    x = keras.layers.BatchNormalization(scale=False)(x)  # as keras.applications builds them: not synchronized
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    classes = keras.layers.Dense(1000, activation=classifier_activation)(x)
+    return keras.Model(images, classes, name="inception_resnet_v2_stand_in")
+
+
+@pytest.fixture(scope="module")
+def smoke_models():
+    """{(recipe, run key): model} for every run of every recipe in experiments/ at smoke size, and
+    {(recipe, "<run key>/pretrain"): model} for a pretraining phase with a model of its own.
+
+    Paper bruvik's Inception-ResNet-v2 is inception_resnet_v2_stand_in.
+    """
+    models = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.applications, "InceptionResNetV2", inception_resnet_v2_stand_in)
+        for path in sorted(EXPERIMENTS_DIR.glob("*.py")):
+            recipe = load_experiment(str(path))
+            smoke = recipe.settings("smoke")
+            for run in select_runs(recipe):
+                settings = run.settings_for(smoke)
+                models[path.stem, run.key] = run.build(settings)
+                if run.pretrain is not None and run.pretrain.build is not None:
+                    models[path.stem, f"{run.key}/pretrain"] = run.pretrain.build(run.pretrain.settings(settings))
+    return models
+
+
+def batch_norms(network):
+    """(path, layer, frozen) for each BatchNormalization in `network`, however deeply nested.
+
+    Children are the layers a layer tracks: a Functional or Sequential
+    model's, and a custom layer's or model's layer attributes. `frozen`: the
+    layer lies in a frozen network of a FROZEN_PRETRAINED class.
+    """
+    found, seen = [], set()
+
+    def walk(layer, path, frozen):
+        if id(layer) in seen:  # a layer two parents share counts once
+            return
+        seen.add(id(layer))
+        frozen = frozen or (isinstance(layer, tuple(FROZEN_PRETRAINED)) and not layer.trainable)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append((path, layer, frozen))
+        for child in layer._flatten_layers(include_self=False, recursive=False):
+            walk(child, f"{path}/{child.name}", frozen)
+
+    walk(network, "", False)
+    return found
+
+
+def test_every_trained_batch_norm_is_synchronized_across_replicas(smoke_models):
+    """README: under tf.distribute batch norm uses the global batch's statistics, in every recipe's networks."""
+    plain, missing, unexpected, trained_count, frozen_count = [], [], [], 0, 0
+    for (recipe, run), model in smoke_models.items():
+        for network_name, network in model.networks().items():
+            where = f"{recipe}/{run}/{network_name}"
+            found = batch_norms(network)
+            # The walk found every batch norm the network's weights hold (each has a moving mean).
+            moving_means = {id(weight) for weight in network.weights if weight.path.endswith("/moving_mean")}
+            assert {id(layer.moving_mean) for _, layer, _ in found} == moving_means, f"{where}: the walk missed some"
+            assert all(not layer.trainable for _, layer, frozen in found if frozen), where
+            trained = [(path, layer) for path, layer, frozen in found if not frozen]
+            plain += [f"{where}{path}" for path, layer in trained if not layer.synchronized]
+            trained_count += len(trained)
+            frozen_count += len(found) - len(trained)
+            if type(network) in NO_BATCH_NORM and trained:
+                unexpected.append(f"{where} ({type(network).__name__})")
+            elif type(network) not in NO_BATCH_NORM and not trained:
+                missing.append(f"{where} ({type(network).__name__})")
+    assert not plain, "batch norm not synchronized across replicas (synchronized=False):\n" + "\n".join(plain)
+    assert not missing, "no batch norm; if on purpose, add the class to NO_BATCH_NORM with why:\n" + "\n".join(missing)
+    assert not unexpected, "batch norm in a network of NO_BATCH_NORM; drop it from there:\n" + "\n".join(unexpected)
+    assert {recipe for recipe, _ in smoke_models} == {path.stem for path in EXPERIMENTS_DIR.glob("*.py")}
+    assert trained_count > 0
+    assert frozen_count > 0, "no network needs FROZEN_PRETRAINED's allowance any more: drop it"
+
+
+def test_villarenteria_runs_build_their_generators(smoke_models):
+    built = {run: model.generator for (recipe, run), model in smoke_models.items() if recipe == "villarenteria"}
+    assert list(built) == ["reference", "model_a", "model_a2", "model_b", "model_c1", "model_c2"]
+    assert all(isinstance(built[key], ChromaGANGenerator) for key in ("reference", "model_a", "model_a2"))
+    assert (built["model_b"].mode, built["model_c1"].mode, built["model_c2"].mode) == ("channel", "film", "film")
+    assert (built["model_c1"].captioning, built["model_c2"].captioning) == ("colour", "gray")
+    assert isinstance(built["model_b"], CaptionChromaGANGenerator)
+    # The vocabulary is the training captions' words (the bundled photos' hand-written captions).
+    assert "astronaut" in built["model_b"].tokenizer.get_vocabulary()

@@ -78,30 +78,47 @@ def lightness(rgb_uint8):
     return skimage.color.rgb2lab(rgb_uint8)[..., 0]
 
 
+# serving_default takes "JPEG, PNG, GIF, BMP or WebP bytes" (README): the photo in each, as Pillow writes them.
+SERVED_FORMATS = {
+    "coffee.png": dict(format="PNG"),
+    "coffee.bmp": dict(format="BMP"),
+    "coffee.gif": dict(format="GIF"),  # quantised to a 256-colour palette when written; decoded exactly
+    "coffee.lossless.webp": dict(format="WEBP", lossless=True),
+    "coffee.webp": dict(format="WEBP", quality=90),  # lossy; Pillow and TensorFlow decode it identically (measured)
+    "coffee.jpg": dict(format="JPEG", quality=90),
+}
+
+
 def test_saved_model_serves_encoded_photos_without_chroma(exported, loaded, tmp_path):
     gray = (lightness(COFFEE) * 2.55).astype(np.uint8)[:37, :53]
-    (tmp_path / "coffee.png").write_bytes(png_bytes(COFFEE))
+    for name, options in SERVED_FORMATS.items():
+        Image.fromarray(COFFEE).save(tmp_path / name, **options)
     (tmp_path / "gray.png").write_bytes(png_bytes(gray))  # a mode "L" PNG: one channel
+    names = [*SERVED_FORMATS, "gray.png"]
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
         import tensorflow as tf
         assert "chroma" not in sys.modules
         serve = tf.saved_model.load({str(exported)!r}).signatures["serving_default"]
-        for name in ("coffee", "gray"):
-            image_bytes = open({str(tmp_path)!r} + f"/{{name}}.png", "rb").read()
+        for name in {names!r}:
+            image_bytes = open({str(tmp_path)!r} + f"/{{name}}", "rb").read()
             colorized = serve(image_bytes=tf.constant(image_bytes))["colorized"]
             np.save({str(tmp_path)!r} + f"/{{name}}.npy", colorized.numpy())
         assert "chroma" not in sys.modules
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True)
+    served = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert served.returncode == 0, served.stderr[-3000:]  # e.g. the format TensorFlow could not decode
 
-    colorized = np.load(tmp_path / "coffee.npy")
-    assert colorized.shape == COFFEE.shape and colorized.dtype == np.uint8
-    # The bytes path decodes to exactly what the uint8 signature is given.
-    expected = loaded.signatures["colorize_image"](image=tf.constant(COFFEE))["colorized"].numpy()
-    np.testing.assert_array_equal(colorized, expected)
-    colorized_gray = np.load(tmp_path / "gray.npy")
+    for name in SERVED_FORMATS:
+        colorized = np.load(tmp_path / f"{name}.npy")
+        assert colorized.shape == COFFEE.shape and colorized.dtype == np.uint8, name
+        # The bytes path decodes to what the uint8 signature is given: the pixels Pillow decodes from the file.
+        with Image.open(tmp_path / name) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        expected = loaded.signatures["colorize_image"](image=tf.constant(pixels))["colorized"].numpy()
+        np.testing.assert_array_equal(colorized, expected, err_msg=name)
+    colorized_gray = np.load(tmp_path / "gray.png.npy")
     assert colorized_gray.shape == gray.shape + (3,)
     assert np.abs(lightness(colorized_gray) - lightness(np.stack([gray] * 3, axis=-1))).mean() < 1.0
 

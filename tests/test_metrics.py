@@ -1,9 +1,5 @@
 """Metrics against scikit-image and NumPy references, on photos that ship with scikit-image."""
 
-import json
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -400,42 +396,8 @@ def test_colorization_metrics_in_model_evaluate(lab_batches):
         np.testing.assert_allclose(scores[name], expected, rtol=1e-4)
 
 
-# Two logical CPUs must be configured before TensorFlow starts, hence a fresh process.
-MIRRORED_UPDATE_SCRIPT = textwrap.dedent(
-    """
-    import json
-    import numpy as np
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from chroma.metrics import ColorizationMetric
-
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        metric = ColorizationMetric("l1_ab")
-    true_lab = np.zeros((3, 4, 4, 3), np.float32)
-    pred_lab = np.zeros((3, 4, 4, 3), np.float32)
-    pred_lab[..., 1:] = np.float32([0.1, 0.2, 0.6])[:, None, None, None]
-    # A batch of 3 is split 2 + 1 over the replicas.
-    batches = tf.data.Dataset.from_tensor_slices((true_lab, pred_lab)).batch(3)
-
-    @tf.function
-    def step(true_batch, pred_batch):
-        strategy.run(metric.update_state, args=(true_batch, pred_batch))
-
-    for true_batch, pred_batch in strategy.experimental_distribute_dataset(batches):
-        step(true_batch, pred_batch)
-    print(json.dumps({"result": float(metric.result()), "count": float(metric.count.numpy())}))
-    """
-)
-
-
-def test_keras_metric_sums_state_across_mirrored_replicas():
-    process = subprocess.run(
-        [sys.executable, "-c", MIRRORED_UPDATE_SCRIPT], capture_output=True, text=True, timeout=120
-    )
-    assert process.returncode == 0, process.stderr[-2000:]
-    state = json.loads(process.stdout.strip().splitlines()[-1])
+@pytest.mark.xdist_group("two_replicas")  # one worker, so the fixture's process starts once
+def test_keras_metric_sums_state_across_mirrored_replicas(two_replicas):
+    state = two_replicas["metric"]  # a batch of 3 split 2 + 1 over the replicas
     assert state["count"] == 3.0
     assert state["result"] == pytest.approx(0.3, rel=1e-5)

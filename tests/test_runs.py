@@ -1,6 +1,8 @@
 """Runs that survive: SIGKILL and resume, divergence, best checkpoint, logs."""
 
+import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,9 +52,12 @@ def test_a_run_killed_mid_training_resumes_where_its_checkpoint_left_off(tmp_pat
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed after epoch {killed_at}" in resumed.stderr
-    final = tf.train.latest_checkpoint(str(out_dir / "checkpoints"))
+    state = tf.train.get_checkpoint_state(str(out_dir / "checkpoints"))
+    # Every epoch leaves its checkpoint: the manager keeps the last two.
+    assert [path.rsplit("-", 1)[1] for path in state.all_model_checkpoint_paths] == [
+        str(recipe.EPOCHS - 1), str(recipe.EPOCHS)]
     # Step counter (and with it the cosine schedule's position) carried on from the checkpoint.
-    assert checkpoint_step(final) == recipe.EPOCHS * steps_per_epoch
+    assert checkpoint_step(state.model_checkpoint_path) == recipe.EPOCHS * steps_per_epoch
     history = read_history(out_dir)
     assert len(history["g_reconstruction_loss"]) == recipe.EPOCHS
     assert (out_dir / "best.weights.h5").exists()
@@ -66,20 +71,113 @@ def test_a_run_killed_mid_training_resumes_where_its_checkpoint_left_off(tmp_pat
     assert f"| {history['g_loss'][-1]:.4f} | – |" in row
     assert (tmp_path / "RESULTS.md").exists() and (out_dir.parent / "gan_losses.png").exists()
 
+    # The table's scores are those of the trained model, scored by chroma.evaluation.
+    from chroma import evaluation
+    from chroma.data.specs import dataset_from_spec
+    from chroma.training import ResumableCheckpoint
 
-def test_a_diverging_run_stops_with_a_clear_message_and_keeps_its_last_good_checkpoint(tmp_path):
-    recipe = load_experiment(str(RECIPE))
-    run, = select_runs(recipe, ["exploding"])
-    out_dir = tmp_path / "exploding"
-    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf).*last good checkpoint is") as error:
-        train(run, recipe.settings("smoke"), out_dir, verbose=0)
-    latest = tf.train.latest_checkpoint(str(out_dir / "checkpoints"))
-    assert latest is not None and latest in str(error.value)
-    assert 1 <= saved_epochs(out_dir) < recipe.EPOCHS
-    reader = tf.train.load_checkpoint(latest)
+    settings = recipe.settings("smoke")
+    model = recipe.gan(settings)
+    model.compile(**recipe.cosine_recipe(total_steps=1))
+    model(tf.zeros((1, settings.image_size, settings.image_size, 1)))
+    model.build_optimizers()
+    ResumableCheckpoint(out_dir / "checkpoints", model).restore()
+    scores = evaluation.evaluate(lambda batch: model(batch, training=False),
+                                 dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size),
+                                 recipe.COLUMNS)
+    with (out_dir.parent / "results.csv").open() as file:
+        table = {row["metric"]: float(row["ours"]) for row in csv.DictReader(file) if row["model"] == "tiny cGAN"}
+    for name in recipe.COLUMNS:
+        assert table[evaluation.COLUMN_TITLES[name]] == pytest.approx(scores[name], rel=1e-5), name
+
+
+def checkpoint_numbers(out_dir):
+    """The epochs whose checkpoint files are on disk, whatever the manager's state file says."""
+    return sorted(int(path.name.split("-")[1].split(".")[0]) for path in (out_dir / "checkpoints").glob("ckpt-*.index"))
+
+
+def test_a_diverging_run_makes_chroma_reproduce_exit_1_and_keeps_its_last_good_checkpoint(tmp_path, capsys):
+    """A regression whose learning rate is far too large: its loss overflows (epoch 6 of 12)."""
+    from chroma import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["reproduce", str(RECIPE), "--run", "exploding", "--runs-dir", str(tmp_path)])
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err.splitlines()[-1]
+    match = re.fullmatch(r"chroma: training stopped: loss is (nan|inf) at (step \d+ of )?(the end of )?epoch (\d+)\. "
+                         r"The last good checkpoint is (\S+); rerunning resumes from it.*", message)
+    assert match, message
+    diverged_epoch, last_good = int(match[4]), match[5]
+    out_dir = tmp_path / "tiny" / "smoke" / "exploding"
+    assert last_good == str(out_dir / "checkpoints" / f"ckpt-{diverged_epoch - 1}")
+    assert 2 <= diverged_epoch < load_experiment(str(RECIPE)).EPOCHS
+    assert checkpoint_numbers(out_dir)[-1] == diverged_epoch - 1  # nothing from the epoch that diverged
+    reader = tf.train.load_checkpoint(last_good)
     for name, dtype in reader.get_variable_to_dtype_map().items():
         if name.startswith("model/") and dtype.is_floating:
             assert tf.reduce_all(tf.math.is_finite(reader.get_tensor(name))), name
+
+
+@pytest.mark.parametrize("run_key, loss", [("generator_turns_inf", r"g_\w*loss"), ("discriminator_turns_inf", "d_loss")])
+def test_a_gan_whose_losses_turn_non_finite_stops_at_that_step(run_key, loss, tmp_path):
+    recipe = load_experiment(str(RECIPE))
+    run, = select_runs(recipe, [run_key])
+    diverged_epoch = recipe.GOOD_EPOCHS + 1
+    with pytest.raises(TrainingDiverged) as error:
+        train(run, recipe.settings("smoke"), tmp_path, verbose=0)
+    last_good = tmp_path / "checkpoints" / f"ckpt-{recipe.GOOD_EPOCHS}"
+    assert re.match(rf"training stopped: {loss} is (nan|inf) at step 1 of epoch {diverged_epoch}\. "
+                    rf"The last good checkpoint is {re.escape(str(last_good))};", str(error.value)), str(error.value)
+    assert checkpoint_numbers(tmp_path) == [recipe.GOOD_EPOCHS - 1, recipe.GOOD_EPOCHS]
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == str(last_good)
+
+
+@pytest.mark.parametrize("name", ["loss", "d_loss", "g_loss", "g_adversarial_loss", "g_reconstruction_loss",
+                                  "g_class_loss", "gradient_penalty", "val_d_loss"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_every_logged_loss_is_watched_for_divergence(name, value, tmp_path):
+    import keras
+
+    from chroma.training import ResumableCheckpoint
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    guard = ResumableCheckpoint(tmp_path, model)
+    guard.set_model(model)
+    guard.on_epoch_begin(0)
+    logs = {"psnr": 20.0, "l1_ab": 0.1, name: value}
+    (guard.on_epoch_end if name.startswith("val_") else guard.on_train_batch_end)(0, logs)
+    assert model.stop_training and f"{name} is {value}" in guard.divergence
+    with pytest.raises(TrainingDiverged, match="last good checkpoint is none"):
+        guard.on_train_end()
+
+
+def test_a_restored_checkpoint_holds_the_weights_and_both_optimizers_state(tmp_path):
+    """Resuming continues the same run: every weight, Adam moment and step counter as it was saved."""
+    from chroma.data import make_dataset, samples
+    from chroma.training import ResumableCheckpoint
+
+    recipe = load_experiment(str(RECIPE))
+
+    def compiled_gan():
+        model = recipe.gan(None)
+        model.compile(**recipe.cosine_recipe(total_steps=10))
+        model(tf.zeros((1, 16, 16, 1)))
+        model.build_optimizers()
+        return model
+
+    def state(model):
+        return [v.numpy() for v in (*model.weights, *model.g_optimizer.variables, *model.d_optimizer.variables)]
+
+    trained = compiled_gan()
+    trained.fit(make_dataset(samples(), 16, batch_size=4, repeat=True), epochs=2, steps_per_epoch=2, verbose=0,
+                callbacks=[ResumableCheckpoint(tmp_path, trained)])
+    saved = state(trained)
+    restored = compiled_gan()
+    assert any(np.any(a != b) for a, b in zip(state(restored), saved))  # a fresh model differs...
+    assert ResumableCheckpoint(tmp_path, restored).restore() == 2
+    assert int(restored.g_optimizer.iterations) == int(restored.d_optimizer.iterations) == 4
+    for ours, theirs in zip(state(restored), saved, strict=True):  # ...and the restored one does not
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_unknown_run_names_are_listed():
@@ -139,7 +237,7 @@ def test_batch_targets_are_computed_once_and_reach_the_train_step(tmp_path):
         classifying_generator(classes=8), tiny_discriminator(), seed=0),
         lambda total_steps: dict(g_optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3),
                                  class_weight=0.003),
-        paper={}, batch_targets=lambda settings: {"class_target": TinyEmbedding(8)})
+        paper={}, metrics=recipe.METRICS, batch_targets=lambda settings: {"class_target": TinyEmbedding(8)})
     train(run, recipe.settings("smoke")._replace(epochs=2), tmp_path, verbose=0)
     history = read_history(tmp_path)
     assert len(history["g_class_loss"]) == 2 and len(history["val_g_class_loss"]) == 2
@@ -177,9 +275,28 @@ def test_captions_reach_the_step_as_word_ids_made_in_tf_data(tmp_path):
             RecordingGAN.step_keys |= set(self.unpack(data))  # at trace time: what the step's batches hold
             return super().train_step(data)
 
+    recipe = load_experiment(str(RECIPE))
     run = Run("captions", "captioned cGAN", lambda settings: RecordingGAN(CaptionShift(), tiny_discriminator()),
               lambda total_steps: dict(g_optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3)),
-              paper={})
-    recipe = load_experiment(str(RECIPE))
+              paper={}, metrics=recipe.METRICS)
     train(run, recipe.settings("smoke")._replace(epochs=1), tmp_path, verbose=0)
     assert RecordingGAN.step_keys == {"L", "ab", "label", "tokens"}  # caption and name strings dropped
+
+
+def test_a_run_over_bad_files_trains_on_the_usable_colour_ones_and_says_what_it_left_out(
+        bad_image_folder, tmp_path, capsys):
+    """Settings.drop_gray inside train(), and the end-of-run summary of skipped and dropped files."""
+    recipe = load_experiment(str(RECIPE))
+    run, = select_runs(recipe, ["gan"])
+    settings = recipe.settings("smoke")._replace(train_data=str(bad_image_folder.root), drop_gray=True, epochs=1)
+    train(run, settings, tmp_path, verbose=0)
+
+    summary = capsys.readouterr().err.splitlines()[-1]
+    total = len(bad_image_folder.converted) + len(bad_image_folder.unusable)
+    assert summary.startswith(f"{run.name}: 1 epochs in ")
+    assert f"skipped {len(bad_image_folder.unusable)} of {total} images (" in summary
+    for name in bad_image_folder.unusable:
+        assert name in summary
+    gray = sorted(name for name, is_gray in bad_image_folder.converted.items() if is_gray)
+    dropped = re.search(r"dropped (\d+) already-gray images \(([^)]*)\)", summary)
+    assert dropped and int(dropped[1]) == len(gray) and sorted(dropped[2].split(", ")) == gray

@@ -2,8 +2,6 @@
 
 import pytest
 
-from chroma.models.caption_chromagan import CaptionChromaGANGenerator
-from chroma.models.chromagan import ChromaGANGenerator
 from chroma.reproduce import load_experiment, select_runs
 
 
@@ -34,18 +32,8 @@ def test_runs_follow_the_release_and_the_papers_changes(villarenteria):
     assert runs["model_b"].settings_for(paper).epochs == 10
 
 
-def test_each_run_builds_its_generator(villarenteria, monkeypatch):
-    smoke = villarenteria.settings("smoke")
-    built = {}
-    for run in select_runs(villarenteria):
-        monkeypatch.setattr(villarenteria, "critic", lambda settings: None)  # only the generators matter here
-        built[run.key] = run.build(smoke).generator
-    assert all(isinstance(built[key], ChromaGANGenerator) for key in ("reference", "model_a", "model_a2"))
-    assert (built["model_b"].mode, built["model_c1"].mode, built["model_c2"].mode) == ("channel", "film", "film")
-    assert (built["model_c1"].captioning, built["model_c2"].captioning) == ("colour", "gray")
-    assert isinstance(built["model_b"], CaptionChromaGANGenerator)
-    # The vocabulary is the training captions' words (the bundled photos' hand-written captions).
-    assert "astronaut" in built["model_b"].tokenizer.get_vocabulary()
+# Each run's generator at smoke size: tests/test_experiments.py, test_villarenteria_runs_build_their_generators,
+# which shares the models every recipe's batch-norm check builds.
 
 
 def test_vgg_weights_flag(villarenteria):

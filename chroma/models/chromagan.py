@@ -28,8 +28,14 @@ def _conv(filters, strides=1, kernel_size=3, activation="relu", **kwargs):
 
 
 def _conv_relu_bn(filters, strides=1):
-    # The release's order: convolution with ReLU, then batch norm.
-    return [_conv(filters, strides), keras.layers.BatchNormalization()]
+    """The release's order: convolution with ReLU, then batch norm.
+
+    The batch norm keeps Keras's defaults (momentum 0.99, epsilon 1e-3, gamma
+    ones), which the Keras release uses; synchronized=True only makes its
+    statistics those of the global batch under a distribution strategy (the
+    paper's 8 TPU cores), as every trained batch norm in chroma is.
+    """
+    return [_conv(filters, strides), keras.layers.BatchNormalization(synchronized=True)]
 
 
 def _vgg16_to_block4(image_size, weights, channels):

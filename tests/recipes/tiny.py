@@ -1,14 +1,18 @@
 """A recipe small enough for tests: a 2-layer cGAN on 16x16 crops of the bundled photos."""
 
 import keras
+import tensorflow as tf
 
 from chroma.training import ConditionalGAN, Pretraining, RegressionColorizer, Run, Settings, learning_rate
 
 PAPER = "tiny"
 TITLE = "Tiny test recipe"
 COLUMNS = ("l1_ab", "psnr")
+METRICS = ("l1_ab",)  # what fit reports per epoch: SSIM's graph would double the time to trace a step
 EPOCHS = 12
 EXPLODING_LEARNING_RATE = 30.0  # the loss overflows to inf in epoch 6
+STEPS_PER_EPOCH = 2  # 4 training images, batch 2
+GOOD_EPOCHS = 3  # the *_turns_inf runs train this many epochs, then one network's output turns inf
 
 
 def settings(scale, coco=None, data=None):
@@ -37,6 +41,37 @@ def discriminator():
 
 def gan(settings):
     return ConditionalGAN(generator(), discriminator(), seed=0)
+
+
+class TurnsInfinite(keras.layers.Layer):
+    """The identity for its first `calls` calls in training, +inf after: a network that diverges on cue.
+
+    Divergence driven by a learning rate lands in an epoch that depends on
+    float rounding; this one lands exactly where the test expects it.
+    """
+
+    def __init__(self, calls, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = calls
+        self.count = tf.Variable(0, trainable=False, name="count")
+
+    def call(self, inputs, training=False):
+        if training:
+            self.count.assign_add(1)
+        return tf.where(self.count > self.calls, float("inf"), inputs)
+
+
+def generator_turns_inf(settings):
+    """G's ab turns inf after GOOD_EPOCHS; D squashes its input, so only G's losses become non-finite."""
+    squashing = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Activation("tanh"), discriminator()])
+    g = keras.Sequential([generator(), TurnsInfinite(GOOD_EPOCHS * STEPS_PER_EPOCH)])
+    return ConditionalGAN(g, squashing, seed=0)
+
+
+def discriminator_turns_inf(settings):
+    """D's scores turn inf after GOOD_EPOCHS: it runs 3 times per step (real, fake, then for G's loss)."""
+    return ConditionalGAN(generator(), keras.Sequential([discriminator(), TurnsInfinite(3 * GOOD_EPOCHS * STEPS_PER_EPOCH)]),
+                          seed=0)
 
 
 def cosine_recipe(total_steps):
@@ -73,11 +108,17 @@ def l1_recipe(total_steps):
 
 
 RUNS = [
-    Run("gan", "tiny cGAN", gan, cosine_recipe, paper={"l1_ab": 0.1}),
-    Run("pretrained_gan", "tiny cGAN, pretrained", gan, constant_recipe, paper={}, pretrain=Pretraining(pretraining)),
+    Run("gan", "tiny cGAN", gan, cosine_recipe, paper={"l1_ab": 0.1}, metrics=METRICS),
+    Run("pretrained_gan", "tiny cGAN, pretrained", gan, constant_recipe, paper={}, metrics=METRICS,
+        pretrain=Pretraining(pretraining)),
     Run("regression_pretrained_gan", "tiny cGAN, generator pretrained by L1", gan, constant_recipe, paper={},
-        pretrain=Pretraining(pretraining, build=generator_regression, compile_args=l1_recipe)),
-    Run("exploding", "regression at a learning rate that diverges", regression, exploding_recipe, paper={}),
+        metrics=METRICS, pretrain=Pretraining(pretraining, build=generator_regression, compile_args=l1_recipe)),
+    Run("exploding", "regression at a learning rate that diverges", regression, exploding_recipe, paper={},
+        metrics=METRICS),
+    Run("generator_turns_inf", "cGAN whose generator diverges", generator_turns_inf, constant_recipe, paper={},
+        metrics=METRICS),
+    Run("discriminator_turns_inf", "cGAN whose discriminator diverges", discriminator_turns_inf, constant_recipe,
+        paper={}, metrics=METRICS),
 ]
 
 LOSS_TABLE = ("Tiny losses by epoch", {"gan": {"d_loss, first epoch": 0.7}})
