@@ -3,7 +3,8 @@
 Three cGANs on one U-Net: GAN (pix2pix's 8-block U-Net + 70x70 PatchGAN, section V),
 PixelGAN (the decoder's transposed convolutions replaced by pixel transposed
 convolutional layers, V-A, Fig. 2) and WGAN (WGAN-GP with a DCGAN critic: the
-PatchGAN's blocks, no batch norm, a dense score, five critic steps per G step; V-C, VI).
+PatchGAN's blocks, no batch norm, a dense score, five critic steps per G step, each on a
+batch of its own as in WGAN-GP's Algorithm 1; V-C, VI).
 
     make reproduce-agosti                                             # SCALE=smoke: bundled photos, CPU, minutes
     make reproduce-agosti SCALE=paper COCO=/data/coco FID_WEIGHTS=imagenet LPIPS_WEIGHTS=/weights/lpips_alex.npz
@@ -82,19 +83,23 @@ def pixel_gan(settings):
 
 def wgan(settings):
     critic = DCGANCritic(image_size=settings.image_size, base_filters=16 if settings.smoke else 64)
-    return ConditionalGAN(UNetGenerator(**unet_arguments(settings)), critic, seed=settings.seed)
+    return ConditionalGAN(UNetGenerator(**unet_arguments(settings)), critic, seed=settings.seed, d_steps=CRITIC_STEPS)
 
 
 def recipe(adversarial_loss, d_steps=1):
-    """Section V-C: Adam 2e-4 (beta1 0.5), cosine-annealed to a tenth over the whole run, lambda = 100."""
+    """Section V-C: Adam 2e-4 (beta1 0.5), cosine-annealed to a tenth over the whole run, lambda = 100.
+
+    d_steps: the model's critic updates per train step; the critic's schedule
+    spans its own updates, d_steps per step, so it too ends at the last step.
+    """
 
     def compile_args(total_steps):
-        def adam():
-            schedule = learning_rate(2e-4, "cosine", total_steps, final_fraction=FINAL_LEARNING_RATE_FRACTION)
+        def adam(updates):
+            schedule = learning_rate(2e-4, "cosine", updates, final_fraction=FINAL_LEARNING_RATE_FRACTION)
             return keras.optimizers.Adam(schedule, beta_1=0.5)
 
-        return dict(g_optimizer=adam(), d_optimizer=adam(), adversarial_loss=adversarial_loss,
-                    reconstruction_weight=100.0, d_steps=d_steps)
+        return dict(g_optimizer=adam(total_steps), d_optimizer=adam(d_steps * total_steps),
+                    adversarial_loss=adversarial_loss, reconstruction_weight=100.0)
 
     return compile_args
 

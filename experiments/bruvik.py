@@ -3,8 +3,8 @@
 The Inception-GAN: Deep Koalarization's generator (an encoder, Inception-ResNet-v2's
 class vector fused at H/8, a nearest-neighbour decoder; table 4) with an extra
 24-kernel first layer reading a 21-class segmentation prior (table 1), against a
-PatchGAN; the generator pretrained by L1 (5.5), then one D update per five G updates
-(5.6). Table 2's five rows are recipe switches of one builder: without pretraining,
+PatchGAN; the generator pretrained by L1 (5.5), then one D update per five G updates,
+each G update on a batch of its own (5.6). Table 2's five rows are recipe switches of one builder: without pretraining,
 without the segmentation layer, without Inception, the Deep Koalarization baseline
 (the generator without the prior, trained by MSE alone, 5.1) and the full model.
 pix2pix (5.2, the other baseline the paper cites, no figures in its tables) and the
@@ -51,6 +51,7 @@ COLUMNS = ("psnr", "ssim", "l1_ab", "colorfulness")
 EPOCHS = 15
 PRETRAINING_EPOCHS = 20
 TABLE_3_SMALL_BATCH_DIVISOR = 4  # batch 16 beside the recipe's 64
+G_STEPS = 5  # 5.6: "for every 5 gradient descent steps that G takes, D takes one"
 
 
 def settings(scale, coco=None, data=None):
@@ -103,7 +104,8 @@ def discriminator(settings):
 
 def inception_gan(with_inception=True, with_segmentation=True):
     build_generator = generator_builder(with_inception, with_segmentation)
-    return lambda settings: ConditionalGAN(build_generator(settings), discriminator(settings), seed=settings.seed)
+    return lambda settings: ConditionalGAN(build_generator(settings), discriminator(settings), seed=settings.seed,
+                                           g_steps=G_STEPS)
 
 
 def regression(build_generator):
@@ -124,18 +126,14 @@ def adam(learning_rate, loss):
     return recipe
 
 
-def gan_recipe(g_steps):
-    """Section 5.6: Adam 2e-4 (0.5, 0.999) for both networks, `g_steps` G updates per D update."""
-
-    def recipe(total_steps):
-        del total_steps  # constant learning rates
-        return dict(
-            g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999),
-            d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999),
-            adversarial_loss="bce", reconstruction_loss="l1", reconstruction_weight=100.0, g_steps=g_steps,
-        )
-
-    return recipe
+def gan_recipe(total_steps):
+    """Section 5.6: Adam 2e-4 (0.5, 0.999) for both networks (the update ratio is the model's, G_STEPS)."""
+    del total_steps  # constant learning rates
+    return dict(
+        g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999),
+        d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999),
+        adversarial_loss="bce", reconstruction_loss="l1", reconstruction_weight=100.0,
+    )
 
 
 def pretraining(with_inception=True, with_segmentation=True):
@@ -152,23 +150,22 @@ def smaller_batch(settings):
     return settings._replace(batch_size=max(1, settings.batch_size // TABLE_3_SMALL_BATCH_DIVISOR))
 
 
-FIVE_G_STEPS = gan_recipe(g_steps=5)
 RUNS = [
-    Run("no_pretraining", "GAN without pretraining", inception_gan(), FIVE_G_STEPS,
+    Run("no_pretraining", "GAN without pretraining", inception_gan(), gan_recipe,
         paper={"psnr": 17.6496, "ssim": 0.89217}),
     Run("no_segmentation", "GAN without the segmentation layer", inception_gan(with_segmentation=False),
-        FIVE_G_STEPS, paper={"psnr": 19.9012, "ssim": 0.92358}, pretrain=pretraining(with_segmentation=False)),
-    Run("no_inception", "GAN without Inception", inception_gan(with_inception=False), FIVE_G_STEPS,
+        gan_recipe, paper={"psnr": 19.9012, "ssim": 0.92358}, pretrain=pretraining(with_segmentation=False)),
+    Run("no_inception", "GAN without Inception", inception_gan(with_inception=False), gan_recipe,
         paper={"psnr": 19.3556, "ssim": 0.93829}, pretrain=pretraining(with_inception=False)),
     Run("koalarization", "Deep Koalarization (Baldassarre et al.)",
         regression(generator_builder(with_segmentation=False)), adam(1e-3, "mse"),
         paper={"psnr": 19.0556, "ssim": 0.90014}),
-    Run("ours", "Inception-GAN (ours), batch 64", inception_gan(), FIVE_G_STEPS,
+    Run("ours", "Inception-GAN (ours), batch 64", inception_gan(), gan_recipe,
         paper={"psnr": 21.4709, "ssim": 0.95026}, pretrain=pretraining(), note="smoke scale: batch 2"),
-    Run("ours_batch16", "Inception-GAN, batch 16", inception_gan(), FIVE_G_STEPS, paper={},
+    Run("ours_batch16", "Inception-GAN, batch 16", inception_gan(), gan_recipe, paper={},
         overrides=smaller_batch, pretrain=pretraining(),
         note="table 3's other batch: a quarter of the run's (smoke scale: 1)"),
-    Run("pix2pix", "pix2pix (U-Net + PatchGAN)", pix2pix, gan_recipe(g_steps=1), paper={},
+    Run("pix2pix", "pix2pix (U-Net + PatchGAN)", pix2pix, gan_recipe, paper={},
         note="baseline cited in 5.2; no figures in table 2"),
 ]
 

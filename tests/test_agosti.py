@@ -32,21 +32,22 @@ def test_the_three_cgans_build_at_the_papers_sizes(agosti):
     assert trainable(wgan.generator) == trainable(gan.generator)
     assert not any("batch_normalization" in weight.path for weight in wgan.discriminator.weights)
     assert wgan.discriminator(tf.zeros((2, 256, 256, 3))).shape == (2, 1)  # one score per image
+    assert (gan.d_steps, pixel_gan.d_steps, wgan.d_steps) == (1, 1, 5)  # V-C: five critic steps per G step
     assert len(dropout_layers(gan.generator)) == len(dropout_layers(pixel_gan.generator)) == 3
 
 
 def test_recipe_follows_section_v_c(agosti):
     runs = {run.key: run for run in select_runs(agosti)}
-    total_steps = 1000
+    total_steps = 1000  # train steps: G updates; the WGAN's critic makes 5 per step
     for key in runs:
         recipe = runs[key].compile_args(total_steps)
-        for optimizer in (recipe["g_optimizer"], recipe["d_optimizer"]):
+        d_steps = 5 if key == "wgan" else 1
+        for optimizer, updates in ((recipe["g_optimizer"], total_steps), (recipe["d_optimizer"], d_steps * total_steps)):
             schedule = optimizer._learning_rate  # the schedule; .learning_rate is only its current value
             assert float(schedule(0)) == pytest.approx(2e-4) and float(optimizer.beta_1) == 0.5
-            # Cosine annealing down by a factor of 10 over the whole run.
-            assert float(schedule(total_steps)) == pytest.approx(2e-5)
-            assert float(schedule(total_steps // 2)) == pytest.approx(1.1e-4)
-        assert recipe["d_steps"] == (5 if key == "wgan" else 1)
+            # Cosine annealing down by a factor of 10 over the optimizer's own updates in the whole run.
+            assert float(schedule(updates)) == pytest.approx(2e-5)
+            assert float(schedule(updates // 2)) == pytest.approx(1.1e-4)
         assert recipe["adversarial_loss"] == ("wgan-gp" if key == "wgan" else "bce")
         assert "uiqi" in runs[key].metrics  # figure 3 follows it per epoch
     assert set(agosti.COLUMNS) == {"fid", "ssim", "psnr", "lpips", "uiqi"}

@@ -11,7 +11,7 @@ from chroma.export import load_generator
 from chroma.models.dcgan_critic import DCGANCritic
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.unet import UNetGenerator
-from chroma.training import ConditionalGAN
+from chroma.training import ConditionalGAN, stack_batches
 from helpers import assert_reloads_identically
 
 SIZE = 32
@@ -107,14 +107,15 @@ def test_critic_trains_a_wgan_gp_with_several_critic_steps(tmp_path):
     scaled_l, scaled_ab = photo_lab()
     batch = {"L": scaled_l, "ab": scaled_ab}
     model = ConditionalGAN(
-        UNetGenerator(base_filters=4, depth=4), DCGANCritic(image_size=SIZE, base_filters=4), seed=0
+        UNetGenerator(base_filters=4, depth=4), DCGANCritic(image_size=SIZE, base_filters=4), seed=0, d_steps=2
     )
     model.compile(
         g_optimizer=keras.optimizers.Adam(1e-4, beta_1=0.5), d_optimizer=keras.optimizers.Adam(1e-4, beta_1=0.5),
-        adversarial_loss="wgan-gp", d_steps=2,
+        adversarial_loss="wgan-gp",
     )
     model(scaled_l)  # builds the wrapper, so it saves without a warning
-    history = model.fit(tf.data.Dataset.from_tensor_slices(batch).batch(4), epochs=1, shuffle=False, verbose=0).history
+    batches = stack_batches(tf.data.Dataset.from_tensor_slices(batch).batch(2), 2)
+    history = model.fit(batches, epochs=1, shuffle=False, verbose=0).history
     assert int(model.d_optimizer.iterations) == 2 and int(model.g_optimizer.iterations) == 1
     for name in ("d_loss", "gradient_penalty", "g_adversarial_loss", "g_reconstruction_loss"):
         assert np.isfinite(history[name]).all()

@@ -1,5 +1,6 @@
 """The engine's models: the cGAN and regression train steps, ratios, distribution and precision."""
 
+import json
 
 import keras
 import numpy as np
@@ -10,7 +11,7 @@ import tensorflow as tf
 from chroma import color
 from chroma.losses import kl_class_loss, l1, minimax_discriminator_loss, modified_generator_loss
 from chroma.metrics import colorization_metrics
-from chroma.training import ConditionalGAN, RegressionColorizer, optimizer_for, set_precision
+from chroma.training import ConditionalGAN, RegressionColorizer, optimizer_for, set_precision, stack_batches
 from helpers import assert_reloads_identically
 
 SIZE = 16
@@ -38,8 +39,9 @@ def photo_batch(names=("astronaut", "coffee", "chelsea", "rocket"), size=SIZE):
     return {"L": scaled_l, "ab": scaled_ab}
 
 
-def gan(**compile_args):
-    model = ConditionalGAN(tiny_generator(), tiny_discriminator(), seed=0)
+def gan(d_steps=1, g_steps=1, generator=None, discriminator=None, **compile_args):
+    model = ConditionalGAN(generator or tiny_generator(), discriminator or tiny_discriminator(), seed=0,
+                           d_steps=d_steps, g_steps=g_steps)
     args = dict(g_optimizer=keras.optimizers.SGD(0.1), d_optimizer=keras.optimizers.SGD(0.1))
     model.compile(**{**args, **compile_args})
     return model
@@ -74,22 +76,76 @@ def test_gan_step_updates_d_first_then_scores_g_with_the_updated_d():
         np.testing.assert_allclose(actual, expected, atol=1e-5)
 
 
+class SeenLightness(keras.layers.Layer):
+    """The identity, recording the mean of channel 0 (scaled L) of each input it sees in training."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = tf.Variable(tf.fill([100], np.nan), trainable=False)
+        self.count = tf.Variable(0, trainable=False)
+
+    def call(self, inputs, training=False):
+        if training:
+            self.seen[self.count].assign(tf.reduce_mean(tf.cast(inputs[..., 0], tf.float32)))
+            self.count.assign_add(1)
+        return inputs
+
+    def batches(self):
+        """The batch numbers seen, in order (batch n has L = n / 10), repeats in a row folded."""
+        values = np.round(self.seen.numpy()[: int(self.count.numpy())] * 10).astype(int).tolist()
+        return [value for index, value in enumerate(values) if index == 0 or value != values[index - 1]]
+
+
 @pytest.mark.parametrize("d_steps, g_steps", [(5, 1), (1, 5)])
-def test_update_ratios(d_steps, g_steps):
-    model = gan(d_steps=d_steps, g_steps=g_steps)
-    dataset = tf.data.Dataset.from_tensor_slices(photo_batch()).batch(2)
-    model.fit(dataset, epochs=1, verbose=0)
-    assert int(model.d_optimizer.iterations) == 2 * d_steps
-    assert int(model.g_optimizer.iterations) == 2 * g_steps
+def test_update_ratios_update_on_different_batches(d_steps, g_steps):
+    """WGAN-GP's Algorithm 1 and paper bruvik 5.6: k updates of one network on k different batches per update
+    of the other; 10 batches of 2 make 2 train steps."""
+    d_seen, g_seen = SeenLightness(), SeenLightness()
+    model = gan(d_steps, g_steps, keras.Sequential([g_seen, tiny_generator()]),
+                keras.Sequential([d_seen, tiny_discriminator()]))
+    numbered = {"L": (np.repeat(np.arange(10) / 10, 2)[:, None, None, None] * np.ones((1, 8, 8, 1))).astype("float32"),
+                "ab": np.zeros((20, 8, 8, 2), "float32")}
+    batches = tf.data.Dataset.from_tensor_slices(numbered).batch(2)
+    with pytest.raises(ValueError, match=r"stack_batches\(dataset, 5\)"):
+        model.fit(batches, epochs=1, verbose=0)  # an update ratio needs its batches stacked
+    model.fit(stack_batches(batches, 5), epochs=1, verbose=0)
+    assert int(model.d_optimizer.iterations) == 2 * d_steps and int(model.g_optimizer.iterations) == 2 * g_steps
+    if d_steps > 1:
+        # Each critic update judges its own batch (real, then fake); G then learns from the step's last.
+        assert d_seen.batches() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+        assert g_seen.batches() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]  # G colours each batch the critic judges
+    else:
+        assert g_seen.batches() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]  # a G update for every batch
+
+
+def test_a_run_epoch_is_one_pass_in_steps_of_several_batches_and_each_schedule_ends_with_the_run(tmp_path):
+    """train() with 2 critic updates per step: an epoch of 4 batches is 2 steps, 4 critic and 2 G updates; paper
+    agosti's recipe anneals each optimizer over its own updates, so both reach their floor at the last step."""
+    from chroma.reproduce import load_experiment
+    from chroma.training import Run, Settings, train
+
+    agosti = load_experiment("agosti")
+    run = Run("ratio", "cGAN with 2 critic steps", lambda settings: ConditionalGAN(
+        tiny_generator(), tiny_discriminator(), seed=0, d_steps=2), agosti.recipe("bce", d_steps=2),
+        paper={}, metrics=("l1_ab",))
+    settings = Settings(train_data="samples?take=4", eval_data="samples?skip=6", image_size=16, batch_size=1,
+                        epochs=2)
+    model = train(run, settings, tmp_path, verbose=0)
+    assert (int(model.g_optimizer.iterations), int(model.d_optimizer.iterations)) == (2 * 2, 2 * 4)
+    assert json.loads((tmp_path / "run.json").read_text())["steps_per_epoch"] == 2
+    floor = 2e-4 * agosti.FINAL_LEARNING_RATE_FRACTION
+    for optimizer in (model.g_optimizer, model.d_optimizer):
+        assert float(optimizer.learning_rate) == pytest.approx(floor)
+        assert float(optimizer._learning_rate(int(optimizer.iterations) - 1)) > floor * 1.001  # not before
 
 
 def test_fit_and_evaluate_log_losses_and_metrics():
     model = gan(
-        adversarial_loss="wgan-gp", d_steps=2, metrics=colorization_metrics(("l1_ab", "psnr")),
+        d_steps=2, adversarial_loss="wgan-gp", metrics=colorization_metrics(("l1_ab", "psnr")),
         g_optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3),
     )
     dataset = tf.data.Dataset.from_tensor_slices(photo_batch()).batch(2)
-    history = model.fit(dataset, epochs=2, verbose=0, validation_data=dataset).history
+    history = model.fit(stack_batches(dataset, 2), epochs=2, verbose=0, validation_data=dataset).history
     for name in ("d_loss", "g_adversarial_loss", "g_reconstruction_loss", "gradient_penalty", "l1_ab", "psnr"):
         assert len(history[name]) == 2 and np.isfinite(history[name]).all()
         assert f"val_{name}" in history
@@ -103,6 +159,8 @@ def test_unknown_loss_names_are_rejected():
         gan(adversarial_loss="hinge")
     with pytest.raises(ValueError, match="at least 1"):
         gan(d_steps=0)
+    with pytest.raises(ValueError, match="one of them 1"):
+        gan(d_steps=5, g_steps=5)
 
 
 def test_regression_colorizer_learns_the_colours_of_photos():
@@ -178,7 +236,7 @@ def test_mixed_precision_keeps_losses_float32_and_steps_like_float32(policy):
 @pytest.mark.xdist_group("two_replicas")  # one worker, so the fixture's process starts once
 def test_one_step_under_mirrored_strategy_equals_the_global_batch_on_one_device(two_replicas):
     """For each engine model: losses divided by the replicas, batch norm over the global batch."""
-    for model in ("gan", "regression"):
+    for model in ("gan", "regression", "critic_ratio_gan"):
         assert two_replicas[model]["moved"] > 1e-3, model  # the step moved the weights...
         assert two_replicas[model]["worst"] < 1e-5, model  # ...identically with two replicas of 4 images as with one batch of 8
 

@@ -15,7 +15,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from chroma.metrics import ColorizationMetric  # noqa: E402
-from chroma.training import ConditionalGAN, RegressionColorizer  # noqa: E402
+from chroma.training import ConditionalGAN, RegressionColorizer, stack_batches  # noqa: E402
 
 STRATEGY = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
@@ -40,6 +40,16 @@ def gan():
     return model
 
 
+def critic_ratio_gan():
+    """Five critic updates per G update, on five different batches (agosti's WGAN, WGAN-GP's Algorithm 1)."""
+    discriminator = keras.Sequential([
+        keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 4, strides=2, padding="same"), keras.layers.LeakyReLU(0.2),
+        keras.layers.Conv2D(1, 4, padding="same")])
+    model = ConditionalGAN(generator(), discriminator, seed=0, d_steps=5)
+    model.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1), reconstruction_weight=10.0)
+    return model
+
+
 def regression():
     model = RegressionColorizer(generator())
     model.compile(keras.optimizers.SGD(1.0), loss="mse")
@@ -47,16 +57,20 @@ def regression():
 
 
 def one_step_on_two_replicas(make):
-    """How far one step on 2 replicas of 4 images lands from one step on the batch of 8, and how far it moved."""
+    """How far one train step on 2 replicas of 4 images a batch lands from one on batches of 8, and how far it moved."""
 
     def build():
         keras.utils.set_random_seed(7)
         return make()
 
+    model = build()
     rng = np.random.default_rng(0)
-    data = {"L": rng.uniform(-1, 1, (8, 16, 16, 1)).astype("float32"),
-            "ab": rng.uniform(-0.5, 0.5, (8, 16, 16, 2)).astype("float32")}
-    dataset = tf.data.Dataset.from_tensor_slices(data).batch(8)  # one global batch of 8
+    images = 8 * model.batches_per_step
+    data = {"L": rng.uniform(-1, 1, (images, 16, 16, 1)).astype("float32"),
+            "ab": rng.uniform(-0.5, 0.5, (images, 16, 16, 2)).astype("float32")}
+    dataset = tf.data.Dataset.from_tensor_slices(data).batch(8)  # global batches of 8
+    if model.batches_per_step > 1:
+        dataset = stack_batches(dataset, model.batches_per_step)  # one train step
     single = build()
     single.fit(dataset, epochs=1, verbose=0)
     with STRATEGY.scope():
@@ -88,4 +102,5 @@ def metric_state_over_two_replicas():
 if __name__ == "__main__":
     assert STRATEGY.num_replicas_in_sync == 2
     print(json.dumps({"gan": one_step_on_two_replicas(gan), "regression": one_step_on_two_replicas(regression),
+                      "critic_ratio_gan": one_step_on_two_replicas(critic_ratio_gan),
                       "metric": metric_state_over_two_replicas()}))

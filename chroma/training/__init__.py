@@ -6,7 +6,7 @@ from chroma.training.gan import ConditionalGAN
 from chroma.training.hardware import PRECISIONS, STRATEGIES, make_strategy, optimizer_for, set_precision
 from chroma.training.regression import RegressionColorizer
 from chroma.training.schedules import learning_rate
-from chroma.training.trainer import Pretraining, Run, Settings, at_paper_scale, read_history, train
+from chroma.training.trainer import Pretraining, Run, Settings, at_paper_scale, read_history, stack_batches, train
 
 __all__ = [
     "PRECISIONS",
@@ -26,5 +26,6 @@ __all__ = [
     "optimizer_for",
     "read_history",
     "set_precision",
+    "stack_batches",
     "train",
 ]

@@ -21,7 +21,7 @@ class ColorizationModel(keras.Model):
 
     def call(self, inputs, training=False):
         """Scaled L (B,H,W,1), or a batch dict holding it, -> scaled ab (B,H,W,2)."""
-        batch = inputs if isinstance(inputs, dict) else {"L": inputs}
+        batch = first_batch(inputs) if isinstance(inputs, dict) else {"L": inputs}
         outputs = self.generator(self.generator_inputs(batch), training=training)
         return outputs["ab"] if isinstance(outputs, dict) else outputs  # generators that also classify
 
@@ -48,7 +48,7 @@ class ColorizationModel(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         # Under a strategy Keras builds the metrics by calling this with (batch, None, predicted ab).
         if y is None and isinstance(x, dict):
-            return self.score(x, y_pred)
+            return self.score(first_batch(x), y_pred)
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
     def track_losses(self, *names):
@@ -84,6 +84,21 @@ class ColorizationModel(keras.Model):
         batch, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return batch
 
+    batches_per_step = 1  # how many batches a train step reads (ConditionalGAN's update ratios)
+
+    def split_batches(self, data):
+        """A train step's batches: [data] itself, or the `batches_per_step` batches stacked on axis 1."""
+        count = self.batches_per_step
+        stacked = data["L"].shape.rank == 5
+        if count == 1 and not stacked:
+            return [data]
+        if not stacked or data["L"].shape[1] != count:
+            raise ValueError(
+                f"{type(self).__name__} updates on {count} different batches per train step: fit it on "
+                f"chroma.training.stack_batches(dataset, {count}), got batches of shape {data['L'].shape}"
+            )
+        return [{key: value[:, index] for key, value in data.items()} for index in range(count)]
+
     @staticmethod
     def replicas():
         """Replicas whose gradients the optimizer sums: losses are divided by it (global-batch mean)."""
@@ -110,3 +125,14 @@ class ColorizationModel(keras.Model):
         config = dict(config)
         config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
         return cls(**config)
+
+
+def first_batch(batch):
+    """A batch dict, or the first of a train step's batches stacked on axis 1 (see stack_batches).
+
+    Keras builds a model under a distribution strategy by calling it on a
+    batch of the training data, which for an update ratio is stacked.
+    """
+    if batch["L"].shape.rank == 5:
+        return {key: value[:, 0] for key, value in batch.items()}
+    return batch

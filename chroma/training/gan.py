@@ -1,5 +1,7 @@
 """The conditional GAN of the papers: a generator, a discriminator, two optimizers, one train step."""
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -17,7 +19,19 @@ from chroma.training.colorization_model import ColorizationModel
 class ConditionalGAN(ColorizationModel):
     """pix2pix-style cGAN: D judges concat(L, ab); G minimises adversarial + lambda * reconstruction.
 
-    Every paper's GAN is this class with other compile arguments:
+    Every paper's GAN is this class with its own update ratio and compile arguments.
+
+    - `d_steps`, `g_steps` (constructor): k critic updates per G update
+      (WGAN-GP, Gulrajani et al. Algorithm 1) or k G updates per D update
+      (paper bruvik 5.6), each on a batch of its own: a train step reads k
+      batches stacked on axis 1 (`stack_batches`; `train()` stacks them) and
+      unrolls over them, a fixed count rather than a step-dependent branch,
+      because optimizer updates inside `tf.cond` cannot synchronise replicas
+      under MirroredStrategy. With k critic updates G learns from the last
+      batch; with k G updates D learns from the first. Logged losses are means
+      over the step's updates.
+
+    Compile arguments:
 
     - `adversarial_loss`: "bce" (D: minimax BCE; G: non-saturating BCE, nampouri
       equations 14-17) or "wgan-gp" (Wasserstein losses plus
@@ -33,10 +47,6 @@ class ConditionalGAN(ColorizationModel):
       (villarenteria's Model C captioner), the weight of the cross-entropy
       against the caption's words, aligned by `generator.caption_targets`.
     - `discriminator_loss_weight`: 0.5 halves D's loss as nampouri equation 16 does.
-    - `d_steps`, `g_steps`: updates per train step, on the same batch: 5 critic
-      steps per G step for WGAN-GP, 5 G steps per D step in paper bruvik. A
-      fixed count rather than a step-dependent branch, because optimizer updates
-      inside `tf.cond` cannot synchronise replicas under MirroredStrategy.
 
     Logs `d_loss`, `g_loss` (the total G minimises), `g_adversarial_loss`,
     `g_reconstruction_loss` (and `g_class_loss`, `gradient_penalty` where
@@ -45,11 +55,15 @@ class ConditionalGAN(ColorizationModel):
     the global batch's mean.
     """
 
-    def __init__(self, generator, discriminator, seed=None, **kwargs):
+    def __init__(self, generator, discriminator, seed=None, d_steps=1, g_steps=1, **kwargs):
         super().__init__(generator, **kwargs)
+        if d_steps < 1 or g_steps < 1 or min(d_steps, g_steps) > 1:
+            raise ValueError(f"d_steps and g_steps must be at least 1 and one of them 1, got {d_steps} and {g_steps}")
         self.discriminator = discriminator
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.d_steps = d_steps
+        self.g_steps = g_steps
 
     def compile(
         self,
@@ -63,8 +77,6 @@ class ConditionalGAN(ColorizationModel):
         caption_weight=0.0,
         discriminator_loss_weight=0.5,
         gradient_penalty_weight=10.0,
-        d_steps=1,
-        g_steps=1,
         metrics=None,
         **kwargs,
     ):
@@ -74,8 +86,6 @@ class ConditionalGAN(ColorizationModel):
             raise ValueError(
                 f"unknown reconstruction loss {reconstruction_loss!r}; choose from {sorted(RECONSTRUCTION_LOSSES)}"
             )
-        if d_steps < 1 or g_steps < 1:
-            raise ValueError(f"d_steps and g_steps must be at least 1, got {d_steps} and {g_steps}")
         # No optimizer of Keras's own: the two below are the only ones, and the only ones checkpointed.
         super().compile(optimizer=None, metrics=metrics, **kwargs)
         self.g_optimizer = g_optimizer
@@ -88,8 +98,6 @@ class ConditionalGAN(ColorizationModel):
         self.class_weight = class_weight
         self.caption_weight = caption_weight
         self.discriminator_loss_weight = discriminator_loss_weight
-        self.d_steps = d_steps
-        self.g_steps = g_steps
         losses = ["d_loss", "g_loss", "g_adversarial_loss", "g_reconstruction_loss"]
         losses += ["g_class_loss"] if class_weight else []
         losses += ["g_caption_loss"] if caption_weight else []
@@ -145,33 +153,51 @@ class ConditionalGAN(ColorizationModel):
             total += self.caption_weight * losses["g_caption_loss"]
         return {"g_loss": total, **losses}
 
+    @property
+    def batches_per_step(self):
+        return max(self.d_steps, self.g_steps)
+
     def train_step(self, data):
-        data = self.unpack(data)
-        scaled_l, true_ab = data["L"], data["ab"]
-        generator_inputs = self.generator_inputs(data)
-        generator_variables = self.generator.trainable_variables
-        discriminator_variables = self.discriminator.trainable_variables
-        replicas = self.replicas()
-        # As pix2pix: G runs once; D learns from that output, then G is scored by the updated D.
-        g_tape = tf.GradientTape()
-        with g_tape:
-            fake_ab, extras = self.generate(generator_inputs, training=True)
-        for _ in range(self.d_steps):
-            with tf.GradientTape() as d_tape:
-                d_loss, penalty = self.d_losses(scaled_l, true_ab, tf.stop_gradient(fake_ab), training=True)
-                scaled_d_loss = self.d_optimizer.scale_loss(d_loss / replicas)
-            self.d_optimizer.apply(d_tape.gradient(scaled_d_loss, discriminator_variables), discriminator_variables)
-        for g_step in range(self.g_steps):
-            if g_step > 0:
+        batches = self.split_batches(self.unpack(data))
+        d_batches = batches if self.d_steps > 1 else batches[:1]
+        g_batches = batches if self.g_steps > 1 else batches[-1:]
+        # D's last batch is G's first (at 1:1 the one batch, as pix2pix): G runs on it once, D learns
+        # from that output, then G is scored by the updated D through the same recorded pass.
+        for index, batch in enumerate(d_batches):
+            inputs = self.generator_inputs(batch)
+            g_tape = tf.GradientTape()
+            with g_tape if index == len(d_batches) - 1 else contextlib.nullcontext():
+                fake_ab, extras = self.generate(inputs, training=True)
+            self.d_update(batch, fake_ab)
+            self.score(batch, fake_ab)
+        for index, batch in enumerate(g_batches):
+            if index > 0:
+                inputs = self.generator_inputs(batch)
                 g_tape = tf.GradientTape()
                 with g_tape:
-                    fake_ab, extras = self.generate(generator_inputs, training=True)
-            with g_tape:
-                g_losses = self.g_losses(data, generator_inputs, fake_ab, extras, training=True)
-                scaled_g_loss = self.g_optimizer.scale_loss(g_losses["g_loss"] / replicas)
-            self.g_optimizer.apply(g_tape.gradient(scaled_g_loss, generator_variables), generator_variables)
-        self.record_scores(data, d_loss, penalty, g_losses)
-        return self.score(data, fake_ab)
+                    fake_ab, extras = self.generate(inputs, training=True)
+            self.g_update(g_tape, batch, inputs, fake_ab, extras)
+            if index > 0:
+                self.score(batch, fake_ab)
+        return self.get_metrics_result()
+
+    def d_update(self, batch, fake_ab):
+        """One discriminator (critic) update on `batch`, against G's output for it."""
+        variables = self.discriminator.trainable_variables
+        with tf.GradientTape() as tape:
+            d_loss, penalty = self.d_losses(batch["L"], batch["ab"], tf.stop_gradient(fake_ab), training=True)
+            scaled_loss = self.d_optimizer.scale_loss(d_loss / self.replicas())
+        self.d_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
+        self.record_losses(batch, d_loss=d_loss, **({"gradient_penalty": penalty} if self.gradient_penalty_weight else {}))
+
+    def g_update(self, tape, batch, inputs, fake_ab, extras):
+        """One generator update on `batch`; `tape` recorded the pass that gave fake_ab and extras."""
+        variables = self.generator.trainable_variables
+        with tape:
+            g_losses = self.g_losses(batch, inputs, fake_ab, extras, training=True)
+            scaled_loss = self.g_optimizer.scale_loss(g_losses["g_loss"] / self.replicas())
+        self.g_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
+        self.record_losses(batch, **g_losses)
 
     def test_step(self, data):
         data = self.unpack(data)
@@ -180,20 +206,17 @@ class ConditionalGAN(ColorizationModel):
         fake_ab, extras = self.generate(generator_inputs, training=False)
         d_loss, penalty = self.d_losses(scaled_l, true_ab, fake_ab, training=False)
         g_losses = self.g_losses(data, generator_inputs, fake_ab, extras, training=False)
-        self.record_scores(data, d_loss, penalty, g_losses)
+        self.record_losses(data, d_loss=d_loss, **g_losses,
+                           **({"gradient_penalty": penalty} if self.gradient_penalty_weight else {}))
         return self.score(data, fake_ab)
-
-    def record_scores(self, data, d_loss, penalty, g_losses):
-        losses = {"d_loss": d_loss, **g_losses}
-        if self.gradient_penalty_weight:
-            losses["gradient_penalty"] = penalty
-        self.record_losses(data, **losses)
 
     def get_config(self):
         return {
             **super().get_config(),
             "discriminator": keras.saving.serialize_keras_object(self.discriminator),
             "seed": self.seed,
+            "d_steps": self.d_steps,
+            "g_steps": self.g_steps,
         }
 
     @classmethod

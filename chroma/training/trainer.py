@@ -51,7 +51,9 @@ class Run(NamedTuple):
 
     build(settings) -> a ColorizationModel, small when settings.smoke.
     compile_args(total_steps) -> keyword arguments of its `compile` (optimizers,
-    losses, ratios); total_steps lets a schedule span the whole run.
+    losses); total_steps, the run's train steps, lets a schedule span the whole
+    run: an optimizer that updates k times a step (a critic at d_steps=k)
+    makes k * total_steps updates.
     paper: the paper's reported figures, keyed like chroma's metrics.
     monitor: the validation metric whose best value is kept as best.weights.h5.
     metrics: what fit reports every epoch, for training and validation
@@ -147,11 +149,10 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
 
     # Data: an infinite shuffled stream cut into epochs of one pass each.
     train_source, eval_source = resolve(settings.train_data), resolve(settings.eval_data)
-    steps_per_epoch = count_elements(train_source, batch_size=settings.batch_size, drop_gray=settings.drop_gray,
-                                     drop_remainder=True)
-    if steps_per_epoch == 0:
+    batches_per_epoch = count_elements(train_source, batch_size=settings.batch_size, drop_gray=settings.drop_gray,
+                                       drop_remainder=True)
+    if batches_per_epoch == 0:
         raise ValueError(f"{settings.train_data} has fewer images than one batch of {settings.batch_size}")
-    total_steps = steps_per_epoch * settings.epochs
     report = SkipReport()
     train_data = make_dataset(
         train_source, settings.image_size, batch_size=settings.batch_size, flip=settings.flip,
@@ -165,6 +166,13 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
     # Models, optimizers and metrics are created in the strategy's scope.
     with strategy.scope():
         model = run.build(settings)
+        # A step of k updates (ConditionalGAN's d_steps / g_steps) reads k batches, so an epoch, one pass
+        # over the images, is batches / k steps; at least one, so a smoke set of fewer batches is reread.
+        steps_per_epoch = max(1, batches_per_epoch // model.batches_per_step)
+        if batches_per_epoch < model.batches_per_step:
+            print(f"{run.name}: {batches_per_epoch} batches are fewer than one step's {model.batches_per_step}; "
+                  "each epoch rereads some", file=sys.stderr)
+        total_steps = steps_per_epoch * settings.epochs
         compile_args = {
             name: optimizer_for(value) if isinstance(value, keras.optimizers.Optimizer) else value
             for name, value in run.compile_args(total_steps).items()
@@ -192,6 +200,8 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
                                  for data in (train_data, eval_data))
     # Caption and name strings have done their work here; a TPU's infeed takes numbers only.
     train_data, eval_data = (data.map(numeric_features) for data in (train_data, eval_data))
+    if model.batches_per_step > 1:
+        train_data = stack_batches(train_data, model.batches_per_step)
 
     checkpoint = ResumableCheckpoint(out_dir / "checkpoints", model)
     initial_epoch = checkpoint.restore()
@@ -228,6 +238,21 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
     print(f"{run.name}: {settings.epochs - initial_epoch} epochs in {time.perf_counter() - started:.0f} s; "
           f"{report.summary()}", file=sys.stderr)
     return model
+
+
+def stack_batches(dataset, count):
+    """Groups `count` consecutive batches of (B, ...) into one of (B, count, ...): what a train step of
+    `count` updates on different batches reads (ConditionalGAN's d_steps / g_steps).
+
+    Stacked on axis 1, so a distribution strategy still splits the images of
+    each batch across replicas, and each replica's step sees all `count`.
+    """
+
+    def to_axis_1(value):
+        return tf.transpose(value, [1, 0, *range(2, value.shape.rank)])
+
+    return dataset.batch(count, drop_remainder=True).map(
+        lambda batch: {key: to_axis_1(value) for key, value in batch.items()})
 
 
 def numeric_features(batch):
