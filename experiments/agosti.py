@@ -99,7 +99,8 @@ def recipe(adversarial_loss, d_steps=1):
             return keras.optimizers.Adam(schedule, beta_1=0.5)
 
         return dict(g_optimizer=adam(total_steps), d_optimizer=adam(d_steps * total_steps),
-                    adversarial_loss=adversarial_loss, reconstruction_weight=100.0)
+                    adversarial_loss=adversarial_loss, reconstruction_weight=100.0,
+                    discriminator_loss_weight=0.5)  # pix2pix's lambda and halved D loss: chosen, not stated
 
     return compile_args
 

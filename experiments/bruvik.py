@@ -132,7 +132,8 @@ def gan_recipe(total_steps):
     return dict(
         g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999),
         d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999),
-        adversarial_loss="bce", reconstruction_loss="l1", reconstruction_weight=100.0,
+        adversarial_loss="bce", reconstruction_loss="l1",
+        reconstruction_weight=100.0, discriminator_loss_weight=0.5,  # chosen (Shariatnia's pix2pix): see above
     )
 
 

@@ -15,7 +15,7 @@ images) is the pretraining set. Section 3 gives: CNN 224x224, Adam 1e-4, 100
 epochs; CNN + classifier 224x224, Adam 5e-5, 200 epochs, sigma = 1/300; the
 UGANs 256x256, 100 epochs from scratch, or 20 epochs of fine-tuning after COCO.
 Not stated, so chosen here: batch 16; pix2pix's Adam 2e-4 (0.5, 0.999) and
-lambda = 100 for the UGANs, with the discriminator's rate cut to 2e-5 ("a quite
+lambda = 100 and halved D loss for the UGANs, with the discriminator's rate cut to 2e-5 ("a quite
 small value", 3.3.3); 20 epochs of COCO pretraining. The paper trained on one
 Colab GPU; no runtime is given.
 
@@ -34,7 +34,16 @@ from chroma.models.iizuka import IizukaColorizer
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.resnet_cnn import ResNetCNN
 from chroma.models.unet import UNetGenerator
-from chroma.training import ConditionalGAN, Pretraining, RegressionColorizer, Run, Settings, at_paper_scale
+from chroma.losses import labelled_cross_entropy
+from chroma.training import (
+    AuxiliaryLoss,
+    ConditionalGAN,
+    Pretraining,
+    RegressionColorizer,
+    Run,
+    Settings,
+    at_paper_scale,
+)
 
 PAPER = "efthymiadis"
 TITLE = "Deep Learning Image Colorization (Efthymiadis et al.)"
@@ -91,11 +100,15 @@ def baseline_ugan(settings):
     return ConditionalGAN(generator, discriminator(settings), seed=settings.seed)
 
 
-def l1_adam(learning_rate, classification_weight=0.0):
+# Equation 3: sigma = 1/300 times the classifier's cross-entropy on the image's class (unlabelled images: none).
+CLASSIFICATION_TERM = AuxiliaryLoss("classification", output="class_logits", target="label",
+                                    loss=labelled_cross_entropy, weight=1 / 300)
+
+
+def l1_adam(learning_rate, auxiliary_losses=()):
     def recipe(total_steps):
         del total_steps  # constant learning rate
-        return dict(optimizer=keras.optimizers.Adam(learning_rate), loss="l1",
-                    classification_weight=classification_weight)
+        return dict(optimizer=keras.optimizers.Adam(learning_rate), loss="l1", auxiliary_losses=auxiliary_losses)
 
     return recipe
 
@@ -106,14 +119,16 @@ def ugan_recipe(total_steps):
         g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999),
         d_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5, beta_2=0.999),  # "a quite small value"
         adversarial_loss="bce",
-        reconstruction_weight=100.0,
+        reconstruction_weight=100.0,  # pix2pix's, chosen (not stated)
+        discriminator_loss_weight=0.5,  # pix2pix's halved D loss, chosen (not stated)
     )
 
 
 RUNS = [
     Run("cnn", "CNN", cnn, l1_adam(1e-4), paper={"psnr": 21.239301, "ssim": 0.895211, "lpips": 0.168267},
         overrides=at_paper_scale(image_size=224, epochs=100)),
-    Run("cnn_classifier", "CNN + Classifier", cnn_with_classifier, l1_adam(5e-5, classification_weight=1 / 300),
+    Run("cnn_classifier", "CNN + Classifier", cnn_with_classifier,
+        l1_adam(5e-5, auxiliary_losses=(CLASSIFICATION_TERM,)),
         paper={"psnr": 21.259139, "ssim": 0.907357, "lpips": 0.161973},
         overrides=at_paper_scale(image_size=224, epochs=200), note="no class labels at smoke scale: CE is 0"),
     Run("attention_ugan", "Attention UGAN", attention_ugan, ugan_recipe,

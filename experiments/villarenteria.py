@@ -49,7 +49,8 @@ from chroma.models.caption_tokenizer import build_vocabulary
 from chroma.models.chromagan import ChromaGANGenerator
 from chroma.models.chromagan_critic import ChromaGANCritic
 from chroma.models.vgg_oracle import VGGClassOracle
-from chroma.training import ConditionalGAN, Run, Settings, at_paper_scale
+from chroma.losses import caption_cross_entropy, kl_class_loss
+from chroma.training import AuxiliaryLoss, ConditionalGAN, Run, Settings, at_paper_scale
 
 PAPER = "villarenteria"
 TITLE = "Image Colorization with GANs and Image Captioning (Villa-Renteria et al.)"
@@ -58,6 +59,13 @@ COLUMNS = ("mse_unit", "mse_8bit", "ssim", "psnr")
 # The public ChromaGAN release's generator loss weights and gradient penalty.
 RECONSTRUCTION_WEIGHT, CLASS_WEIGHT, ADVERSARIAL_WEIGHT, GRADIENT_PENALTY_WEIGHT = 1.0, 0.003, 0.1, 10.0
 RELEASE_BETA_1, PAPER_BETA_1 = 0.5, 0.9
+# ChromaGAN's L_s: gamma_s KL(frozen VGG-16's distribution, carried as "class_target" || the class head).
+CLASS_TERM = AuxiliaryLoss("class", output="class_logits", target="class_target", loss=kl_class_loss,
+                           weight=CLASS_WEIGHT)
+# Model C: "the class distribution loss is replaced by the LSTM's classification loss across the entire
+# caption" (4.2.4), at the class loss's weight; caption_logits[:, t] predicts word t of the caption.
+CAPTION_TERM = AuxiliaryLoss("caption", output="caption_logits", target="tokens", loss=caption_cross_entropy,
+                             weight=CLASS_WEIGHT)
 
 
 def settings(scale, coco=None, data=None):
@@ -121,7 +129,9 @@ def oracle(settings):
     return {"class_target": VGGClassOracle(weights=vgg_weights(settings))}
 
 
-def recipe(adversarial_loss, beta_1, class_weight=CLASS_WEIGHT, caption_weight=0.0):
+def recipe(adversarial_loss, beta_1, auxiliary_losses=(CLASS_TERM,)):
+    """The release's losses and Adam 2e-5 (beta_1 the release's or the paper's); the critic's loss not halved."""
+
     def compile_args(total_steps):
         del total_steps  # constant learning rates
 
@@ -130,7 +140,7 @@ def recipe(adversarial_loss, beta_1, class_weight=CLASS_WEIGHT, caption_weight=0
 
         return dict(g_optimizer=adam(), d_optimizer=adam(), adversarial_loss=adversarial_loss,
                     reconstruction_loss="mse", reconstruction_weight=RECONSTRUCTION_WEIGHT,
-                    adversarial_weight=ADVERSARIAL_WEIGHT, class_weight=class_weight, caption_weight=caption_weight,
+                    adversarial_weight=ADVERSARIAL_WEIGHT, auxiliary_losses=auxiliary_losses,
                     gradient_penalty_weight=GRADIENT_PENALTY_WEIGHT, discriminator_loss_weight=1.0)
 
     return compile_args
@@ -145,15 +155,15 @@ RUNS = [
         paper={"mse_unit": 0.0078, "ssim": 0.921, "psnr": 22.21}, batch_targets=oracle),
     Run("model_a2", "Model A.2 (BCE)", chromagan, recipe("bce", PAPER_BETA_1),
         paper={"mse_unit": 0.0067, "ssim": 0.925, "psnr": 22.57}, batch_targets=oracle),
-    Run("model_b", "Model B (caption channel)", caption_model("channel"), recipe("wgan-gp", PAPER_BETA_1, 0.0),
+    Run("model_b", "Model B (caption channel)", caption_model("channel"),
+        recipe("wgan-gp", PAPER_BETA_1, auxiliary_losses=()),
         paper={"mse_unit": 0.0088, "ssim": 0.913, "psnr": 23.32}, overrides=at_paper_scale(epochs=10)),
-    # Model C: "the class distribution loss is replaced by the LSTM's classification loss across the entire
-    # caption" (4.2.4), at the class loss's weight; C.1 captions the colorized image, C.2 the gray one.
+    # Model C.1 captions the colorized image, C.2 the gray one.
     Run("model_c1", "Model C.1 (FiLM; captioner on the colorized image)", caption_model("film", "colour"),
-        recipe("wgan-gp", PAPER_BETA_1, class_weight=0.0, caption_weight=CLASS_WEIGHT), paper={},
+        recipe("wgan-gp", PAPER_BETA_1, auxiliary_losses=(CAPTION_TERM,)), paper={},
         overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there"),
     Run("model_c2", "Model C.2 (FiLM; captioner on the gray image)", caption_model("film", "gray"),
-        recipe("wgan-gp", PAPER_BETA_1, class_weight=0.0, caption_weight=CLASS_WEIGHT), paper={},
+        recipe("wgan-gp", PAPER_BETA_1, auxiliary_losses=(CAPTION_TERM,)), paper={},
         overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there"),
 ]
 

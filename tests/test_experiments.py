@@ -54,7 +54,8 @@ def test_efthymiadis_recipe_follows_section_3():
     classifier = runs["cnn_classifier"]
     assert (classifier.settings_for(settings).image_size, classifier.settings_for(settings).epochs) == (224, 200)
     recipe = classifier.compile_args(total_steps=1)
-    assert recipe["classification_weight"] == pytest.approx(1 / 300)
+    term, = recipe["auxiliary_losses"]
+    assert (term.name, term.output, term.target, term.weight) == ("classification", "class_logits", "label", 1 / 300)
     assert float(recipe["optimizer"].learning_rate) == pytest.approx(5e-5)
     for key in ("pretrained_ugan", "pretrained_attention_ugan"):
         fine_tuning = runs[key].settings_for(settings)

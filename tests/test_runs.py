@@ -228,7 +228,8 @@ def test_batch_targets_are_computed_once_and_reach_the_train_step(tmp_path):
     """Run.batch_targets: a frozen network's per-image output travels in the batches (ChromaGAN's oracle)."""
     import keras
 
-    from chroma.training import ConditionalGAN, Run
+    from chroma.losses import kl_class_loss
+    from chroma.training import AuxiliaryLoss, ConditionalGAN, Run
     from test_bruvik_models import TinyEmbedding
     from test_training import classifying_generator, tiny_discriminator
 
@@ -236,7 +237,8 @@ def test_batch_targets_are_computed_once_and_reach_the_train_step(tmp_path):
     run = Run("classifying", "cGAN with a class head", lambda settings: ConditionalGAN(
         classifying_generator(classes=8), tiny_discriminator(), seed=0),
         lambda total_steps: dict(g_optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3),
-                                 class_weight=0.003),
+                                 auxiliary_losses=(AuxiliaryLoss("class", "class_logits", "class_target",
+                                                                 kl_class_loss, 0.003),)),
         paper={}, metrics=recipe.METRICS, batch_targets=lambda settings: {"class_target": TinyEmbedding(8)})
     train(run, recipe.settings("smoke")._replace(epochs=2), tmp_path, verbose=0)
     history = read_history(tmp_path)

@@ -9,9 +9,9 @@ import skimage.data
 import tensorflow as tf
 
 from chroma import color
-from chroma.losses import kl_class_loss, l1, minimax_discriminator_loss, modified_generator_loss
+from chroma.losses import kl_class_loss, l1, labelled_cross_entropy, minimax_discriminator_loss, modified_generator_loss
 from chroma.metrics import colorization_metrics
-from chroma.training import ConditionalGAN, RegressionColorizer, optimizer_for, set_precision, stack_batches
+from chroma.training import AuxiliaryLoss, ConditionalGAN, RegressionColorizer, optimizer_for, set_precision, stack_batches
 from helpers import assert_reloads_identically
 
 SIZE = 16
@@ -257,7 +257,8 @@ def test_regression_with_a_classifier_adds_the_weighted_cross_entropy():
     class_logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(features))
     generator = keras.Model(scaled_l, {"ab": ab, "class_logits": class_logits})
     model = RegressionColorizer(generator)
-    model.compile(keras.optimizers.Adam(1e-3), loss="l1", classification_weight=1 / 300)
+    model.compile(keras.optimizers.Adam(1e-3), loss="l1", auxiliary_losses=(
+        AuxiliaryLoss("classification", "class_logits", "label", labelled_cross_entropy, 1 / 300),))
     batch = {**photo_batch(), "label": tf.constant([0, 1, 2, -1])}
     logs = model.test_on_batch(batch, return_dict=True)
     assert logs["loss"] == pytest.approx(logs["reconstruction_loss"] + logs["classification_loss"] / 300, rel=1e-5)
@@ -280,8 +281,9 @@ def test_class_distribution_term_trains_the_class_head(class_weight):
     """ChromaGAN's gamma_s * KL(frozen classifier || class head): logged, and the head learns only with it."""
     generator = classifying_generator()
     model = ConditionalGAN(generator, tiny_discriminator(), seed=0)
+    terms = (AuxiliaryLoss("class", "class_logits", "class_target", kl_class_loss, class_weight),) if class_weight else ()
     model.compile(g_optimizer=keras.optimizers.SGD(0.1), d_optimizer=keras.optimizers.SGD(0.1),
-                  class_weight=class_weight, adversarial_weight=0.1)
+                  auxiliary_losses=terms, adversarial_weight=0.1)
     batch = photo_batch()
     target = tf.nn.softmax(tf.random.stateless_normal((4, 5), seed=(1, 2)))
     head = generator.get_layer("class_head").kernel
@@ -294,3 +296,21 @@ def test_class_distribution_term_trains_the_class_head(class_weight):
     else:
         assert "g_class_loss" not in logs
         np.testing.assert_array_equal(head.numpy(), before)
+
+
+def test_a_recipe_adds_a_loss_term_of_its_own_without_touching_the_engine():
+    """A sixth paper's term (here: the distance between each image's mean colour and the truth's) is data."""
+
+    def mean_colour_distance(true_ab, predicted_ab):
+        return tf.reduce_mean(tf.abs(tf.reduce_mean(true_ab, axis=(1, 2)) - tf.reduce_mean(predicted_ab, axis=(1, 2))))
+
+    term = AuxiliaryLoss("mean_colour", output="ab", target="ab", loss=mean_colour_distance, weight=7.0)
+    model = gan(reconstruction_weight=10.0, auxiliary_losses=(term,))
+    batch = photo_batch()
+    logs = model.test_on_batch(batch, return_dict=True)
+    expected_term = float(mean_colour_distance(batch["ab"], model(batch["L"])))
+    assert logs["g_mean_colour_loss"] == pytest.approx(expected_term, rel=1e-5) and expected_term > 0
+    assert logs["g_loss"] == pytest.approx(logs["g_adversarial_loss"] + 10.0 * logs["g_reconstruction_loss"]
+                                           + 7.0 * expected_term, rel=1e-5)
+    with pytest.raises(ValueError, match="reads the generator's 'class_logits'"):
+        gan(auxiliary_losses=(term._replace(output="class_logits"),)).test_on_batch(batch)

@@ -20,8 +20,10 @@ def test_runs_follow_the_release_and_the_papers_changes(villarenteria):
         assert recipe["adversarial_loss"] == ("bce" if key == "model_a2" else "wgan-gp")
         # The class loss needs the oracle's targets; Models B and C drop both (4.2.3-4.2.4).
         with_classes = key in ("reference", "model_a", "model_a2")
-        assert recipe["class_weight"] == (0.003 if with_classes else 0.0)
-        assert recipe["caption_weight"] == (0.003 if key.startswith("model_c") else 0.0)  # replaces the class loss
+        expected = {"class": with_classes, "caption": key.startswith("model_c")}  # the caption replaces the class loss
+        assert [term.name for term in recipe["auxiliary_losses"]] == [name for name, used in expected.items() if used]
+        assert all(term.weight == 0.003 for term in recipe["auxiliary_losses"])
+        assert recipe["discriminator_loss_weight"] == 1.0  # the release's critic loss, not halved
         assert (run.batch_targets is not None) == with_classes
         for optimizer in (recipe["g_optimizer"], recipe["d_optimizer"]):
             assert float(optimizer.learning_rate) == pytest.approx(2e-5)

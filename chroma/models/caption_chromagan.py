@@ -106,7 +106,8 @@ class CaptionChromaGANGenerator(keras.Model):
     `image_size` and `vgg_weights` are ChromaGANGenerator's. Scaled L alone is
     refused: the caption is an input wherever the generator runs, served too.
     With a captioner the output is {"ab", "caption_logits": (B, T, vocabulary
-    size) float32}, and caption_targets gives the word ids they predict.
+    size) float32}: step t predicts word t of the caption, `tokens[:, t]` (step 0 reads
+    padding as its start; 0 is padding, left out of the loss).
     """
 
     def __init__(
@@ -186,16 +187,6 @@ class CaptionChromaGANGenerator(keras.Model):
         else:
             image_features = ops.mean(self.trunk(trunk_input, training=training), axis=(1, 2))
         return {"ab": ab, "caption_logits": self.caption_decoder(image_features, tokens)}
-
-    def caption_targets(self, tokens):
-        """Token ids (B, T) -> the ids caption_logits predict, (B, T): the tokens themselves.
-
-        CaptionDecoder's step t predicts word t (step 0 reads padding as its
-        start). 0 is padding, to leave out of the loss.
-        """
-        if self.captioning is None:
-            raise ValueError("caption_targets needs a captioner: CaptionChromaGANGenerator(captioning=...)")
-        return tokens
 
     def _run(self, network_name, features, h, training):
         """One ChromaGAN sub-network; with a caption code h (Model C), FiLM after each of its blocks."""

@@ -1,5 +1,6 @@
 """The training engine: models whose train_step carries a paper's recipe, and the loop that runs them."""
 
+from chroma.training.auxiliary_loss import AuxiliaryLoss
 from chroma.training.callbacks import ResumableCheckpoint, SampleImages, TrainingDiverged
 from chroma.training.colorization_model import ColorizationModel
 from chroma.training.gan import ConditionalGAN
@@ -9,6 +10,7 @@ from chroma.training.schedules import learning_rate
 from chroma.training.trainer import Pretraining, Run, Settings, at_paper_scale, read_history, stack_batches, train
 
 __all__ = [
+    "AuxiliaryLoss",
     "PRECISIONS",
     "Pretraining",
     "STRATEGIES",

@@ -5,13 +5,8 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from chroma.losses import (
-    ADVERSARIAL_LOSSES,
-    RECONSTRUCTION_LOSSES,
-    caption_cross_entropy,
-    kl_class_loss,
-    wasserstein_gradient_penalty,
-)
+from chroma.losses import ADVERSARIAL_LOSSES, RECONSTRUCTION_LOSSES, wasserstein_gradient_penalty
+from chroma.training.auxiliary_loss import auxiliary_terms
 from chroma.training.colorization_model import ColorizationModel
 
 
@@ -31,21 +26,19 @@ class ConditionalGAN(ColorizationModel):
       batch; with k G updates D learns from the first. Logged losses are means
       over the step's updates.
 
-    Compile arguments:
+    Compile arguments default to neutral values (weights 1); a paper's own are
+    stated in its recipe:
 
     - `adversarial_loss`: "bce" (D: minimax BCE; G: non-saturating BCE, nampouri
       equations 14-17) or "wgan-gp" (Wasserstein losses plus
-      `gradient_penalty_weight` times the gradient penalty on the critic).
+      `gradient_penalty_weight`, WGAN-GP's 10 unless told, times the gradient
+      penalty on the critic).
     - `reconstruction_loss` ("l1" or "mse") weighted by `reconstruction_weight`
       (lambda; 100 in pix2pix and nampouri section 5.2).
     - `adversarial_weight`: G's adversarial term's weight (ChromaGAN's gamma_g, 0.1).
-    - `class_weight`: for a generator returning {"ab", "class_logits"}, the
-      weight (ChromaGAN's gamma_s, 0.003) of KL(batch["class_target"] ||
-      softmax(class_logits)), the target a frozen classifier's distribution
-      that the batches carry (Run.batch_targets).
-    - `caption_weight`: for a generator returning {"ab", "caption_logits"}
-      (villarenteria's Model C captioner), the weight of the cross-entropy
-      against the caption's words, aligned by `generator.caption_targets`.
+    - `auxiliary_losses`: AuxiliaryLoss terms G minimises too, for generators
+      returning a dict with more than "ab" (ChromaGAN's class KL, Model C's
+      caption cross-entropy); each is logged as g_<name>_loss.
     - `discriminator_loss_weight`: 0.5 halves D's loss as nampouri equation 16 does.
 
     Logs `d_loss`, `g_loss` (the total G minimises), `g_adversarial_loss`,
@@ -71,11 +64,10 @@ class ConditionalGAN(ColorizationModel):
         d_optimizer,
         adversarial_loss="bce",
         reconstruction_loss="l1",
-        reconstruction_weight=100.0,
+        reconstruction_weight=1.0,
         adversarial_weight=1.0,
-        class_weight=0.0,
-        caption_weight=0.0,
-        discriminator_loss_weight=0.5,
+        auxiliary_losses=(),
+        discriminator_loss_weight=1.0,
         gradient_penalty_weight=10.0,
         metrics=None,
         **kwargs,
@@ -95,13 +87,11 @@ class ConditionalGAN(ColorizationModel):
         self.reconstruction_loss = RECONSTRUCTION_LOSSES[reconstruction_loss]
         self.reconstruction_weight = reconstruction_weight
         self.adversarial_weight = adversarial_weight
-        self.class_weight = class_weight
-        self.caption_weight = caption_weight
+        self.auxiliary_losses = tuple(auxiliary_losses)
         self.discriminator_loss_weight = discriminator_loss_weight
-        losses = ["d_loss", "g_loss", "g_adversarial_loss", "g_reconstruction_loss"]
-        losses += ["g_class_loss"] if class_weight else []
-        losses += ["g_caption_loss"] if caption_weight else []
-        self.track_losses(*losses, *(["gradient_penalty"] if self.gradient_penalty_weight else []))
+        self.track_losses("d_loss", "g_loss", "g_adversarial_loss", "g_reconstruction_loss",
+                          *(f"g_{term.name}_loss" for term in self.auxiliary_losses),
+                          *(["gradient_penalty"] if self.gradient_penalty_weight else []))
         if self.generator.built and self.discriminator.built:
             self.build_optimizers()
 
@@ -141,17 +131,10 @@ class ConditionalGAN(ColorizationModel):
             "g_adversarial_loss": self.generator_loss(self.discriminate(data["L"], fake_ab, training)),
             "g_reconstruction_loss": self.reconstruction_loss(data["ab"], fake_ab),
         }
+        auxiliary, auxiliary_total = auxiliary_terms(self.auxiliary_losses, data, inputs, {"ab": fake_ab, **extras})
         total = (self.adversarial_weight * losses["g_adversarial_loss"]
-                 + self.reconstruction_weight * losses["g_reconstruction_loss"])
-        if self.class_weight:
-            # ChromaGAN's L_s: KL from the batch's frozen-classifier distribution (Run.batch_targets).
-            losses["g_class_loss"] = kl_class_loss(data["class_target"], extras["class_logits"])
-            total += self.class_weight * losses["g_class_loss"]
-        if self.caption_weight:
-            targets = self.generator.caption_targets(inputs["tokens"])
-            losses["g_caption_loss"] = caption_cross_entropy(targets, extras["caption_logits"])
-            total += self.caption_weight * losses["g_caption_loss"]
-        return {"g_loss": total, **losses}
+                 + self.reconstruction_weight * losses["g_reconstruction_loss"] + auxiliary_total)
+        return {"g_loss": total, **losses, **{f"g_{name}": value for name, value in auxiliary.items()}}
 
     @property
     def batches_per_step(self):
@@ -188,7 +171,8 @@ class ConditionalGAN(ColorizationModel):
             d_loss, penalty = self.d_losses(batch["L"], batch["ab"], tf.stop_gradient(fake_ab), training=True)
             scaled_loss = self.d_optimizer.scale_loss(d_loss / self.replicas())
         self.d_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
-        self.record_losses(batch, d_loss=d_loss, **({"gradient_penalty": penalty} if self.gradient_penalty_weight else {}))
+        penalties = {"gradient_penalty": penalty} if self.gradient_penalty_weight else {}
+        self.record_losses(batch, d_loss=d_loss, **penalties)
 
     def g_update(self, tape, batch, inputs, fake_ab, extras):
         """One generator update on `batch`; `tape` recorded the pass that gave fake_ab and extras."""

@@ -3,7 +3,8 @@
 import keras
 import tensorflow as tf
 
-from chroma.losses import RECONSTRUCTION_LOSSES, labelled_cross_entropy
+from chroma.losses import RECONSTRUCTION_LOSSES
+from chroma.training.auxiliary_loss import auxiliary_terms
 from chroma.training.colorization_model import ColorizationModel
 
 
@@ -11,21 +12,23 @@ from chroma.training.colorization_model import ColorizationModel
 class RegressionColorizer(ColorizationModel):
     """Fits a generator to the true ab with an L1 or MSE loss.
 
-    `compile(optimizer, loss="l1" | "mse", classification_weight=0.0, metrics=None)`.
-    A generator that also classifies (its call returns {"ab", "class_logits"},
-    as paper efthymiadis' CNN + classifier) adds `classification_weight` times
-    the cross-entropy on the batch's labels (sigma = 1/300 in its equation 3);
-    images without a label (-1) do not count. The logged `loss` is the total,
-    averaged over the global batch under any strategy.
+    `compile(optimizer, loss="l1" | "mse", auxiliary_losses=(), metrics=None)`.
+    A generator that returns more than ab (paper efthymiadis' CNN + classifier:
+    {"ab", "class_logits"}) adds its AuxiliaryLoss terms (there the weighted
+    cross-entropy on the batch's labels, sigma = 1/300 in equation 3). The
+    logged `loss` is the total, beside `reconstruction_loss` and each term's
+    `<name>_loss` when there are terms, averaged over the global batch under
+    any strategy.
     """
 
-    def compile(self, optimizer, loss="l1", classification_weight=0.0, metrics=None, **kwargs):
+    def compile(self, optimizer, loss="l1", auxiliary_losses=(), metrics=None, **kwargs):
         if loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"unknown reconstruction loss {loss!r}; choose from {sorted(RECONSTRUCTION_LOSSES)}")
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         self.reconstruction_loss = RECONSTRUCTION_LOSSES[loss]
-        self.classification_weight = classification_weight
-        self.track_losses("loss", *(["reconstruction_loss", "classification_loss"] if classification_weight else []))
+        self.auxiliary_losses = tuple(auxiliary_losses)
+        self.track_losses("loss", *(["reconstruction_loss", *(f"{term.name}_loss" for term in self.auxiliary_losses)]
+                                    if self.auxiliary_losses else []))
         if self.generator.built:
             self.build_optimizers()
 
@@ -35,15 +38,16 @@ class RegressionColorizer(ColorizationModel):
 
     def losses_of(self, data, training):
         """(predicted ab, {loss name: value}) for one batch; "loss" is what is minimised."""
-        outputs = self.generator(self.generator_inputs(data), training=training)
+        inputs = self.generator_inputs(data)
+        outputs = self.generator(inputs, training=training)
         predicted_ab = outputs["ab"] if isinstance(outputs, dict) else outputs
         reconstruction = self.reconstruction_loss(data["ab"], predicted_ab)
-        if not self.classification_weight:
+        if not self.auxiliary_losses:
             return predicted_ab, {"loss": reconstruction}
-        classification = labelled_cross_entropy(data["label"], outputs["class_logits"])
-        total = reconstruction + self.classification_weight * classification
-        return predicted_ab, {"loss": total, "reconstruction_loss": reconstruction,
-                              "classification_loss": classification}
+        outputs = outputs if isinstance(outputs, dict) else {"ab": outputs}
+        auxiliary, auxiliary_total = auxiliary_terms(self.auxiliary_losses, data, inputs, outputs)
+        return predicted_ab, {"loss": reconstruction + auxiliary_total, "reconstruction_loss": reconstruction,
+                              **auxiliary}
 
     def train_step(self, data):
         data = self.unpack(data)
