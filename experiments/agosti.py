@@ -35,7 +35,7 @@ from chroma.models.dcgan_critic import DCGANCritic
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.pixel_unet import PixelUNetGenerator
 from chroma.models.unet import UNetGenerator
-from chroma.training import ConditionalGAN, Run, Settings, learning_rate
+from chroma.training import ConditionalGAN, Run, Settings, learning_rate, smoke_settings, unknown_scale
 
 PAPER = "agosti"
 TITLE = "Image Recoloring with conditional GANs (Agosti, Bee & Saccaro)"
@@ -58,9 +58,8 @@ def settings(scale, coco=None, data=None):
                         eval_data=f"coco:{coco}?split=val2017", image_size=256, batch_size=16, epochs=100,
                         drop_gray=True)
     if scale == "smoke":
-        return Settings(train_data="samples?take=6", eval_data="samples?skip=6", image_size=64, batch_size=2,
-                        epochs=12, smoke=True, drop_gray=True)
-    raise ValueError(f"unknown scale {scale!r}; choose smoke or paper")
+        return smoke_settings(epochs=12, drop_gray=True)
+    raise unknown_scale(scale)
 
 
 def unet_arguments(settings):

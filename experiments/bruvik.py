@@ -42,7 +42,15 @@ from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.segmentation_prior import SegmentationPrior
 from chroma.models.unet import UNetGenerator
-from chroma.training import ConditionalGAN, Pretraining, RegressionColorizer, Run, Settings
+from chroma.training import (
+    ConditionalGAN,
+    Pretraining,
+    RegressionColorizer,
+    Run,
+    Settings,
+    smoke_settings,
+    unknown_scale,
+)
 
 PAPER = "bruvik"
 TITLE = "Image Colorization using GAN and Inception-ResNet-v2 (Bruvik & Penfold)"
@@ -64,9 +72,8 @@ def settings(scale, coco=None, data=None):
                         eval_data=f"coco:{coco}?split=val2017&take=2000", image_size=256, batch_size=64,
                         epochs=EPOCHS, cache_embeddings=True)
     if scale == "smoke":
-        return Settings(train_data="samples?take=6", eval_data="samples?skip=6", image_size=64, batch_size=2,
-                        epochs=8, smoke=True, cache_embeddings=True)
-    raise ValueError(f"unknown scale {scale!r}; choose smoke or paper")
+        return smoke_settings(epochs=8, cache_embeddings=True)
+    raise unknown_scale(scale)
 
 
 def inception(settings):

@@ -43,6 +43,8 @@ from chroma.training import (
     Run,
     Settings,
     at_paper_scale,
+    smoke_settings,
+    unknown_scale,
 )
 
 PAPER = "efthymiadis"
@@ -66,9 +68,8 @@ def settings(scale, coco=None, data=None):
         return Settings(train_data=f"{data}/train", eval_data=f"{data}/val", image_size=256, batch_size=16,
                         epochs=GAN_EPOCHS, coco=coco)
     if scale == "smoke":
-        return Settings(train_data="samples?take=6", eval_data="samples?skip=6", image_size=64, batch_size=2,
-                        epochs=12, smoke=True)
-    raise ValueError(f"unknown scale {scale!r}; choose smoke or paper")
+        return smoke_settings(epochs=12)
+    raise unknown_scale(scale)
 
 
 def pretraining(settings):

@@ -28,7 +28,7 @@ import keras
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.resnet_unet import ResNetUNetGenerator
 from chroma.models.unet import UNetGenerator
-from chroma.training import ConditionalGAN, Run, Settings
+from chroma.training import ConditionalGAN, Run, Settings, smoke_settings, unknown_scale
 
 PAPER = "nampouri"
 TITLE = "Image Colorization with Conditional GANs (Nampouri et al.)"
@@ -56,15 +56,8 @@ def settings(scale, coco=None, data=None):
             epochs=300,
         )
     if scale == "smoke":
-        return Settings(
-            train_data="samples?take=6",
-            eval_data="samples?skip=6",
-            image_size=SMOKE_IMAGE_SIZE,
-            batch_size=2,
-            epochs=30,
-            smoke=True,
-        )
-    raise ValueError(f"unknown scale {scale!r}; choose smoke or paper")
+        return smoke_settings(epochs=30, image_size=SMOKE_IMAGE_SIZE)
+    raise unknown_scale(scale)
 
 
 def discriminator(smoke):

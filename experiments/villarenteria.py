@@ -50,7 +50,15 @@ from chroma.models.chromagan import ChromaGANGenerator
 from chroma.models.chromagan_critic import ChromaGANCritic
 from chroma.models.vgg_oracle import VGGClassOracle
 from chroma.losses import caption_cross_entropy, kl_class_loss
-from chroma.training import AuxiliaryLoss, ConditionalGAN, Run, Settings, at_paper_scale
+from chroma.training import (
+    AuxiliaryLoss,
+    ConditionalGAN,
+    Run,
+    Settings,
+    at_paper_scale,
+    smoke_settings,
+    unknown_scale,
+)
 
 PAPER = "villarenteria"
 TITLE = "Image Colorization with GANs and Image Captioning (Villa-Renteria et al.)"
@@ -77,9 +85,8 @@ def settings(scale, coco=None, data=None):
                         eval_data=f"coco:{coco}?split=val2017" if coco else data, image_size=224, batch_size=256,
                         epochs=5)
     if scale == "smoke":
-        return Settings(train_data="samples?take=6", eval_data="samples?skip=6", image_size=64, batch_size=2,
-                        epochs=3, smoke=True)
-    raise ValueError(f"unknown scale {scale!r}; choose smoke or paper")
+        return smoke_settings(epochs=3)
+    raise unknown_scale(scale)
 
 
 def vgg_weights(settings):

@@ -39,6 +39,11 @@ def batch_norm(gamma_initializer=None, name=None):
     )
 
 
+def same_conv(filters, strides=1, kernel_size=3, activation="relu", **kwargs):
+    """A 'same'-padded convolution with ReLU: the Conv-ReLU layer of Iizuka et al., Deep Koalarization and ChromaGAN."""
+    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", activation=activation, **kwargs)
+
+
 @keras.saving.register_keras_serializable(package="chroma")
 class SwitchableDropout(keras.layers.Dropout):
     """Dropout that can stay active at inference (training=False).

@@ -14,6 +14,7 @@ import warnings
 
 import keras
 
+from chroma.models.blocks import same_conv
 from chroma.models.inception_embedding import keras_weights_path
 from chroma.models.koalarization import decoder_network
 
@@ -21,10 +22,6 @@ from chroma.models.koalarization import decoder_network
 GLOBAL_REDUCTION = 32
 TRUNK_OUTPUT = "block4_conv3"
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-
-
-def _conv(filters, strides=1, kernel_size=3, activation="relu", **kwargs):
-    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", activation=activation, **kwargs)
 
 
 def _conv_relu_bn(filters, strides=1):
@@ -35,7 +32,7 @@ def _conv_relu_bn(filters, strides=1):
     statistics those of the global batch under a distribution strategy (the
     paper's 8 TPU cores), as every trained batch norm in chroma is.
     """
-    return [_conv(filters, strides), keras.layers.BatchNormalization(synchronized=True)]
+    return [same_conv(filters, strides), keras.layers.BatchNormalization(synchronized=True)]
 
 
 def _vgg16_to_block4(image_size, weights, channels):
@@ -153,7 +150,7 @@ def colorization_network():
     [0, 1]; chroma's scaled ab is [-1, 1], so tanh, in float32 whatever the
     dtype policy.
     """
-    return keras.Sequential([_conv(256, kernel_size=1), *decoder_network().layers], name="colorization")
+    return keras.Sequential([same_conv(256, kernel_size=1), *decoder_network().layers], name="colorization")
 
 
 @keras.saving.register_keras_serializable(package="chroma")

@@ -10,26 +10,24 @@ output convolution.
 
 import keras
 
+from chroma.models.blocks import same_conv
+
 # The low-level network's three stride-2 convolutions bring the image to 1/8 (28x28 at 224), the global
 # network's two more to 1/32 (7x7), flattened into its first fully connected layer.
 LOW_LEVEL_REDUCTION = 8
 GLOBAL_REDUCTION = 32
 
 
-def _conv(filters, strides=1, kernel_size=3, activation="relu", **kwargs):
-    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", activation=activation, **kwargs)
-
-
 def low_level_network():
     """Scaled L -> 512@H/8: six 3x3 convolutions, strides 2,1,2,1,2,1 in place of max pooling (3.2.1)."""
-    layers = [_conv(filters, strides) for filters, strides in
+    layers = [same_conv(filters, strides) for filters, strides in
               ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1))]
     return keras.Sequential(layers, name="low_level")
 
 
 def mid_level_network():
     """512@H/8 -> 256@H/8: two 3x3 stride-1 convolutions, 512 then 256 channels."""
-    return keras.Sequential([_conv(512), _conv(256)], name="mid_level")
+    return keras.Sequential([same_conv(512), same_conv(256)], name="mid_level")
 
 
 def global_features_network(image_size):
@@ -43,7 +41,7 @@ def global_features_network(image_size):
     low_level = keras.Input((side, side, 512))
     x = low_level
     for strides in (2, 1, 2, 1):
-        x = _conv(512, strides)(x)
+        x = same_conv(512, strides)(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(1024, activation="relu")(x)
     for_classifier = keras.layers.Dense(512, activation="relu")(x)
@@ -73,7 +71,7 @@ def fusion_network(image_size):
     mid_level = keras.Input((side, side, 256))
     global_vector = keras.Input((256,))
     tiled = keras.layers.Reshape((side, side, 256))(keras.layers.RepeatVector(side * side)(global_vector))
-    fused = _conv(256, kernel_size=1)(keras.layers.Concatenate()([tiled, mid_level]))
+    fused = same_conv(256, kernel_size=1)(keras.layers.Concatenate()([tiled, mid_level]))
     return keras.Model([mid_level, global_vector], fused, name="fusion")
 
 
@@ -87,10 +85,10 @@ def colorization_network():
     """
     return keras.Sequential(
         [
-            _conv(128), keras.layers.UpSampling2D(2),
-            _conv(64), _conv(64), keras.layers.UpSampling2D(2),
-            _conv(32),
-            _conv(2, activation="sigmoid", dtype="float32"),
+            same_conv(128), keras.layers.UpSampling2D(2),
+            same_conv(64), same_conv(64), keras.layers.UpSampling2D(2),
+            same_conv(32),
+            same_conv(2, activation="sigmoid", dtype="float32"),
             keras.layers.Rescaling(2.0, offset=-1.0, dtype="float32"),
             keras.layers.UpSampling2D(2, dtype="float32"),
         ],

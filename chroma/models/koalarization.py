@@ -12,6 +12,8 @@ convolution brings it to 256; the decoder upsamples by nearest neighbour
 import keras
 from keras import ops
 
+from chroma.models.blocks import same_conv
+
 # (filters, stride) of table 4's encoder.
 ENCODER_LAYERS = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))
 # Table 1's first layer, the Inception-GAN's addition: 24 kernels of 3x3, stride 1, before the encoder of table 4.
@@ -21,14 +23,10 @@ FUSION_FILTERS = 256
 REDUCTION = 8  # three stride-2 convolutions
 
 
-def _conv(filters, strides=1, kernel_size=3, activation="relu", **kwargs):
-    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", activation=activation, **kwargs)
-
-
 def encoder_network(segmentation_layer):
     """L or [L, prior] -> 256@H/8: table 4's eight convolutions, after table 1's 24-kernel layer for the prior."""
-    first = [_conv(SEGMENTATION_LAYER_FILTERS)] if segmentation_layer else []
-    return keras.Sequential(first + [_conv(filters, strides) for filters, strides in ENCODER_LAYERS], name="encoder")
+    first = [same_conv(SEGMENTATION_LAYER_FILTERS)] if segmentation_layer else []
+    return keras.Sequential(first + [same_conv(filters, strides) for filters, strides in ENCODER_LAYERS], name="encoder")
 
 
 def decoder_network():
@@ -39,10 +37,10 @@ def decoder_network():
     """
     return keras.Sequential(
         [
-            _conv(128), keras.layers.UpSampling2D(2),
-            _conv(64), _conv(64), keras.layers.UpSampling2D(2),
-            _conv(32),
-            _conv(2, activation="tanh", dtype="float32"),
+            same_conv(128), keras.layers.UpSampling2D(2),
+            same_conv(64), same_conv(64), keras.layers.UpSampling2D(2),
+            same_conv(32),
+            same_conv(2, activation="tanh", dtype="float32"),
             keras.layers.UpSampling2D(2, dtype="float32"),
         ],
         name="decoder",
@@ -78,7 +76,7 @@ class KoalarizationGenerator(keras.Model):
         self.embedding = embedding
         self.segmenter = segmenter
         self.encoder = encoder_network(segmentation_layer=segmenter is not None)
-        self.fusion = _conv(FUSION_FILTERS, kernel_size=1, name="fusion")
+        self.fusion = same_conv(FUSION_FILTERS, kernel_size=1, name="fusion")
         self.decoder = decoder_network()
         self.build((None, None, None, 1))
 

@@ -7,7 +7,17 @@ from chroma.training.gan import ConditionalGAN
 from chroma.training.hardware import PRECISIONS, STRATEGIES, make_strategy, optimizer_for, set_precision
 from chroma.training.regression import RegressionColorizer
 from chroma.training.schedules import learning_rate
-from chroma.training.trainer import Pretraining, Run, Settings, at_paper_scale, read_history, stack_batches, train
+from chroma.training.trainer import (
+    Pretraining,
+    Run,
+    Settings,
+    at_paper_scale,
+    read_history,
+    smoke_settings,
+    stack_batches,
+    train,
+    unknown_scale,
+)
 
 __all__ = [
     "AuxiliaryLoss",
@@ -28,6 +38,8 @@ __all__ = [
     "optimizer_for",
     "read_history",
     "set_precision",
+    "smoke_settings",
     "stack_batches",
     "train",
+    "unknown_scale",
 ]

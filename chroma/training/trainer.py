@@ -130,6 +130,17 @@ class Settings(NamedTuple):
     drop_gray: bool = False  # leave out images that are already gray (paper agosti IV-B)
 
 
+def smoke_settings(epochs, image_size=64, **fields):
+    """Every recipe's smoke scale: 6 bundled photos to train on, 2 held out, batch 2, `smoke` (small networks)."""
+    return Settings(train_data="samples?take=6", eval_data="samples?skip=6", image_size=image_size, batch_size=2,
+                    epochs=epochs, smoke=True, **fields)
+
+
+def unknown_scale(scale):
+    """The error for a scale a recipe does not know."""
+    return ValueError(f"unknown scale {scale!r}; choose smoke or paper")
+
+
 def train(run, settings, out_dir, strategy=None, precision="float32", verbose="auto", start_from=None):
     """Trains `run` under `settings`, resuming from `out_dir` if it holds a checkpoint.
 
