@@ -4,11 +4,26 @@ import json
 
 import keras
 import numpy as np
+import skimage.data
+import tensorflow as tf
+
+from chroma import color
 
 
 def _as_saved(config):
     """A config as the .keras file stores it: JSON, where tuples become lists."""
     return json.loads(json.dumps(config))
+
+
+def photo_lab(size, names=("astronaut", "coffee")):
+    """Bundled photos resized to size x size -> (scaled L (N,S,S,1), scaled ab (N,S,S,2))."""
+    photos = [tf.image.resize(getattr(skimage.data, name)(), (size, size)) / 255.0 for name in names]
+    return color.rgb_to_scaled_lab(tf.stack(photos))
+
+
+def trainable_count(*owners):
+    """How many trainable parameters the layers or models hold together."""
+    return sum(int(np.prod(weight.shape)) for owner in owners for weight in owner.trainable_weights)
 
 
 def assert_reloads_identically(model, inputs, tmp_path):

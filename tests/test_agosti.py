@@ -10,10 +10,7 @@ from chroma.export import dropout_layers
 from chroma.models.unet import UNetGenerator
 from chroma.reproduce import diverse_columns, load_experiment, select_runs
 from chroma.training import RegressionColorizer
-
-
-def trainable(network):
-    return sum(int(np.prod(weight.shape)) for weight in network.trainable_weights)
+from helpers import trainable_count
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +22,11 @@ def test_the_three_cgans_build_at_the_papers_sizes(agosti):
     settings = agosti.settings("paper", coco="/data/coco")
     assert (settings.image_size, settings.batch_size, settings.epochs, settings.drop_gray) == (256, 16, 100, True)
     gan, pixel_gan, wgan = (run.build(settings) for run in select_runs(agosti))
-    assert trainable(gan.generator) == 54_410_370  # "about 54M"
-    assert trainable(gan.discriminator) == 2_765_633  # 70x70 PatchGAN, 30x30 output
+    assert trainable_count(gan.generator) == 54_410_370  # "about 54M"
+    assert trainable_count(gan.discriminator) == 2_765_633  # 70x70 PatchGAN, 30x30 output
     assert gan.discriminator(tf.zeros((1, 256, 256, 3))).shape == (1, 30, 30, 1)
-    assert 69e6 < trainable(pixel_gan.generator) < 70e6  # "69 million"
-    assert trainable(wgan.generator) == trainable(gan.generator)
+    assert 69e6 < trainable_count(pixel_gan.generator) < 70e6  # "69 million"
+    assert trainable_count(wgan.generator) == trainable_count(gan.generator)
     assert not any("batch_normalization" in weight.path for weight in wgan.discriminator.weights)
     assert wgan.discriminator(tf.zeros((2, 256, 256, 3))).shape == (2, 1)  # one score per image
     assert (gan.d_steps, pixel_gan.d_steps, wgan.d_steps) == (1, 1, 5)  # V-C: five critic steps per G step

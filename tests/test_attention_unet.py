@@ -8,17 +8,13 @@ import tensorflow as tf
 
 from chroma import color
 from chroma.models.attention_unet import AttentionGate, AttentionUNetGenerator
-from helpers import assert_reloads_identically
+from helpers import assert_reloads_identically, trainable_count
 
 
 def photo_l(size, names=("astronaut", "coffee")):
     photos = [tf.image.resize(getattr(skimage.data, name)(), (size, size)) / 255.0 for name in names]
     scaled_l, _ = color.rgb_to_scaled_lab(tf.stack(photos))
     return scaled_l
-
-
-def trainable_count(weights_owner):
-    return sum(int(np.prod(weight.shape)) for weight in weights_owner.trainable_weights)
 
 
 def gate_count(skip_channels, gating_channels, intermediate_channels):

@@ -9,14 +9,12 @@ weights) runs in one test.
 import keras
 import numpy as np
 import pytest
-import skimage.data
 import tensorflow as tf
 
-from chroma import color
 from chroma.models.inception_embedding import InceptionEmbedding, keras_weights_cache
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.segmentation_prior import SegmentationPrior
-from helpers import assert_reloads_identically, conv
+from helpers import assert_reloads_identically, conv, photo_lab, trainable_count
 
 
 @keras.saving.register_keras_serializable(package="chroma_tests")
@@ -64,18 +62,9 @@ def hub_classifier(tmp_path):
     return str(path), module.kernel.numpy()
 
 
-def photo_lab(size, names=("astronaut", "coffee")):
-    photos = [tf.image.resize(getattr(skimage.data, name)(), (size, size)) / 255.0 for name in names]
-    return color.rgb_to_scaled_lab(tf.stack(photos))
-
-
 def black_gray_white():
     """Scaled L of a black, a mid-gray (L* = 50) and a white image, 16x24."""
     return tf.constant([-1.0, 0.0, 1.0])[:, None, None, None] * tf.ones((3, 16, 24, 1))
-
-
-def trainable_count(network):
-    return sum(int(np.prod(weight.shape)) for weight in network.trainable_weights)
 
 
 def shape(tensor):

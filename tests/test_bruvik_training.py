@@ -12,7 +12,8 @@ from chroma.models.segmentation_prior import SegmentationPrior
 from chroma.reproduce import load_experiment, select_runs
 from chroma.training import ConditionalGAN, stack_batches
 from chroma.training.embedding_cache import compute_embeddings, with_cached_embeddings
-from test_bruvik_models import TinyEmbedding, trainable_count
+from helpers import trainable_count
+from test_bruvik_models import TinyEmbedding
 
 SIZE = 32
 

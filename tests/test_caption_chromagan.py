@@ -22,7 +22,7 @@ from chroma.models.caption_conditioning import FiLM
 from chroma.models.chromagan import ChromaGANGenerator
 from chroma.models.chromagan_critic import ChromaGANCritic
 from chroma.training import AuxiliaryLoss, ConditionalGAN
-from helpers import assert_reloads_identically, batch_norm, conv, dense
+from helpers import assert_reloads_identically, batch_norm, conv, dense, trainable_count
 
 SMALL = 64
 VOCABULARY = ["a", "red", "cat", "on", "blue", "sky", "over", "green", "field"]
@@ -46,10 +46,6 @@ BATCH_NORM_STATISTICS = 2 * (4 * 512 + 512 + 256)
 
 def scaled_l(size=SMALL, batch=2, seed=0):
     return tf.random.stateless_uniform((batch, size, size, 1), seed=(seed, 1), minval=-1.0, maxval=1.0)
-
-
-def trainable_count(network):
-    return sum(int(np.prod(weight.shape)) for weight in network.trainable_weights)
 
 
 @pytest.fixture(scope="module")

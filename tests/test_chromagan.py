@@ -18,13 +18,9 @@ from chroma.models.chromagan import ChromaGANGenerator
 from chroma.models.chromagan_critic import ChromaGANCritic
 from chroma.models.inception_embedding import keras_weights_cache
 from chroma.models.vgg_oracle import VGGClassOracle
-from helpers import assert_reloads_identically, batch_norm, conv, dense
+from helpers import assert_reloads_identically, batch_norm, conv, dense, trainable_count
 
 SMALL = 64  # the smallest image_size VGG-16 (>= 32) and the global branch (multiple of 32) accept with room
-
-
-def trainable_count(network):
-    return sum(int(np.prod(weight.shape)) for weight in network.trainable_weights)
 
 
 VGG16_CONVS = ((3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),

@@ -3,32 +3,22 @@
 import keras
 import numpy as np
 import pytest
-import skimage.data
 import tensorflow as tf
 
-from chroma import color
 from chroma.export import load_generator
 from chroma.models.dcgan_critic import DCGANCritic
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.unet import UNetGenerator
 from chroma.training import ConditionalGAN, stack_batches
-from helpers import assert_reloads_identically
+from helpers import assert_reloads_identically, photo_lab, trainable_count
 
+FOUR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 SIZE = 32
 
 
-def photo_lab(size=SIZE, names=("astronaut", "coffee", "chelsea", "rocket")):
-    photos = [tf.image.resize(getattr(skimage.data, name)(), (size, size)) / 255.0 for name in names]
-    return color.rgb_to_scaled_lab(tf.stack(photos))
-
-
 def photo_pairs(size=SIZE):
-    scaled_l, scaled_ab = photo_lab(size)
+    scaled_l, scaled_ab = photo_lab(size, FOUR_PHOTOS)
     return tf.concat([scaled_l, scaled_ab], axis=-1)
-
-
-def trainable_count(model):
-    return sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
 
 
 def all_layers(model):
@@ -104,7 +94,7 @@ def test_score_is_float32_under_mixed_bfloat16(mixed_bfloat16):
 
 def test_critic_trains_a_wgan_gp_with_several_critic_steps(tmp_path):
     # 2 critic steps, not the recipe's 5: the same step at less tracing (test_training checks the 5:1 count).
-    scaled_l, scaled_ab = photo_lab()
+    scaled_l, scaled_ab = photo_lab(SIZE, FOUR_PHOTOS)
     batch = {"L": scaled_l, "ab": scaled_ab}
     model = ConditionalGAN(
         UNetGenerator(base_filters=4, depth=4), DCGANCritic(image_size=SIZE, base_filters=4), seed=0, d_steps=2

@@ -7,22 +7,11 @@ references give, so the tests check the architecture, not a copied number.
 import keras
 import numpy as np
 import pytest
-import skimage.data
 import tensorflow as tf
 
-from chroma import color
 from chroma.models.iizuka import IizukaColorizer
 from chroma.models.resnet_cnn import ResNetCNN
-from helpers import assert_reloads_identically
-
-
-def photo_lab(size, names=("astronaut", "coffee")):
-    photos = [tf.image.resize(getattr(skimage.data, name)(), (size, size)) / 255.0 for name in names]
-    return color.rgb_to_scaled_lab(tf.stack(photos))
-
-
-def trainable_count(network):
-    return sum(int(np.prod(weight.shape)) for weight in network.trainable_weights)
+from helpers import assert_reloads_identically, photo_lab, trainable_count
 
 
 def conv(kernel_size, inputs, outputs, bias=True):

@@ -11,10 +11,7 @@ from chroma.models.iizuka import IizukaColorizer
 from chroma.models.inception_embedding import InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.reproduce import EXPERIMENTS_DIR, load_experiment, select_runs
-
-
-def trainable(model):
-    return sum(int(w.shape.num_elements()) for w in model.trainable_weights)
+from helpers import trainable_count
 
 
 def test_nampouri_paper_scale_builds_figures_10_to_15():
@@ -24,10 +21,10 @@ def test_nampouri_paper_scale_builds_figures_10_to_15():
     assert settings.train_data == "coco:/data/coco?split=train2017&take=8000"
     unet_run, resnet_run = select_runs(nampouri)
     unet_cgan = unet_run.build(settings)
-    assert trainable(unet_cgan.generator) == 19_536_128 + 34_874_242  # "54 million" (section 7)
-    assert trainable(unet_cgan.discriminator) == 2_765_633
+    assert trainable_count(unet_cgan.generator) == 19_536_128 + 34_874_242  # "54 million" (section 7)
+    assert trainable_count(unet_cgan.discriminator) == 2_765_633
     resnet_cgan = resnet_run.build(settings)
-    assert trainable(resnet_cgan.generator) == 11_176_512 + 3_544_066  # "15 million"
+    assert trainable_count(resnet_cgan.generator) == 11_176_512 + 3_544_066  # "15 million"
     recipe = unet_run.compile_args(total_steps=150_000)
     assert recipe["reconstruction_weight"] == 100.0
     assert float(recipe["g_optimizer"].learning_rate) == pytest.approx(2e-4)

@@ -6,24 +6,13 @@ import h5py
 import keras
 import numpy as np
 import pytest
-import skimage.data
 import tensorflow as tf
 
-from chroma import color
 from chroma.models.blocks import SwitchableDropout
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.resnet_unet import KERAS_HUB_CONFIG, ResNetUNetGenerator
 from chroma.models.unet import UNetGenerator
-from helpers import assert_reloads_identically
-
-
-def photo_lab(size, names=("astronaut", "coffee")):
-    photos = [tf.image.resize(getattr(skimage.data, name)(), (size, size)) / 255.0 for name in names]
-    return color.rgb_to_scaled_lab(tf.stack(photos))
-
-
-def trainable_count(blocks):
-    return sum(int(np.prod(weight.shape)) for block in blocks for weight in block.trainable_weights)
+from helpers import assert_reloads_identically, photo_lab, trainable_count
 
 
 def symbolic_shapes(tensors):
@@ -40,8 +29,8 @@ def blocks(network):
 
 def test_unet_matches_figures_10_and_11_at_256():
     model = UNetGenerator()
-    assert trainable_count([model.encoder]) == 19_536_128  # figure 10
-    assert trainable_count([model.decoder]) == 34_874_242  # figure 11
+    assert trainable_count(model.encoder) == 19_536_128  # figure 10
+    assert trainable_count(model.decoder) == 34_874_242  # figure 11
     # Built before seeing any data; batch norm's moving statistics are as many as its trainable parameters.
     assert model.count_params() == 19_536_128 + 34_874_242 + 9_856
 
@@ -114,11 +103,11 @@ def test_unet_reloads_identically(tmp_path):
 def test_resnet_unet_matches_figures_12_and_13_at_256():
     model = ResNetUNetGenerator()
     encoder = model.encoder
-    assert trainable_count([encoder]) == 11_176_512  # figure 12
-    assert trainable_count([model.decoder]) == 3_544_066  # figure 13
+    assert trainable_count(encoder) == 11_176_512  # figure 12
+    assert trainable_count(model.decoder) == 3_544_066  # figure 13
 
     def block_count(prefix):
-        return trainable_count(layer for layer in encoder.layers if layer.name.startswith(prefix))
+        return trainable_count(*(layer for layer in encoder.layers if layer.name.startswith(prefix)))
 
     assert block_count("conv1_") == 9_408 + 128
     basic_blocks = [f"stack{stack}_block{block}_" for stack in range(4) for block in range(2)]
@@ -223,7 +212,7 @@ def test_resnet_unet_reloads_without_its_backbone_file(tmp_path):
 
 def test_patchgan_matches_figure_15_at_256():
     model = PatchDiscriminator()
-    assert trainable_count([model]) == 2_765_633
+    assert trainable_count(model) == 2_765_633
     x = keras.KerasTensor((1, 256, 256, 3))
     shapes = []
     for block in model.network.layers:

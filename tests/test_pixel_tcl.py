@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from chroma.models.pixel_tcl import PixelTransposedConv2D
 from chroma.models.pixel_unet import PixelUNetGenerator
-from helpers import assert_reloads_identically
+from helpers import assert_reloads_identically, trainable_count
 
 # Output pixel of each intermediate map in every 2x2 cell: (row, column) offsets.
 PIXELS = [(0, 0), (1, 1), (1, 0), (0, 1)]
@@ -129,10 +129,6 @@ def test_config_round_trips_and_a_model_reloads_identically(tmp_path):
 
 
 # The PixelGAN generator
-
-
-def trainable_count(network):
-    return sum(int(np.prod(weight.shape)) for weight in network.trainable_weights)
 
 
 def test_pixel_unet_has_the_paper_shape_and_about_69_million_parameters():
