@@ -42,8 +42,8 @@ class ConditionalGAN(ColorizationModel):
     - `discriminator_loss_weight`: 0.5 halves D's loss as nampouri equation 16 does.
 
     Logs `d_loss`, `g_loss` (the total G minimises), `g_adversarial_loss`,
-    `g_reconstruction_loss` (and `g_class_loss`, `gradient_penalty` where
-    used) beside the compiled metrics. Losses are
+    `g_reconstruction_loss`, `g_<name>_loss` for each auxiliary term and
+    `gradient_penalty` where used, beside the compiled metrics. Losses are
     divided by the number of replicas, so the summed gradients are those of
     the global batch's mean.
     """
