@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from chroma.models.inception_embedding import InceptionEmbedding, keras_weights_cache
+from chroma.models.blocks import keras_weights_cache
+from chroma.models.inception_embedding import KERAS_WEIGHTS_FILE, InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.segmentation_prior import SegmentationPrior
 from helpers import assert_reloads_identically, conv, photo_lab, trainable_count
@@ -254,7 +255,7 @@ def test_a_generator_with_a_savedmodel_embedding_reloads_identically(hub_classif
 def test_imagenet_weights_are_never_downloaded(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     expected = tmp_path / "models" / "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5"
-    assert keras_weights_cache() == str(expected)
+    assert keras_weights_cache(KERAS_WEIGHTS_FILE) == str(expected)
     with pytest.raises(FileNotFoundError, match="weights=None") as error:
         InceptionEmbedding(weights="imagenet")
     assert str(expected) in str(error.value)

@@ -16,7 +16,7 @@ import tensorflow as tf
 from chroma.losses import kl_class_loss, wasserstein_gradient_penalty
 from chroma.models.chromagan import ChromaGANGenerator
 from chroma.models.chromagan_critic import ChromaGANCritic
-from chroma.models.inception_embedding import keras_weights_cache
+from chroma.models.blocks import keras_weights_cache
 from chroma.models.vgg_oracle import VGGClassOracle
 from helpers import assert_reloads_identically, batch_norm, conv, dense, trainable_count
 

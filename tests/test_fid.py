@@ -11,7 +11,7 @@ import tensorflow as tf
 from chroma import color, evaluation
 from chroma.metrics import ActivationStatistics, evaluate_fid, fid_inception, frechet_distance
 from chroma.metrics.fid import FEATURES, INPUT_SIZE, KERAS_WEIGHTS_FILE, SINGULAR_OFFSET
-from chroma.models.inception_embedding import keras_weights_path
+from chroma.models.blocks import keras_weights_path
 
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee")
 

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.linalg
 
 from chroma import color
-from chroma.models.inception_embedding import keras_weights_path
+from chroma.models.blocks import keras_weights_path
 
 INPUT_SIZE = 299
 FEATURES = 2048

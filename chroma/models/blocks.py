@@ -1,13 +1,16 @@
-"""The pieces paper nampouri's three networks share (appendix A, after pix2pix).
+"""The pieces several papers' networks share: paper nampouri's blocks, a Conv-ReLU, pretrained weights on disk.
 
-Appendix A writes Ck for a 4x4 stride-2 convolution with k filters, batch norm
-and a (leaky) ReLU, and CDk for the same with 50% dropout. The U-Net (A.1)
+Paper nampouri's appendix A (after pix2pix) writes Ck for a 4x4 stride-2
+convolution with k filters, batch norm and a (leaky) ReLU, and CDk for the
+same with 50% dropout. The U-Net (A.1)
 applies each block's activation before its convolution, as figures 10, 11 and
 13 list them (LeakyReLU / ReLU, then Conv2d / ConvTranspose2d, then
 BatchNorm2d); the PatchGAN (A.3) applies it after. A convolution followed by
 batch norm has no bias (the norm's beta takes its place): that is what makes
 the parameter counts of figures 10-15 come out.
 """
+
+import os
 
 import keras
 
@@ -37,6 +40,26 @@ def batch_norm(gamma_initializer=None, name=None):
         gamma_initializer=gamma_initializer or keras.initializers.RandomNormal(1.0, 0.02),
         name=name,
     )
+
+
+def keras_weights_cache(file_name):
+    """Where keras.applications keeps a weights file once downloaded: $KERAS_HOME or ~/.keras, then models/."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(home, "models", file_name)
+
+
+def keras_weights_path(weights, file_name, user, hint):
+    """`weights` for keras.applications, never a download: None (random), a local .h5 path, or for "imagenet"
+    the cached `file_name`, which must exist; if it does not, the error names `user` and ends with `hint`."""
+    if weights != "imagenet":
+        return weights
+    path = keras_weights_cache(file_name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{user}(weights='imagenet') needs the Keras cache file {path}, which does not exist, and chroma never "
+            f"downloads. {hint}"
+        )
+    return path
 
 
 def same_conv(filters, strides=1, kernel_size=3, activation="relu", **kwargs):

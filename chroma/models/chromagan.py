@@ -14,8 +14,7 @@ import warnings
 
 import keras
 
-from chroma.models.blocks import same_conv
-from chroma.models.inception_embedding import keras_weights_path
+from chroma.models.blocks import keras_weights_path, same_conv
 from chroma.models.koalarization import decoder_network
 
 # VGG-16 up to block4_conv3 (three poolings) gives H/8; the global branch's two stride-2 convolutions H/32.

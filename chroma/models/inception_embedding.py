@@ -7,36 +7,16 @@ classifier (1001: TF-slim's background class first, the paper's 1001-d
 embedding). chroma never downloads: weights come from files already on disk.
 """
 
-import os
 
 import keras
 import tensorflow as tf
 
 from chroma.color import scaled_lab_to_rgb
+from chroma.models.blocks import keras_weights_path
 
 INPUT_SIZE = 299
 KERAS_CLASSES = 1000
 KERAS_WEIGHTS_FILE = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5"
-
-
-def keras_weights_cache(file_name=KERAS_WEIGHTS_FILE):
-    """Where keras.applications keeps a weights file once downloaded: $KERAS_HOME or ~/.keras, then models/."""
-    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return os.path.join(home, "models", file_name)
-
-
-def keras_weights_path(weights, file_name, user, hint):
-    """`weights` for keras.applications, never a download: None (random), a local .h5 path, or for "imagenet"
-    the cached `file_name`, which must exist; if it does not, the error names `user` and ends with `hint`."""
-    if weights != "imagenet":
-        return weights
-    path = keras_weights_cache(file_name)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"{user}(weights='imagenet') needs the Keras cache file {path}, which does not exist, and chroma never "
-            f"downloads. {hint}"
-        )
-    return path
 
 
 @keras.saving.register_keras_serializable(package="chroma")

@@ -6,7 +6,7 @@ correct labels"; the term L_s of section 2).
 import keras
 import tensorflow as tf
 
-from chroma.models.inception_embedding import keras_weights_path
+from chroma.models.blocks import keras_weights_path
 
 INPUT_SIZE = 224
 CLASSES = 1000
