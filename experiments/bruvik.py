@@ -4,9 +4,10 @@ The Inception-GAN: Deep Koalarization's generator (an encoder, Inception-ResNet-
 class vector fused at H/8, a nearest-neighbour decoder; table 4) with an extra
 24-kernel first layer reading a 21-class segmentation prior (table 1), against a
 PatchGAN; the generator pretrained by L1 (5.5), then one D update per five G updates,
-each G update on a batch of its own (5.6). Table 2's five rows are recipe switches of one builder: without pretraining,
-without the segmentation layer, without Inception, the Deep Koalarization baseline
-(the generator without the prior, trained by MSE alone, 5.1) and the full model.
+each G update on a batch of its own (5.6). Table 2's five rows are recipe switches of
+one builder: without pretraining, without the segmentation layer, without Inception,
+the Deep Koalarization baseline (the generator without the prior, trained by MSE
+alone, 5.1) and the full model.
 pix2pix (5.2, the other baseline the paper cites, no figures in its tables) and the
 full model at batch 16 (table 3) complete the runs.
 

@@ -171,8 +171,7 @@ class ConditionalGAN(ColorizationModel):
             d_loss, penalty = self.d_losses(batch["L"], batch["ab"], tf.stop_gradient(fake_ab), training=True)
             scaled_loss = self.d_optimizer.scale_loss(d_loss / self.replicas())
         self.d_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
-        penalties = {"gradient_penalty": penalty} if self.gradient_penalty_weight else {}
-        self.record_losses(batch, d_loss=d_loss, **penalties)
+        self.record_losses(batch, d_loss=d_loss, **self.penalty_log(penalty))
 
     def g_update(self, tape, batch, inputs, fake_ab, extras):
         """One generator update on `batch`; `tape` recorded the pass that gave fake_ab and extras."""
@@ -190,9 +189,12 @@ class ConditionalGAN(ColorizationModel):
         fake_ab, extras = self.generate(generator_inputs, training=False)
         d_loss, penalty = self.d_losses(scaled_l, true_ab, fake_ab, training=False)
         g_losses = self.g_losses(data, generator_inputs, fake_ab, extras, training=False)
-        self.record_losses(data, d_loss=d_loss, **g_losses,
-                           **({"gradient_penalty": penalty} if self.gradient_penalty_weight else {}))
+        self.record_losses(data, d_loss=d_loss, **g_losses, **self.penalty_log(penalty))
         return self.score(data, fake_ab)
+
+    def penalty_log(self, penalty):
+        """{"gradient_penalty": penalty} for a WGAN-GP critic, else nothing to log."""
+        return {"gradient_penalty": penalty} if self.gradient_penalty_weight else {}
 
     def get_config(self):
         return {
