@@ -8,7 +8,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install test demo benchmark clean
 
-# make reproduce-<paper> [SCALE=smoke|paper] [COCO=/data/coco] [DATA=spec] [BACKBONE_WEIGHTS=path|none] [SEGMENTER=dir|random] [STRATEGY=...] [TPU=address] [LPIPS_WEIGHTS=npz] [FID_WEIGHTS=imagenet|h5] [PRECISION=...]
+# make reproduce-<paper> [SCALE=smoke|paper] [COCO=/data/coco] [DATA=spec] [ASSETS="name=path ..."] [STRATEGY=...] [TPU=address] [PRECISION=...]
+# ASSETS: where this machine keeps pretrained networks, one --asset each (`chroma reproduce --help` lists the names).
 SCALE ?= smoke
 STRATEGY ?= default
 PRECISION ?= float32
@@ -31,7 +32,7 @@ demo: install
 
 reproduce-%: install
 	$(BIN)/chroma reproduce $* --scale $(SCALE) --strategy $(STRATEGY) --precision $(PRECISION) \
-		$(if $(COCO),--coco $(COCO)) $(if $(DATA),--data $(DATA)) $(if $(BACKBONE_WEIGHTS),--backbone-weights $(BACKBONE_WEIGHTS)) $(if $(SEGMENTER),--segmenter $(SEGMENTER)) $(if $(TPU),--tpu $(TPU)) $(if $(LPIPS_WEIGHTS),--lpips-weights $(LPIPS_WEIGHTS)) $(if $(FID_WEIGHTS),--fid-weights $(FID_WEIGHTS))
+		$(if $(COCO),--coco $(COCO)) $(if $(DATA),--data $(DATA)) $(if $(TPU),--tpu $(TPU)) $(foreach asset,$(ASSETS),--asset $(asset))
 
 benchmark: install
 	$(BIN)/python benchmarks/train_step.py

@@ -48,7 +48,7 @@ def run_baseline0(args):
     test = dataset_from_spec(eval_spec, args.image_size, args.batch_size, eval_report)
     rows = [
         ("gray (ab = 0)", evaluation.evaluate(evaluation.gray_prediction, test)),
-        ("baseline0", evaluation.evaluate(lambda batch: model(batch["L"]), test)),
+        ("baseline0", evaluation.evaluate(lambda batch: model(batch)["ab"], test)),
         ("ground truth", evaluation.evaluate(evaluation.ground_truth, test)),
     ]
     print(f"\nbaseline0 on {eval_spec}, {args.image_size}x{args.image_size}:\n")
@@ -70,6 +70,14 @@ def run_data_build(args):
     print(report.summary())
 
 
+def asset_argument(text):
+    """'NAME=PATH' -> (name, path), for --asset."""
+    name, separator, path = text.partition("=")
+    if not separator or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, path
+
+
 def run_reproduce(args):
     from chroma import reproduce, training
 
@@ -78,8 +86,7 @@ def run_reproduce(args):
     try:
         md_path, csv_path = reproduce.reproduce(
             experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,
-            backbone_weights=args.backbone_weights, segmenter=args.segmenter, run_keys=args.run, strategy=strategy,
-            precision=args.precision, lpips_weights=args.lpips_weights, fid_weights=args.fid_weights,
+            assets=dict(args.asset or []), run_keys=args.run, strategy=strategy, precision=args.precision,
         )
     except training.TrainingDiverged as error:
         print(f"chroma: {error}", file=sys.stderr)
@@ -170,20 +177,12 @@ def build_parser():
     reproduce.add_argument("--coco", help="COCO 2017 root for --scale paper (train2017/, val2017/, annotations/)")
     reproduce.add_argument("--data", help="for --scale paper: the paper's other dataset, as a data spec (e.g. paper efthymiadis' ImageNet class folders)")
     reproduce.add_argument(
-        "--backbone-weights",
-        help="the recipe's pretrained network, from disk only: nampouri's ResNet-18 (.weights.h5 or keras-hub preset "
-        "dir, or 'none'); bruvik's Inception-ResNet-v2 ('imagenet' = the Keras cache file, a .h5, or a TF-Hub "
-        "SavedModel dir); without it smoke runs use random weights",
-    )
-    reproduce.add_argument(
-        "--segmenter",
-        help="bruvik's segmentation prior: a DeepLabV3 SavedModel dir (see chroma/models/segmentation_prior.py) "
-        "or 'random' for the offline stand-in",
-    )
-    reproduce.add_argument("--lpips-weights", help="LPIPS weights (.npz converted as chroma/metrics/lpips.py explains) for tables with LPIPS")
-    reproduce.add_argument(
-        "--fid-weights",
-        help="Inception-v3 weights for tables with FID: 'imagenet' (the Keras cache file, never downloaded) or a .h5",
+        "--asset", type=asset_argument, action="append", metavar="NAME=PATH",
+        help="where this machine keeps a pretrained network, never downloaded; repeatable. Recipes read: nampouri "
+        "resnet18 (.weights.h5, keras-hub preset dir, or none); bruvik inception (imagenet = the Keras cache "
+        "file, a .h5, a TF-Hub SavedModel dir, or none) and deeplabv3 (a SavedModel dir, or random); "
+        "villarenteria vgg16 (imagenet, a .h5, or none). Tables with LPIPS or FID read lpips (.npz, see "
+        "chroma/metrics/lpips.py) and fid (imagenet or a .h5). Without them smoke runs use random weights",
     )
     reproduce.add_argument("--run", action="append", help="train only this run (a Run key of the recipe); repeatable")
     reproduce.add_argument("--runs-dir", default="runs", help="where runs are written (default: runs)")

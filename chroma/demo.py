@@ -40,9 +40,9 @@ def run_demo(out_dir="runs/demo", model_dir="saved_models/demo_unet_cgan", image
     photos = dataset_from_spec(TRAIN_DATA, image_size, settings.batch_size)
     rows = [
         ("gray (ab = 0)", evaluation.evaluate(evaluation.gray_prediction, photos, METRICS)),
-        ("baseline0", evaluation.evaluate(lambda b, m=fit_baseline0(settings): m(b["L"]), photos, METRICS)),
-        ("U-Net cGAN, untrained", evaluation.evaluate(lambda b: untrained(b["L"], training=False), photos, METRICS)),
-        ("U-Net cGAN, trained", evaluation.evaluate(lambda b: model(b["L"], training=False), photos, METRICS)),
+        ("baseline0", evaluation.evaluate(lambda b, m=fit_baseline0(settings): m(b)["ab"], photos, METRICS)),
+        ("U-Net cGAN, untrained", evaluation.evaluate(lambda b: untrained(b, training=False), photos, METRICS)),
+        ("U-Net cGAN, trained", evaluation.evaluate(lambda b: model(b, training=False), photos, METRICS)),
     ]
     table = evaluation.markdown_table(rows, METRICS)
     reports.write_results(

@@ -14,7 +14,9 @@ Signatures (inputs -> outputs):
   colorize_samples, only for a generator with dropout: image, uint8 RGB (H, W, 3),
     and samples, int32 N >= 1 -> colorized, uint8 RGB (N, H, W, 3), N different colorizations
 A generator that reads captions (paper villarenteria's Models B and C) also
-takes `caption`, a string (colorize_lab: one per image), in every signature.
+takes `caption`, a string (colorize_lab: one per image), in every signature:
+whatever a generator declares it makes its inputs from beside L
+(chroma.models.generator.BatchInput) is a string input of each.
 """
 
 import contextlib
@@ -31,6 +33,8 @@ import tensorflow as tf
 from chroma.color import rgb_to_scaled_lab, scaled_lab_to_rgb
 from chroma.data.pipeline import preprocess
 from chroma.models.blocks import SwitchableDropout
+from chroma.models.generator import Generator
+from chroma.training.colorization_model import ColorizationModel
 
 # Modules whose import registers chroma's Keras classes, so that .keras files
 # holding them load. A new model file is added here.
@@ -46,6 +50,7 @@ MODEL_MODULES = (
     "chroma.models.iizuka",
     "chroma.models.inception_embedding",
     "chroma.models.koalarization",
+    "chroma.models.network_generator",
     "chroma.models.patchgan",
     "chroma.models.pixel_unet",
     "chroma.models.resnet_cnn",
@@ -83,39 +88,38 @@ def dropout_on(layers):
 
 
 def serving_functions(generator, image_size):
-    """The signatures as tf.functions, name -> function, for `generator` trained at image_size.
+    """The signatures as concrete functions, name -> function, for `generator` trained at image_size.
 
     Called in memory they behave as the exported signatures do: keyword
     inputs, a dict of outputs. `colorize_samples` is there only when the
-    generator has dropout: without it every sample would be the same. A
-    generator that reads captions (it has a `tokenizer`: paper villarenteria's
-    Models B and C) takes a `caption` string beside the image in each.
+    generator has dropout: without it every sample would be the same. What a
+    generator makes its inputs from beside L (its batch_inputs' sources: a
+    "caption" for paper villarenteria's Models B and C) is an input of each
+    signature too, a string per image.
     """
-    reads_captions = getattr(generator, "tokenizer", None) is not None
-    caption_spec = [tf.TensorSpec((), tf.string, name="caption")] if reads_captions else []
+    features = sorted({feature.source for feature in generator.batch_inputs().values()} - {"L"})
+    image_features = [tf.TensorSpec((), tf.string, name=name) for name in features]
+    batch_features = [tf.TensorSpec((None,), tf.string, name=name) for name in features]
 
-    def predict_ab(scaled_l, captions=None):
+    def predict_ab(scaled_l, values):
         # training=False: batch norm uses its moving statistics, dropout is off (but see colorize_samples).
         # The cast undoes a mixed-precision policy's float16 / bfloat16 outputs.
-        inputs = {"L": scaled_l, "caption": captions} if captions is not None else scaled_l
-        outputs = generator(inputs, training=False)
-        if isinstance(outputs, dict):  # a generator that also classifies: serve its colours
-            outputs = outputs["ab"]
-        return tf.cast(outputs, tf.float32)
+        outputs = generator({"L": scaled_l, **dict(zip(features, values))}, training=False)
+        return tf.cast(outputs["ab"], tf.float32)
 
-    def colorize_rgb(image, copies=1, caption=None):
-        """uint8 RGB (H, W, 3) -> `copies` colorizations of it, uint8 (copies, H, W, 3)."""
+    def colorize_rgb(image, values, copies=1):
+        """uint8 RGB (H, W, 3) and its features -> `copies` colorizations of it, uint8 (copies, H, W, 3)."""
         full_l, _ = rgb_to_scaled_lab(image)
         # The generator sees the image resized exactly as in training (chroma.data.preprocess).
         small_l, _ = preprocess(image, image_size)
-        captions = tf.repeat(caption[None], copies, axis=0) if caption is not None else None
-        small_ab = predict_ab(tf.repeat(small_l[None], copies, axis=0), captions)
+        small_ab = predict_ab(tf.repeat(small_l[None], copies, axis=0),
+                              [tf.repeat(value[None], copies, axis=0) for value in values])
         ab = tf.image.resize(small_ab, tf.shape(image)[:2], method="bilinear")
         rgb = scaled_lab_to_rgb(tf.repeat(full_l[None], copies, axis=0), ab)
         return tf.cast(tf.round(rgb * 255.0), tf.uint8)
 
-    @tf.function(input_signature=[tf.TensorSpec((), tf.string, name="image_bytes"), *caption_spec])
-    def serving_default(image_bytes, caption=None):
+    @tf.function(input_signature=[tf.TensorSpec((), tf.string, name="image_bytes"), *image_features])
+    def serving_default(image_bytes, *values):
         # JPEG with the accurate inverse DCT, as Pillow decodes it for training and `chroma colorize`
         # (decode_image's default, the fast one, is up to 7 levels off): the same file, the same colours.
         image = tf.cond(
@@ -124,41 +128,40 @@ def serving_functions(generator, image_size):
             lambda: tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False),
         )
         image.set_shape((None, None, 3))
-        return {"colorized": colorize_rgb(image, caption=caption)[0]}
+        return {"colorized": colorize_rgb(image, values)[0]}
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image"), *caption_spec])
-    def colorize_image(image, caption=None):
-        return {"colorized": colorize_rgb(image, caption=caption)[0]}
-
-    batch_caption_spec = [tf.TensorSpec((None,), tf.string, name="caption")] if reads_captions else []
+    @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image"), *image_features])
+    def colorize_image(image, *values):
+        return {"colorized": colorize_rgb(image, values)[0]}
 
     @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, 1), tf.float32, name="scaled_l"),
-                                  *batch_caption_spec])
-    def colorize_lab(scaled_l, caption=None):
-        return {"scaled_ab": predict_ab(scaled_l, caption)}
+                                  *batch_features])
+    def colorize_lab(scaled_l, *values):
+        return {"scaled_ab": predict_ab(scaled_l, values)}
 
     functions = {"serving_default": serving_default, "colorize_image": colorize_image, "colorize_lab": colorize_lab}
     dropouts = dropout_layers(generator)
-    if not dropouts:
-        return functions
+    if dropouts:
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec((None, None, 3), tf.uint8, name="image"), tf.TensorSpec((), tf.int32, name="samples"),
-            *caption_spec,
-        ]
-    )
-    def colorize_samples(image, samples, caption=None):
-        # Paper agosti, figure 4 (after pix2pix): dropout kept on at test time is the noise z of G(x, z),
-        # so N copies of one image get N colorizations. Only dropout is switched on, and only while this
-        # function is traced: batch norm keeps its moving statistics (training=True would normalise with
-        # the copies' own statistics and update the saved averages), and the other signatures stay
-        # deterministic. Each copy in the batch draws its own dropout mask.
-        tf.debugging.assert_positive(samples, message="samples must be at least 1")
-        with dropout_on(dropouts):
-            return {"colorized": colorize_rgb(image, samples, caption)}
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec((None, None, 3), tf.uint8, name="image"), tf.TensorSpec((), tf.int32, name="samples"),
+                *image_features,
+            ]
+        )
+        def colorize_samples(image, samples, *values):
+            # Paper agosti, figure 4 (after pix2pix): dropout kept on at test time is the noise z of G(x, z),
+            # so N copies of one image get N colorizations. Only dropout is switched on, and only while this
+            # function is traced: batch norm keeps its moving statistics (training=True would normalise with
+            # the copies' own statistics and update the saved averages), and the other signatures stay
+            # deterministic. Each copy in the batch draws its own dropout mask.
+            tf.debugging.assert_positive(samples, message="samples must be at least 1")
+            with dropout_on(dropouts):
+                return {"colorized": colorize_rgb(image, values, samples)}
 
-    return {**functions, "colorize_samples": colorize_samples}
+        functions["colorize_samples"] = colorize_samples
+    # Concrete functions take their inputs by keyword, as the saved signatures do.
+    return {name: function.get_concrete_function() for name, function in functions.items()}
 
 
 def export_saved_model(generator, directory, image_size):
@@ -182,8 +185,6 @@ def export_saved_model(generator, directory, image_size):
         # TensorFlow's object graph does not reach through the layers; listing every variable saves it.
         module.generator_variables = generator.variables
         functions = serving_functions(generator, image_size)
-        for name, function in functions.items():
-            setattr(module, name, function)
         tf.saved_model.save(module, str(staging), signatures=functions)
         metadata = {
             "image_size": image_size,
@@ -205,7 +206,8 @@ def is_saved_model(path):
 
 
 def load_generator(path):
-    """A .keras file -> its generator. A trained wrapper (e.g. ConditionalGAN) gives the generator it holds."""
+    """A .keras file -> its Generator. A trained wrapper (a ColorizationModel: ConditionalGAN, RegressionColorizer)
+    gives the generator it holds."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
@@ -214,7 +216,11 @@ def load_generator(path):
     for module in MODEL_MODULES:
         importlib.import_module(module)
     model = keras.saving.load_model(path, compile=False)
-    return getattr(model, "generator", model)
+    if isinstance(model, ColorizationModel):
+        model = model.generator
+    if not isinstance(model, Generator):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a chroma generator or a model trained around one")
+    return model
 
 
 def describe_signatures(directory):

@@ -3,7 +3,8 @@
 `make reproduce-<paper>` calls `reproduce(load_experiment(<paper>), scale)`.
 A recipe is a plain module in experiments/ with PAPER, TITLE, COLUMNS (metric
 names), RUNS (a list of chroma.training.Run) and settings(scale, coco, data)
--> chroma.training.Settings. Optionally LOSS_TABLE = (heading, {run key: the
+-> chroma.training.Settings. Optionally ASSETS: {name: what it is} of the
+pretrained networks its runs read from Settings.assets; LOSS_TABLE = (heading, {run key: the
 paper's losses}): a second table of each run's mean D and G losses over its
 first and last epoch (paper bruvik's table 3); BASELINE0_PAPER: the paper's
 own baseline0 figures (villarenteria's table 1); DIVERSE_SAMPLES = N: a figure
@@ -27,6 +28,12 @@ from chroma.training import read_history, train
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 SAMPLE_IMAGES = 4
+# Pretrained networks the metrics of a table read, by the column that needs them.
+METRIC_ASSETS = {
+    "lpips": "LPIPS weights, a .npz converted as chroma/metrics/lpips.py explains; without them LPIPS stays empty",
+    "fid": "Inception-v3 weights for FID: 'imagenet' (the Keras cache file, never downloaded) or a .h5; "
+           "without them FID stays empty",
+}
 EPOCH_LOSS_COLUMNS = ("d_loss, first epoch", "g_loss, first epoch", "d_loss, last epoch", "g_loss, last epoch")
 
 
@@ -53,29 +60,37 @@ def select_runs(experiment, keys=None):
     return [run for run in experiment.RUNS if run.key in keys]
 
 
-def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, backbone_weights=None, segmenter=None,
-              run_keys=None, strategy=None, precision="float32", lpips_weights=None, fid_weights=None,
-              index_path="RESULTS.md"):
+def known_assets(experiment):
+    """{asset name: what it is}: the pretrained networks a recipe's runs read, and those its table's metrics need."""
+    metrics = {name: text for name, text in METRIC_ASSETS.items() if name in experiment.COLUMNS}
+    return {**getattr(experiment, "ASSETS", {}), **metrics}
+
+
+def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=None, run_keys=None, strategy=None,
+              precision="float32", index_path="RESULTS.md"):
     """Trains (or resumes) every run, then writes results.md/.csv, loss curves and a sample grid.
 
-    backbone_weights, segmenter: where this machine keeps pretrained networks,
-    passed to the runs in their Settings (each recipe says what they mean).
-    lpips_weights: the converted LPIPS weights (see chroma.metrics.lpips) for
-    recipes whose table has LPIPS; without them that column stays empty.
-    fid_weights: Inception-v3's ("imagenet" for the Keras cache file, or a
-    .h5) for recipes whose table has FID; without them that column stays empty.
+    assets: {name: where this machine keeps a pretrained network}, from the
+    names of known_assets(experiment); the runs read theirs in
+    Settings.assets, and "lpips" / "fid" fill those columns (without them
+    they stay empty).
     """
-    settings = experiment.settings(scale, coco=coco, data=data)
-    settings = settings._replace(backbone_weights=backbone_weights, segmenter=segmenter)
-    lpips_model = LPIPS(weights=lpips_weights) if lpips_weights and "lpips" in experiment.COLUMNS else None
-    fid_model = fid_inception(fid_weights) if fid_weights and "fid" in experiment.COLUMNS else None
+    assets = dict(assets or {})
+    known = known_assets(experiment)
+    unknown = sorted(assets.keys() - known.keys())
+    if unknown:
+        listed = "".join(f"\n  {name}: {text}" for name, text in known.items()) or " none"
+        raise ValueError(f"{experiment.PAPER} reads no asset named {', '.join(unknown)}. Its assets:{listed}")
+    settings = experiment.settings(scale, coco=coco, data=data)._replace(assets=assets)
+    lpips_model = LPIPS(weights=assets["lpips"]) if "lpips" in assets else None
+    fid_model = fid_inception(assets["fid"]) if "fid" in assets else None
     out_dir = Path(runs_root) / experiment.PAPER / scale
     eval_data = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size,
                                   drop_gray=settings.drop_gray)
     baseline0 = fit_baseline0(settings)
     rows = [{"model": "baseline0 (mean colour per gray level)", "note": "reference",
              "paper": titled(getattr(experiment, "BASELINE0_PAPER", {})),
-             "ours": titled(evaluation.evaluate(lambda batch: baseline0(batch["L"]), eval_data, experiment.COLUMNS,
+             "ours": titled(evaluation.evaluate(lambda batch: baseline0(batch)["ab"], eval_data, experiment.COLUMNS,
                                                 lpips_model, fid_model))}]
     samples = [("original", None, eval_data), ("grayscale", None, eval_data)]
     runs = select_runs(experiment, run_keys)

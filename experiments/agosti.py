@@ -7,7 +7,7 @@ PatchGAN's blocks, no batch norm, a dense score, five critic steps per G step, e
 batch of its own as in WGAN-GP's Algorithm 1; V-C, VI).
 
     make reproduce-agosti                                             # SCALE=smoke: bundled photos, CPU, minutes
-    make reproduce-agosti SCALE=paper COCO=/data/coco FID_WEIGHTS=imagenet LPIPS_WEIGHTS=/weights/lpips_alex.npz
+    make reproduce-agosti SCALE=paper COCO=/data/coco ASSETS="fid=imagenet lpips=/weights/lpips_alex.npz"
 
 Paper scale (sections IV-V): 20% of COCO 2017's training set (23,000 random images)
 with the already-gray ones dropped (3%), 256x256, batch 16, 100 epochs, Adam 2e-4
@@ -16,7 +16,7 @@ scored on COCO's validation images (the paper's test split has no public colours
 One P100 took ~25 min per epoch for the GAN and ~30 for PixelGAN. Not stated, so
 chosen here: pix2pix's lambda = 100 and D loss halved; dropout in the three
 innermost decoder blocks, as pix2pix; WGAN-GP's penalty weight 10 (Gulrajani et al.).
-FID needs Inception-v3's ImageNet weights (FID_WEIGHTS=imagenet reads the Keras
+FID needs Inception-v3's ImageNet weights (the asset fid=imagenet reads the Keras
 cache file), LPIPS its converted weights; without them those columns stay empty.
 chroma's FID uses Keras's Inception-v3, not the 2015 graph torchmetrics runs, so
 only its ordering compares with the paper's.

@@ -12,14 +12,12 @@ pix2pix (5.2, the other baseline the paper cites, no figures in its tables) and 
 full model at batch 16 (table 3) complete the runs.
 
     make reproduce-bruvik                                            # SCALE=smoke: bundled photos, CPU, ~10 min
-    make reproduce-bruvik SCALE=paper COCO=/data/coco BACKBONE_WEIGHTS=imagenet SEGMENTER=/weights/deeplabv3
+    make reproduce-bruvik SCALE=paper COCO=/data/coco ASSETS="inception=imagenet deeplabv3=/weights/deeplabv3"
 
 Paper scale: COCO 2017, 8,000 random training and 2,000 validation images (5.6),
 256x256, batch 64, 15 epochs, Adam 2e-4 (0.5, 0.999) for G and D, no dropout;
-pretraining 20 epochs at 1e-4 (5.5). BACKBONE_WEIGHTS is the Inception-ResNet-v2:
-"imagenet" (the Keras cache file, 1000 classes), a local .h5, or a TF-Hub
-SavedModel directory (1001 classes, the paper's embedding); SEGMENTER a DeepLabV3
-SavedModel directory (see chroma/models/segmentation_prior.py) or "random". The
+pretraining 20 epochs at 1e-4 (5.5). Its two frozen networks are ASSETS:
+"inception" and "deeplabv3". The
 embedding of every training image is computed once and cached (Settings.
 cache_embeddings). Not stated, so chosen here: pix2pix's lambda = 100 on the L1
 term and the halved D loss (Shariatnia's implementation, the paper's ref. [10], which
@@ -55,6 +53,12 @@ from chroma.training import (
 
 PAPER = "bruvik"
 TITLE = "Image Colorization using GAN and Inception-ResNet-v2 (Bruvik & Penfold)"
+ASSETS = {
+    "inception": "Inception-ResNet-v2 (5.3.3): imagenet (the Keras cache file, 1000 classes), a local .h5, a TF-Hub "
+                 "SavedModel directory (1001 classes, the paper's embedding), or none (random)",
+    "deeplabv3": "the segmentation prior's DeepLabV3 (4.3): a SavedModel directory (see "
+                 "chroma/models/segmentation_prior.py), or random (a seeded stand-in with no semantics)",
+}
 COLUMNS = ("psnr", "ssim", "l1_ab", "colorfulness")
 
 EPOCHS = 15
@@ -78,11 +82,11 @@ def settings(scale, coco=None, data=None):
 
 
 def inception(settings):
-    """Section 5.3.3's frozen embedding from settings.backbone_weights; random weights only when allowed."""
-    weights = settings.backbone_weights
+    """Section 5.3.3's frozen embedding from the asset "inception"; random weights only when allowed."""
+    weights = settings.assets.get("inception")
     if weights is None and not settings.smoke:
-        raise ValueError("SCALE=paper needs BACKBONE_WEIGHTS=imagenet|/path/to/inception_resnet_v2.h5|"
-                         "/path/to/tfhub_savedmodel (or 'none' for a random Inception network)")
+        raise ValueError("SCALE=paper needs --asset inception=imagenet|/path/to/inception_resnet_v2.h5|"
+                         "/path/to/tfhub_savedmodel (or none for a random Inception network)")
     if weights is None or weights.lower() == "none":
         return InceptionEmbedding(weights=None)
     if weights == "imagenet" or weights.endswith(".h5"):
@@ -91,11 +95,12 @@ def inception(settings):
 
 
 def segmenter(settings):
-    """Section 4.3's DeepLabV3 prior from settings.segmenter; the random stand-in at smoke scale."""
-    if settings.segmenter is None and not settings.smoke:
-        raise ValueError("SCALE=paper needs SEGMENTER=/path/to/deeplabv3_savedmodel (or 'random' for the "
+    """Section 4.3's DeepLabV3 prior from the asset "deeplabv3"; the random stand-in at smoke scale."""
+    source = settings.assets.get("deeplabv3")
+    if source is None and not settings.smoke:
+        raise ValueError("SCALE=paper needs --asset deeplabv3=/path/to/deeplabv3_savedmodel (or random for the "
                          "offline stand-in, which carries no semantics)")
-    return SegmentationPrior(settings.segmenter or "random")
+    return SegmentationPrior(source or "random")
 
 
 def generator_builder(with_inception=True, with_segmentation=True):

@@ -7,7 +7,7 @@ Attention UGAN (3.3: Attention U-Net + PatchGAN), Baseline UGAN (pix2pix's U-Net
 PatchGAN, paper ref. [16]) and the two UGANs pretrained on COCO then fine-tuned (3.3.3).
 
     make reproduce-efthymiadis                                       # SCALE=smoke: bundled photos, CPU, minutes
-    make reproduce-efthymiadis SCALE=paper DATA=/data/imagenet27 COCO=/data/coco LPIPS_WEIGHTS=/weights/lpips_alex.npz
+    make reproduce-efthymiadis SCALE=paper DATA=/data/imagenet27 COCO=/data/coco ASSETS=lpips=/weights/lpips_alex.npz
 
 Paper scale: DATA is an ImageNet subset in class folders (27 classes, as the
 classifier's head), with train/ and val/ inside; COCO (train2017, 8,000 random

@@ -6,7 +6,7 @@ encoder is an ImageNet-pretrained ResNet-18 (A.2, 15 M parameters).
 
     make reproduce-nampouri                                  # SCALE=smoke: bundled photos, 2 CPU cores, minutes
     make reproduce-nampouri SCALE=paper COCO=/data/coco \\
-        BACKBONE_WEIGHTS=/weights/resnet_18_imagenet          # the paper's recipe
+        ASSETS=resnet18=/weights/resnet_18_imagenet            # the paper's recipe
 
 Paper scale, as section 5: COCO train2017, 8,000 random images for training and
 2,000 for testing (the paper's test images come from COCO's test split, which
@@ -32,6 +32,8 @@ from chroma.training import ConditionalGAN, Run, Settings, smoke_settings, unkno
 
 PAPER = "nampouri"
 TITLE = "Image Colorization with Conditional GANs (Nampouri et al.)"
+ASSETS = {"resnet18": "the ResNet-18 encoder's ImageNet weights (A.2): a keras-hub preset directory, a .weights.h5 "
+                      "of a ResNetUNetGenerator's encoder, or none (random; smoke runs without it are random too)"}
 # The paper reports test L1; PSNR, SSIM and colourfulness are chroma's additions.
 COLUMNS = ("l1_ab", "psnr", "ssim", "colorfulness")
 
@@ -72,7 +74,7 @@ def unet_cgan(settings):
 
 
 def resnet_cgan(settings):
-    generator = ResNetUNetGenerator(backbone_weights=settings.backbone_weights)
+    generator = ResNetUNetGenerator(backbone_weights=settings.assets.get("resnet18"))
     return ConditionalGAN(generator, discriminator(settings.smoke), seed=settings.seed)
 
 
@@ -93,6 +95,6 @@ RUNS = [
     Run("unet_cgan", "U-Net cGAN", unet_cgan, pix2pix_recipe, paper={"l1_ab": 0.0917}),
     Run(
         "resnet_cgan", "ResNet-18 cGAN", resnet_cgan, pix2pix_recipe, paper={"l1_ab": 0.0945},
-        note="encoder from ImageNet weights (BACKBONE_WEIGHTS); random at smoke scale",
+        note="encoder from ImageNet weights (asset resnet18); random at smoke scale",
     ),
 ]

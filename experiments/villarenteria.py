@@ -13,7 +13,7 @@ the VGG trunk, so the caption cannot leak through FiLM).
 baseline0 (Table 1) is the harness's first row.
 
     make reproduce-villarenteria                                     # SCALE=smoke: bundled photos, CPU
-    make reproduce-villarenteria SCALE=paper COCO=/data/coco BACKBONE_WEIGHTS=imagenet
+    make reproduce-villarenteria SCALE=paper COCO=/data/coco ASSETS=vgg16=imagenet
 
 Paper scale: COCO 2017 train (118K images, one human caption each, a 1500-word
 vocabulary built from them), 224x224, scored on val2017. The reference follows
@@ -21,14 +21,14 @@ the release: generator loss MSE + 0.003 KL(VGG-16 oracle || class head) + 0.1
 Wasserstein, gradient penalty 10, Adam 2e-5 (beta1 0.5), batch 10. Models A-C use
 the paper's changes (section 7.1): Adam 2e-5 with beta1 0.9 and a global batch of
 256 over 8 TPU cores; epochs as Table 3 (A and A.2 5, B 10; C as B).
-BACKBONE_WEIGHTS=imagenet reads VGG-16's weights (trunk and oracle) from the Keras
+The asset vgg16=imagenet reads VGG-16's weights (trunk and oracle) from the Keras
 cache; without them smoke runs use random ones.
 
 On a TPU VM (8 cores, global batch 256; training images as TFRecords on gs://,
 built once by `chroma data build coco:/data/coco?split=train2017 -o gs://bucket/coco-train`):
 
     chroma reproduce villarenteria --scale paper --strategy tpu --tpu local \\
-        --data gs://bucket/coco-train --coco /data/coco --backbone-weights imagenet
+        --data gs://bucket/coco-train --coco /data/coco --asset vgg16=imagenet
 
 or on several machines, each with TF_CONFIG set, `--strategy multiworker`. Captions
 reach the step as word ids made in tf.data, and no string enters the step.
@@ -62,6 +62,8 @@ from chroma.training import (
 
 PAPER = "villarenteria"
 TITLE = "Image Colorization with GANs and Image Captioning (Villa-Renteria et al.)"
+ASSETS = {"vgg16": "VGG-16's ImageNet weights for the trunk and the class oracle: imagenet (the Keras cache "
+                   "file), a local .h5, or none (random, with a warning)"}
 COLUMNS = ("mse_unit", "mse_8bit", "ssim", "psnr")
 
 # The public ChromaGAN release's generator loss weights and gradient penalty.
@@ -90,18 +92,18 @@ def settings(scale, coco=None, data=None):
 
 
 def vgg_weights(settings):
-    """VGG-16's weights (trunk and oracle) from BACKBONE_WEIGHTS: "imagenet" (Keras cache), a file, or "none".
+    """VGG-16's weights (trunk and oracle) from the asset vgg16: "imagenet" (Keras cache), a file, or "none".
 
     Paper scale without the flag stops with this message; "none" trains from
     random weights, with a warning (smoke runs always do).
     """
-    weights = settings.backbone_weights
+    weights = settings.assets.get("vgg16")
     if weights is None and not settings.smoke:
-        raise ValueError("SCALE=paper needs BACKBONE_WEIGHTS=imagenet (the Keras cache file), a local VGG-16 "
+        raise ValueError("SCALE=paper needs --asset vgg16=imagenet (the Keras cache file), a local VGG-16 "
                          "weights file, or 'none' to train from random weights")
     if weights in (None, "none"):
         if not settings.smoke:
-            warnings.warn("BACKBONE_WEIGHTS=none: VGG-16 trunk and class oracle start from random weights, so the "
+            warnings.warn("vgg16=none: VGG-16 trunk and class oracle start from random weights, so the "
                           "class loss has a meaningless target", stacklevel=2)
         return None
     return weights

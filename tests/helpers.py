@@ -33,8 +33,14 @@ def assert_reloads_identically(model, inputs, tmp_path):
     reloaded = keras.saving.load_model(path)
     assert type(reloaded) is type(model)
     assert _as_saved(reloaded.get_config()) == _as_saved(model.get_config())
-    np.testing.assert_allclose(reloaded(inputs), model(inputs), atol=1e-6)
+    keras.tree.map_structure(lambda actual, expected: np.testing.assert_allclose(actual, expected, atol=1e-6),
+                             reloaded(inputs), model(inputs))
     return reloaded
+
+
+def ab_of(generator, scaled_l, training=False):
+    """A generator's colours for scaled L alone."""
+    return generator({"L": scaled_l}, training=training)["ab"]
 
 
 # Parameter counts from layer sizes, so model tests check the structure rather than a copied number.

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from chroma import color
 from chroma.models.attention_unet import AttentionGate, AttentionUNetGenerator
-from helpers import assert_reloads_identically, trainable_count
+from helpers import ab_of, assert_reloads_identically, trainable_count
 
 
 def photo_l(size, names=("astronaut", "coffee")):
@@ -109,7 +109,7 @@ def test_generator_matches_the_papers_network_at_256(papers_generator):
     gates = [layer for layer in model.decoder.layers if isinstance(layer, AttentionGate)]
     assert [gate.intermediate_channels for gate in gates] == [256, 128, 64, 32]
 
-    ab = model(photo_l(256, names=("astronaut",)))
+    ab = ab_of(model, photo_l(256, names=("astronaut",)))
     assert ab.shape == (1, 256, 256, 2) and ab.dtype == "float32"
     assert np.abs(ab.numpy()).max() <= 1.0
 
@@ -122,7 +122,7 @@ def test_generator_initialisation_is_n_0_002_and_differs_between_layers(papers_g
 
 
 def test_small_generator_colours_photos_at_its_size():
-    ab = AttentionUNetGenerator(base_filters=8, depth=4)(photo_l(64), training=True)
+    ab = ab_of(AttentionUNetGenerator(base_filters=8, depth=4), photo_l(64), training=True)
     assert ab.shape == (2, 64, 64, 2) and ab.dtype == "float32"
     assert np.all(np.abs(ab.numpy()) <= 1.0) and np.isfinite(ab.numpy()).all()
 
@@ -130,27 +130,27 @@ def test_small_generator_colours_photos_at_its_size():
 def test_generator_rejects_sizes_it_cannot_halve_and_too_shallow_networks():
     model = AttentionUNetGenerator(base_filters=4, depth=4)
     with pytest.raises(ValueError, match="divisible by 8"):
-        model(tf.zeros((1, 36, 36, 1)))
-    assert model(tf.zeros((1, 40, 24, 1))).shape == (1, 40, 24, 2)
+        ab_of(model, tf.zeros((1, 36, 36, 1)))
+    assert ab_of(model, tf.zeros((1, 40, 24, 1))).shape == (1, 40, 24, 2)
     with pytest.raises(ValueError, match="depth >= 2"):
         AttentionUNetGenerator(depth=1)
 
 
 def test_generator_reloads_identically(tmp_path):
     model = AttentionUNetGenerator(base_filters=4, depth=3)
-    reloaded = assert_reloads_identically(model, photo_l(16), tmp_path)
+    reloaded = assert_reloads_identically(model, {"L": photo_l(16)}, tmp_path)
     assert (reloaded.base_filters, reloaded.depth) == (4, 3)
 
 
 def test_generator_output_is_float32_under_mixed_bfloat16(mixed_bfloat16):
     model = AttentionUNetGenerator(base_filters=4, depth=3)
     assert model.dtype_policy.compute_dtype == "bfloat16"
-    assert model(tf.random.uniform((1, 32, 32, 1), -1.0, 1.0), training=True).dtype == "float32"
+    assert ab_of(model, tf.random.uniform((1, 32, 32, 1), -1.0, 1.0), training=True).dtype == "float32"
 
 
 def test_a_tensorflow_checkpoint_restores_every_weight(tmp_path):
     trained, fresh = AttentionUNetGenerator(base_filters=4, depth=3), AttentionUNetGenerator(base_filters=4, depth=3)
-    trained(tf.random.uniform((2, 32, 32, 1), -1.0, 1.0), training=True)  # moves the batch norm statistics
+    ab_of(trained, tf.random.uniform((2, 32, 32, 1), -1.0, 1.0), training=True)  # moves the batch norm statistics
     path = tf.train.Checkpoint(model=trained).save(tmp_path / "checkpoint")
     tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
     # 3 encoder blocks of 10 variables; 2 decoder levels: up 5, gate 5, conv block 10; the 1x1 conv 2.

@@ -15,7 +15,7 @@ from chroma.models.blocks import keras_weights_cache
 from chroma.models.inception_embedding import KERAS_WEIGHTS_FILE, InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.segmentation_prior import SegmentationPrior
-from helpers import assert_reloads_identically, conv, photo_lab, trainable_count
+from helpers import ab_of, assert_reloads_identically, conv, photo_lab, trainable_count
 
 
 @keras.saving.register_keras_serializable(package="chroma_tests")
@@ -108,7 +108,7 @@ def test_koalarization_matches_table_4_at_256():
         (32, 32, 128), (64, 64, 128), (64, 64, 64), (64, 64, 64),
         (128, 128, 64), (128, 128, 32), (128, 128, 2), (256, 256, 2),
     ]  # fmt: skip
-    assert shape(model(keras.KerasTensor((1, 256, 256, 1)))) == (256, 256, 2)
+    assert shape(ab_of(model, keras.KerasTensor((1, 256, 256, 1)))) == (256, 256, 2)
 
 
 def test_inception_gan_generator_adds_table_1s_24_kernel_layer_for_the_prior():
@@ -123,7 +123,7 @@ def test_inception_gan_generator_adds_table_1s_24_kernel_layer_for_the_prior():
 
     assert trainable_count(model.segmenter) == 0
     scaled_l, _ = photo_lab(32)
-    ab = model(scaled_l)  # the prior comes from the segmenter: the generator still reads L alone
+    ab = ab_of(model, scaled_l)  # the prior comes from the segmenter: the generator still reads L alone
     assert ab.shape == (2, 32, 32, 2) and np.isfinite(ab.numpy()).all()
 
 
@@ -133,17 +133,17 @@ def test_without_inception_the_fusion_reads_the_encoder_alone():
     assert model.fusion.kernel.shape == (1, 1, 256, 256)
     assert trainable_count(model) == 5_827_200 + conv(1, 256, 256) + DECODER == 6_317_794
     scaled_l, _ = photo_lab(32)
-    assert model(scaled_l).shape == (2, 32, 32, 2)
+    assert ab_of(model, scaled_l).shape == (2, 32, 32, 2)
 
 
 def test_the_embedding_reaches_every_pixel():
     """The vector is copied to every position of the fused volume: changing it changes ab everywhere."""
     model = KoalarizationGenerator(TinyEmbedding(16))
     scaled_l, _ = photo_lab(32, names=("astronaut",))
-    before = model(scaled_l).numpy()
+    before = ab_of(model, scaled_l).numpy()
     bias = model.embedding.dense.bias
     bias.assign(tf.one_hot(3, 16) * 30.0)  # the probabilities become (almost) one-hot
-    after = model(scaled_l).numpy()
+    after = ab_of(model, scaled_l).numpy()
     assert (np.abs(after - before).max(axis=-1) > 0).all()
 
 
@@ -155,15 +155,15 @@ def test_output_spans_scaled_ab():
     last_conv.kernel.assign(tf.zeros_like(last_conv.kernel))
     for bias, ab in ((-20.0, -1.0), (0.0, 0.0), (20.0, 1.0)):
         last_conv.bias.assign(tf.fill(last_conv.bias.shape, bias))
-        np.testing.assert_allclose(model(scaled_l), ab, atol=1e-6)
+        np.testing.assert_allclose(ab_of(model, scaled_l), ab, atol=1e-6)
 
 
 def test_rejects_inputs_it_cannot_read():
     model = KoalarizationGenerator(segmenter=SegmentationPrior())
     with pytest.raises(ValueError, match="reads scaled L with 1 channel"):
-        model(tf.zeros((1, 32, 32, 3)))
+        ab_of(model, tf.zeros((1, 32, 32, 3)))
     with pytest.raises(ValueError, match="divisible by 8"):
-        KoalarizationGenerator()(tf.zeros((1, 36, 36, 1)))
+        ab_of(KoalarizationGenerator(), tf.zeros((1, 36, 36, 1)))
 
 
 @pytest.mark.parametrize("with_segmenter", [False, True])
@@ -171,7 +171,7 @@ def test_reloads_identically(with_segmenter, tmp_path):
     """The frozen stand-ins' random weights travel in the .keras file like any other weight."""
     scaled_l, _ = photo_lab(32)
     model = KoalarizationGenerator(TinyEmbedding(8), segmenter=SegmentationPrior() if with_segmenter else None)
-    reloaded = assert_reloads_identically(model, scaled_l, tmp_path)
+    reloaded = assert_reloads_identically(model, {"L": scaled_l}, tmp_path)
     assert isinstance(reloaded.embedding, TinyEmbedding)
     assert isinstance(reloaded.segmenter, SegmentationPrior) if with_segmenter else reloaded.segmenter is None
     assert trainable_count(reloaded.embedding) == 0
@@ -180,7 +180,7 @@ def test_reloads_identically(with_segmenter, tmp_path):
 
 def test_reloads_identically_without_embedding(tmp_path):
     scaled_l, _ = photo_lab(32)
-    assert assert_reloads_identically(KoalarizationGenerator(), scaled_l, tmp_path).embedding is None
+    assert assert_reloads_identically(KoalarizationGenerator(), {"L": scaled_l}, tmp_path).embedding is None
 
 
 def test_a_tensorflow_checkpoint_restores_every_weight(tmp_path):
@@ -196,7 +196,7 @@ def test_a_tensorflow_checkpoint_restores_every_weight(tmp_path):
 def test_outputs_are_float32_under_mixed_bfloat16(mixed_bfloat16, embedding):
     model = KoalarizationGenerator(TinyEmbedding(8) if embedding else None)
     assert model.dtype_policy.compute_dtype == "bfloat16"
-    ab = model(tf.random.uniform((1, 32, 32, 1), -1.0, 1.0), training=True)
+    ab = ab_of(model, tf.random.uniform((1, 32, 32, 1), -1.0, 1.0), training=True)
     assert ab.dtype == "float32"
 
 
@@ -248,7 +248,7 @@ def test_a_generator_with_a_savedmodel_embedding_reloads_identically(hub_classif
     generator = KoalarizationGenerator(InceptionEmbedding(source=hub_classifier[0]))
     assert generator.fusion.kernel.shape == (1, 1, 256 + 1001, 256)
     scaled_l, _ = photo_lab(32)
-    reloaded = assert_reloads_identically(generator, scaled_l, tmp_path)
+    reloaded = assert_reloads_identically(generator, {"L": scaled_l}, tmp_path)
     assert reloaded.embedding.source == hub_classifier[0]
 
 
@@ -306,10 +306,10 @@ def test_a_savedmodel_segmenter_is_resized_to_the_image(tmp_path):
 def test_the_prior_reaches_the_output():
     model = KoalarizationGenerator(segmenter=SegmentationPrior())
     scaled_l, _ = photo_lab(32)
-    inputs = model.conditioning({"L": scaled_l})
+    inputs = model.complete({"L": scaled_l})
     uniform = {**inputs, "prior": tf.fill(inputs["prior"].shape, 1 / 21)}
-    np.testing.assert_allclose(model(inputs), model(scaled_l), atol=1e-6)
-    assert np.abs(model(uniform) - model(inputs)).max() > 1e-6
+    np.testing.assert_allclose(model(inputs)["ab"], ab_of(model, scaled_l), atol=1e-6)
+    assert np.abs(model(uniform)["ab"] - model(inputs)["ab"]).max() > 1e-6
 
 
 def test_exported_inception_gan_colorizes_from_image_bytes_alone(tmp_path):
@@ -320,4 +320,4 @@ def test_exported_inception_gan_colorizes_from_image_bytes_alone(tmp_path):
     export_saved_model(model, tmp_path / "saved", image_size=32)
     colorize_lab = tf.saved_model.load(str(tmp_path / "saved")).signatures["colorize_lab"]
     scaled_l, _ = photo_lab(32)
-    np.testing.assert_allclose(colorize_lab(scaled_l=scaled_l)["scaled_ab"], model(scaled_l), atol=1e-5)
+    np.testing.assert_allclose(colorize_lab(scaled_l=scaled_l)["scaled_ab"], ab_of(model, scaled_l), atol=1e-5)

@@ -6,13 +6,14 @@ import pytest
 import tensorflow as tf
 
 from chroma.data import make_dataset, samples
+from chroma.models.generator import BatchInput, Generator
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.segmentation_prior import SegmentationPrior
 from chroma.reproduce import load_experiment, select_runs
 from chroma.training import ConditionalGAN, stack_batches
 from chroma.training.embedding_cache import compute_embeddings, with_cached_embeddings
-from helpers import trainable_count
+from helpers import ab_of, trainable_count
 from test_bruvik_models import TinyEmbedding
 
 SIZE = 32
@@ -77,16 +78,16 @@ def test_a_batch_with_a_cached_embedding_skips_the_network():
     assert int(embedding.images.numpy()) == 0
     # The cached vector is what the generator fuses.
     generator = model.generator
-    with_vector = generator({**generator.conditioning(batch), "embedding": vector})
-    np.testing.assert_allclose(generator(generator.conditioning({**batch, "embedding": vector})), with_vector)
-    assert np.abs(generator(batch["L"]) - with_vector).max() > 1e-6
+    with_vector = generator({**generator.complete(batch), "embedding": vector})["ab"]
+    np.testing.assert_allclose(generator(generator.complete({**batch, "embedding": vector}))["ab"], with_vector)
+    assert np.abs(ab_of(generator, batch["L"]) - with_vector).max() > 1e-6
 
 
 def test_settings_cache_embeddings_computes_each_vector_once_before_training(tmp_path, capsys):
     from chroma.training import Run, Settings, train
     from test_training import tiny_discriminator
 
-    class EmbeddingShift(keras.Model):
+    class EmbeddingShift(Generator):
         """ab from L shifted by a map of the embedding: KoalarizationGenerator's interface at the smallest size."""
 
         def __init__(self, embedding):
@@ -94,12 +95,14 @@ def test_settings_cache_embeddings_computes_each_vector_once_before_training(tmp
             self.embedding = embedding
             self.conv = keras.layers.Conv2D(2, 3, padding="same")
             self.shift = keras.layers.Dense(2)
+            self.build({"L": (None, None, None, 1)})
 
-        def conditioning(self, batch):
-            return {"L": batch["L"], "embedding": batch["embedding"] if "embedding" in batch else self.embedding(batch["L"])}
+        def batch_inputs(self):
+            return {"embedding": BatchInput("L", self.embedding, per_image=True)}
 
-        def call(self, inputs, training=False):
-            return keras.ops.tanh(self.conv(inputs["L"]) + self.shift(inputs["embedding"])[:, None, None, :])
+        def call(self, batch, training=False):
+            inputs = self.complete(batch)
+            return {"ab": keras.ops.tanh(self.conv(inputs["L"]) + self.shift(inputs["embedding"])[:, None, None, :])}
 
     embedding = StepCountingEmbedding()
     run = Run("cached", "a generator reading a cached embedding",
@@ -153,7 +156,7 @@ def bruvik(monkeypatch):
 
 
 def test_table_2s_rows_are_switches_of_one_generator(bruvik):
-    settings = bruvik.settings("paper", coco="/data/coco")._replace(segmenter="random")
+    settings = bruvik.settings("paper", coco="/data/coco")._replace(assets={"deeplabv3": "random"})
     assert (settings.image_size, settings.batch_size, settings.epochs) == (256, 64, 15)
     runs = {run.key: run for run in select_runs(bruvik)}
     full = 5_845_224 + 322_048 + 424_802  # table 1's encoder, fusion 1257 -> 256, decoder
@@ -170,7 +173,7 @@ def test_table_2s_rows_are_switches_of_one_generator(bruvik):
         generator = model.generator
         assert (generator.embedding is not None, generator.segmenter is not None) == (inception, segmentation), key
         assert trainable_count(generator) == parameters, key
-        assert model(tf.zeros((1, 256, 256, 1))).shape == (1, 256, 256, 2)
+        assert model({"L": tf.zeros((1, 256, 256, 1))}).shape == (1, 256, 256, 2)
         assert (runs[key].pretrain is not None) == (key not in ("no_pretraining", "koalarization")), key
     assert trainable_count(runs["ours"].build(settings).discriminator) == 2_765_633  # the 70x70 PatchGAN
 
@@ -199,7 +202,7 @@ def test_the_recipe_follows_sections_5_5_and_5_6(bruvik):
 def test_paper_scale_asks_for_the_pretrained_networks():
     bruvik = load_experiment("bruvik")
     settings = bruvik.settings("paper", coco="/data/coco")
-    with pytest.raises(ValueError, match="BACKBONE_WEIGHTS="):
+    with pytest.raises(ValueError, match="--asset inception="):
         bruvik.inception(settings)
-    with pytest.raises(ValueError, match="SEGMENTER="):
+    with pytest.raises(ValueError, match="--asset deeplabv3="):
         bruvik.segmenter(settings)

@@ -88,7 +88,7 @@ def nonzero_film(generator, seed=0):
 def test_model_b_at_224_adds_a_caption_channel_and_drops_the_class_head(generators224):
     """47,644,526 parameters: ChromaGAN's ab branch, a 4th block1_conv1 input channel and the caption channel."""
     generator = generators224["channel"]
-    ab = generator({"L": scaled_l(224, batch=1), "caption": CAPTIONS[:1]})
+    ab = generator({"L": scaled_l(224, batch=1), "caption": CAPTIONS[:1]})["ab"]
     assert ab.shape == (1, 224, 224, 2) and ab.dtype == tf.float32
     assert np.all(np.abs(ab) <= 1.0)
     assert generator.trunk.input.shape == (None, 224, 224, 4)
@@ -108,7 +108,7 @@ def test_model_b_at_224_adds_a_caption_channel_and_drops_the_class_head(generato
 def test_model_b_output_follows_the_caption(small):
     generator = small["channel"]
     same_image = tf.repeat(scaled_l(batch=1), 2, axis=0)
-    ab = generator({"L": same_image, "caption": CAPTIONS}).numpy()
+    ab = generator({"L": same_image, "caption": CAPTIONS})["ab"].numpy()
     assert np.abs(ab[0] - ab[1]).max() > 1e-6
 
 
@@ -133,12 +133,16 @@ def test_model_b_trunk_takes_a_local_vgg_file_but_for_the_caption_slice(tmp_path
 def test_model_c_at_224_modulates_nine_blocks(generators224):
     """49,691,866 parameters: ChromaGAN's ab branch, the bidirectional LSTM and 9 FiLM layers (no bias)."""
     generator = generators224["film"]
-    ab = generator({"L": scaled_l(224, batch=1), "caption": CAPTIONS[:1]})
+    ab = generator({"L": scaled_l(224, batch=1), "caption": CAPTIONS[:1]})["ab"]
     assert ab.shape == (1, 224, 224, 2) and ab.dtype == tf.float32
     assert not hasattr(generator, "classifier")
-    trunk_layers = generator.trunk.layers[1:]  # after the input layer
-    ends = [trunk_layers[position].name for _, network, position, _ in FILM_BLOCKS if network == "trunk"]
+    ends = [layer for _, network, layer, _ in FILM_BLOCKS if network == generator.trunk.name]
     assert ends == ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"]
+    # Each block's last layer is one of its sub-network's, with as many channels as its FiLM modulates.
+    networks = {network.name: network for network in
+                (generator.trunk, generator.global_features, generator.mid_level, generator.colorization)}
+    for _, network, layer, channels in FILM_BLOCKS:
+        assert networks[network].get_layer(layer).output.shape[-1] == channels, layer
     encoder = CAPTION_IDS * 300 + 2 * 4 * 150 * (300 + 150 + 1)  # 300-d words, 150 LSTM units a direction
     assert generator.caption_encoder.count_params() == encoder
     films = 0
@@ -160,10 +164,10 @@ def test_model_c_with_zero_film_is_chromagan_then_follows_the_caption(small):
     for name in CHROMAGAN_AB_BRANCH:
         getattr(reference, name).set_weights(getattr(generator, name).get_weights())
     same_image = tf.repeat(scaled_l(batch=1), 2, axis=0)
-    ab = generator({"L": same_image, "caption": CAPTIONS})
-    np.testing.assert_array_equal(ab, reference(same_image)["ab"])
+    ab = generator({"L": same_image, "caption": CAPTIONS})["ab"]
+    np.testing.assert_array_equal(ab, reference({"L": same_image})["ab"])
     with nonzero_film(generator):
-        ab = generator({"L": same_image, "caption": CAPTIONS}).numpy()
+        ab = generator({"L": same_image, "caption": CAPTIONS})["ab"].numpy()
     assert np.abs(ab[0] - ab[1]).max() > 1e-6
 
 
@@ -201,7 +205,7 @@ def caption_loss(generator, inputs, training=False):
 def test_captioner_predicts_every_word_from_the_words_before(small, captioners, flavour):
     """caption_logits[:, t] predicts tokens[:, t] and reads tokens before t only."""
     generator = captioners[flavour]
-    inputs = generator.conditioning({"L": scaled_l(), "caption": CAPTIONS})
+    inputs = generator.complete({"L": scaled_l(), "caption": CAPTIONS})
     outputs = generator(inputs)
     assert set(outputs) == {"ab", "caption_logits"}
     assert outputs["ab"].shape == (2, SMALL, SMALL, 2)
@@ -242,7 +246,7 @@ def test_colour_captioner_reads_the_colorization_and_gray_the_unmodulated_trunk(
 def test_caption_loss_trains_what_its_flavour_reads(captioners, flavour):
     """Both train the VGG trunk; only C.1's loss reaches the ab output convolution and the FiLM layers."""
     generator = captioners[flavour]
-    inputs = generator.conditioning({"L": scaled_l(), "caption": CAPTIONS})
+    inputs = generator.complete({"L": scaled_l(), "caption": CAPTIONS})
     watched = {
         "decoder": generator.caption_decoder.trainable_weights,
         "trunk": generator.trunk.get_layer("block1_conv1").trainable_weights,
@@ -270,7 +274,7 @@ def test_captioner_leaves_the_colorization_unchanged(small, captioners):
             getattr(generator, name).set_weights(getattr(reference, name).get_weights())
         inputs = {"L": scaled_l(), "caption": CAPTIONS}
         with nonzero_film(generator), nonzero_film(reference):
-            np.testing.assert_array_equal(generator(inputs)["ab"], reference(inputs))
+            np.testing.assert_array_equal(generator(inputs)["ab"], reference(inputs)["ab"])
     finally:
         generator.set_weights(saved)
 
@@ -305,7 +309,9 @@ def test_one_conditional_gan_train_step_trains_the_captioner():
         run_eagerly=True,
     )
     ab = tf.random.stateless_uniform((2, SMALL, SMALL, 2), seed=(1, 2), minval=-1.0, maxval=1.0)
-    logs = model.train_on_batch({"L": scaled_l(), "ab": ab, "caption": CAPTIONS}, return_dict=True)
+    # The batch as chroma.training.train makes it in tf.data: the caption loss's target, the tokens, in it.
+    batch = {**generator.complete({"L": scaled_l(), "caption": CAPTIONS}), "ab": ab}
+    logs = model.train_on_batch(batch, return_dict=True)
     # An untrained captioner is near uniform over the caption ids: a cross-entropy near log(1502).
     assert abs(logs["g_caption_loss"] - np.log(CAPTION_IDS)) < 0.5
     after = [weight.numpy() for weight in generator.caption_decoder.weights]
@@ -319,12 +325,12 @@ def test_one_conditional_gan_train_step_trains_the_captioner():
 def test_strings_and_tokens_give_the_same_ab(small, mode):
     generator = small[mode]
     batch = {"L": scaled_l(), "caption": CAPTIONS}
-    inputs = generator.conditioning(batch)
+    inputs = generator.complete(batch)
     assert set(inputs) == {"L", "tokens"}
     np.testing.assert_array_equal(inputs["tokens"], generator.tokenizer(CAPTIONS))
     assert inputs["tokens"].shape == (2, 16)
     with nonzero_film(generator) if mode == "film" else contextlib.nullcontext():
-        np.testing.assert_array_equal(generator(inputs), generator(batch))
+        np.testing.assert_array_equal(generator(inputs)["ab"], generator(batch)["ab"])
 
 
 @pytest.mark.parametrize("mode", ["channel", "film"])
@@ -364,13 +370,15 @@ def test_outputs_are_float32_under_mixed_bfloat16(mixed_bfloat16, mode, captioni
     generator = CaptionChromaGANGenerator(VOCABULARY, mode=mode, captioning=captioning, image_size=SMALL)
     assert generator.dtype_policy.compute_dtype == "bfloat16"
     outputs = generator({"L": scaled_l(), "caption": CAPTIONS}, training=True)
-    for output in outputs.values() if captioning else [outputs]:
+    assert set(outputs) == ({"ab", "caption_logits"} if captioning else {"ab"})
+    for output in outputs.values():
         assert output.dtype == tf.float32
 
 
 def test_generators_refuse_what_they_cannot_read(small):
-    with pytest.raises(ValueError, match="needs a caption"):
-        small["channel"](scaled_l())
+    # The caption is an input wherever the generator runs: a batch with neither caption nor tokens is refused.
+    with pytest.raises(ValueError, match="reads 'tokens', made from 'caption'; the batch has neither"):
+        small["channel"]({"L": scaled_l()})
     with pytest.raises(ValueError, match="needs 64x64"):
         small["film"]({"L": scaled_l(96), "caption": CAPTIONS})
     with pytest.raises(ValueError, match="divisible by 32"):
@@ -381,7 +389,7 @@ def test_generators_refuse_what_they_cannot_read(small):
         CaptionChromaGANGenerator(VOCABULARY, mode="channel", captioning="gray")
     with pytest.raises(ValueError, match="captioning must be one of"):
         CaptionChromaGANGenerator(VOCABULARY, mode="film", captioning="color")
-    assert isinstance(small["film"]({"L": scaled_l(), "caption": CAPTIONS}), tf.Tensor)  # no captioner: ab alone
+    assert set(small["film"]({"L": scaled_l(), "caption": CAPTIONS})) == {"ab"}  # no captioner: ab alone
 
 
 def test_exported_model_c_colorizes_image_bytes_by_their_caption(small, tmp_path):

@@ -61,7 +61,7 @@ def oracle():
 
 
 def test_generator_at_224_gives_ab_and_class_logits(generator224):
-    outputs = generator224(scaled_l(224, batch=1), training=False)
+    outputs = generator224({"L": scaled_l(224, batch=1)}, training=False)
     assert set(outputs) == {"ab", "class_logits"}
     assert outputs["ab"].shape == (1, 224, 224, 2) and outputs["ab"].dtype == tf.float32
     assert outputs["class_logits"].shape == (1, 1000) and outputs["class_logits"].dtype == tf.float32
@@ -96,7 +96,7 @@ def test_generator_trunk_reads_l_over_100_tiled_to_three_channels(small_generato
     levels = tf.constant([-1.0, 0.0, 1.0])[:, None, None, None]
     trunk_input = tf.constant([0.0, 0.5, 1.0])[:, None, None, None] * tf.ones((3, SMALL, SMALL, 3))
     expected = generator.classifier(generator.global_features(generator.trunk(trunk_input)))
-    logits = generator(levels * tf.ones((3, SMALL, SMALL, 1)))["class_logits"]
+    logits = generator({"L": levels * tf.ones((3, SMALL, SMALL, 1))})["class_logits"]
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -111,14 +111,14 @@ def test_generator_loads_a_local_vgg_file_and_reloads_without_it(small_generator
     reloaded = keras.saving.load_model(path)
     assert type(reloaded) is ChromaGANGenerator and reloaded.get_config() == generator.get_config()
     assert reloaded.vgg_weights == generator.vgg_weights
-    # helpers.assert_reloads_identically compares one output; this model returns a dict of two.
-    expected, actual = generator(scaled_l(SMALL)), reloaded(scaled_l(SMALL))
+    # Both outputs reload the same, the class head's too.
+    expected, actual = generator({"L": scaled_l(SMALL)}), reloaded({"L": scaled_l(SMALL)})
     for key in ("ab", "class_logits"):
         np.testing.assert_allclose(actual[key], expected[key], atol=1e-6)
 
 
 def test_small_generator_shapes(small_generator):
-    outputs = small_generator[0](scaled_l(SMALL))
+    outputs = small_generator[0]({"L": scaled_l(SMALL)})
     assert outputs["ab"].shape == (2, SMALL, SMALL, 2)
     assert outputs["class_logits"].shape == (2, 1000)
 
@@ -127,7 +127,7 @@ def test_generator_rejects_sizes_it_cannot_read(small_generator):
     with pytest.raises(ValueError, match="divisible by 32"):
         ChromaGANGenerator(image_size=100)
     with pytest.raises(ValueError, match="needs 64x64"):
-        small_generator[0](scaled_l(96))
+        small_generator[0]({"L": scaled_l(96)})
 
 
 # Critic
@@ -207,7 +207,7 @@ def test_imagenet_weights_are_never_downloaded(tmp_path, monkeypatch):
 def test_outputs_are_float32_under_mixed_bfloat16(mixed_bfloat16):
     generator = ChromaGANGenerator(image_size=SMALL)
     assert generator.dtype_policy.compute_dtype == "bfloat16"
-    outputs = generator(scaled_l(SMALL), training=True)
+    outputs = generator({"L": scaled_l(SMALL)}, training=True)
     assert outputs["ab"].dtype == outputs["class_logits"].dtype == tf.float32
     assert ChromaGANCritic()(tf.zeros((1, SMALL, SMALL, 3))).dtype == tf.float32
 

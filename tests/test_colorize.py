@@ -14,6 +14,7 @@ from chroma.colorize import output_path
 from chroma.data import MAX_PIXELS, load_rgb
 from chroma.export import export_saved_model
 from chroma.models.unet import UNetGenerator
+from chroma.models.network_generator import NetworkGenerator
 
 IMAGE_SIZE = 16
 
@@ -21,11 +22,11 @@ IMAGE_SIZE = 16
 @pytest.fixture(scope="module")
 def generator():
     keras.utils.set_random_seed(0)
-    return keras.Sequential([
+    return NetworkGenerator(keras.Sequential([
         keras.Input((None, None, 1)),
         keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
         keras.layers.Conv2D(2, 3, padding="same", activation="tanh"),
-    ])
+    ]))
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,7 @@ def test_critic_trains_a_wgan_gp_with_several_critic_steps(tmp_path):
         g_optimizer=keras.optimizers.Adam(1e-4, beta_1=0.5), d_optimizer=keras.optimizers.Adam(1e-4, beta_1=0.5),
         adversarial_loss="wgan-gp",
     )
-    model(scaled_l)  # builds the wrapper, so it saves without a warning
+    model({"L": scaled_l})  # builds the wrapper, so it saves without a warning
     batches = stack_batches(tf.data.Dataset.from_tensor_slices(batch).batch(2), 2)
     history = model.fit(batches, epochs=1, shuffle=False, verbose=0).history
     assert int(model.d_optimizer.iterations) == 2 and int(model.g_optimizer.iterations) == 1

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from chroma.models.iizuka import IizukaColorizer
 from chroma.models.resnet_cnn import ResNetCNN
-from helpers import assert_reloads_identically, photo_lab, trainable_count
+from helpers import ab_of, assert_reloads_identically, photo_lab, trainable_count
 
 
 def conv(kernel_size, inputs, outputs, bias=True):
@@ -54,22 +54,22 @@ def test_resnet_cnn_is_resnet18_cut_after_layer2_with_an_upsampling_head():
         assert [shape(tensor) for tensor in features] == [
             (size // 2, size // 2, 64), (size // 4, size // 4, 64), (size // 8, size // 8, 128)
         ]
-        assert shape(model(keras.KerasTensor((1, size, size, 1)))) == (size, size, 2)
+        assert shape(ab_of(model, keras.KerasTensor((1, size, size, 1)))) == (size, size, 2)
 
     scaled_l, _ = photo_lab(224, names=("astronaut",))
-    ab = model(scaled_l, training=True)
+    ab = ab_of(model, scaled_l, training=True)
     assert ab.shape == (1, 224, 224, 2) and ab.dtype == "float32" and np.isfinite(ab.numpy()).all()
     assert not getattr(model, "has_classifier", False)
 
 
 def test_resnet_cnn_rejects_sizes_it_cannot_bring_back():
     with pytest.raises(ValueError, match="divisible by 8"):
-        ResNetCNN()(tf.zeros((1, 36, 36, 1)))
+        ab_of(ResNetCNN(), tf.zeros((1, 36, 36, 1)))
 
 
 def test_resnet_cnn_reloads_identically(tmp_path):
     scaled_l, _ = photo_lab(32)
-    assert_reloads_identically(ResNetCNN(), scaled_l, tmp_path)
+    assert_reloads_identically(ResNetCNN(), {"L": scaled_l}, tmp_path)
 
 
 # CNN + classifier, section 3.2
@@ -106,7 +106,7 @@ def test_iizuka_matches_section_3_2_1_at_224(iizuka_224):
     assert shape(model.classifier(for_classifier)) == (27,)
 
     scaled_l, _ = photo_lab(224, names=("astronaut",))
-    outputs = model(scaled_l)
+    outputs = model({"L": scaled_l})
     assert outputs["ab"].shape == (1, 224, 224, 2) and outputs["class_logits"].shape == (1, 27)
     assert outputs["ab"].dtype == outputs["class_logits"].dtype == "float32"
     assert model.has_classifier
@@ -118,7 +118,7 @@ def test_classification_loss_trains_only_classifier_global_and_low_level_network
     model = iizuka_224
     scaled_l, scaled_ab = photo_lab(224, names=("astronaut",))
     with tf.GradientTape(persistent=True) as tape:
-        outputs = model(scaled_l, training=True)
+        outputs = model({"L": scaled_l}, training=True)
         cross_entropy = keras.losses.sparse_categorical_crossentropy(
             tf.constant([5]), outputs["class_logits"], from_logits=True
         )
@@ -145,7 +145,7 @@ def test_iizuka_rejects_sizes_its_global_network_cannot_read():
     with pytest.raises(ValueError, match="divisible by 32"):
         IizukaColorizer(num_classes=3, image_size=100)
     with pytest.raises(ValueError, match=r"needs 32x32 inputs, got \(64, 64\)"):
-        IizukaColorizer(num_classes=3, image_size=32)(tf.zeros((1, 64, 64, 1)))
+        ab_of(IizukaColorizer(num_classes=3, image_size=32), tf.zeros((1, 64, 64, 1)))
 
 
 def assert_iizuka_reloads_identically(model, inputs, tmp_path):
@@ -162,7 +162,8 @@ def assert_iizuka_reloads_identically(model, inputs, tmp_path):
 
 def test_iizuka_reloads_identically(tmp_path):
     scaled_l, _ = photo_lab(64)
-    reloaded = assert_iizuka_reloads_identically(IizukaColorizer(num_classes=5, image_size=64), scaled_l, tmp_path)
+    reloaded = assert_iizuka_reloads_identically(IizukaColorizer(num_classes=5, image_size=64), {"L": scaled_l},
+                                                 tmp_path)
     assert (reloaded.num_classes, reloaded.image_size) == (5, 64)
 
 
@@ -175,11 +176,6 @@ TINY_MODELS = {
 }
 
 
-def predicted_ab(model, scaled_l):
-    outputs = model(scaled_l, training=False)
-    return outputs["ab"] if isinstance(outputs, dict) else outputs
-
-
 @pytest.mark.parametrize("name", TINY_MODELS)
 def test_output_spans_scaled_ab(name):
     """The last convolution's activation (tanh; Iizuka's sigmoid mapped by 2s - 1) covers [-1, 1], gray at 0."""
@@ -190,7 +186,7 @@ def test_output_spans_scaled_ab(name):
     last_conv.kernel.assign(tf.zeros_like(last_conv.kernel))
     for bias, ab in ((-20.0, -1.0), (0.0, 0.0), (20.0, 1.0)):
         last_conv.bias.assign(tf.fill(last_conv.bias.shape, bias))
-        np.testing.assert_allclose(predicted_ab(model, scaled_l), ab, atol=1e-6)
+        np.testing.assert_allclose(ab_of(model, scaled_l), ab, atol=1e-6)
 
 
 def assert_same_weights(first, second):
@@ -202,7 +198,7 @@ def assert_same_weights(first, second):
 @pytest.mark.parametrize("name", TINY_MODELS)
 def test_a_tensorflow_checkpoint_restores_every_weight(name, tmp_path):
     trained, fresh = TINY_MODELS[name](), TINY_MODELS[name]()
-    trained(tf.random.uniform((2, 32, 32, 1), -1.0, 1.0), training=True)  # moves any batch norm statistics
+    ab_of(trained, tf.random.uniform((2, 32, 32, 1), -1.0, 1.0), training=True)  # moves any batch norm statistics
     path = tf.train.Checkpoint(model=trained).save(tmp_path / "checkpoint")
     tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
     assert_same_weights(trained, fresh)
@@ -212,6 +208,7 @@ def test_a_tensorflow_checkpoint_restores_every_weight(name, tmp_path):
 def test_outputs_are_float32_under_mixed_bfloat16(mixed_bfloat16, name):
     model = TINY_MODELS[name]()
     assert model.dtype_policy.compute_dtype == "bfloat16"
-    outputs = model(tf.random.uniform((1, 32, 32, 1), -1.0, 1.0), training=True)
-    for output in outputs.values() if isinstance(outputs, dict) else [outputs]:
+    outputs = model({"L": tf.random.uniform((1, 32, 32, 1), -1.0, 1.0)}, training=True)
+    assert "ab" in outputs
+    for output in outputs.values():
         assert output.dtype == "float32"

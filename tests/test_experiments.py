@@ -10,7 +10,8 @@ from chroma.models.dcgan_critic import DCGANCritic
 from chroma.models.iizuka import IizukaColorizer
 from chroma.models.inception_embedding import InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
-from chroma.reproduce import EXPERIMENTS_DIR, load_experiment, select_runs
+from chroma import cli
+from chroma.reproduce import EXPERIMENTS_DIR, load_experiment, reproduce, select_runs
 from helpers import trainable_count
 
 
@@ -184,3 +185,30 @@ def test_villarenteria_runs_build_their_generators(smoke_models):
     assert isinstance(built["model_b"], CaptionChromaGANGenerator)
     # The vocabulary is the training captions' words (the bundled photos' hand-written captions).
     assert "astronaut" in built["model_b"].tokenizer.get_vocabulary()
+
+
+def test_a_recipes_asset_reaches_its_runs_and_a_missing_file_says_how_to_do_without(tmp_path):
+    nampouri = load_experiment("nampouri")
+    missing = tmp_path / "resnet_18_imagenet"
+    settings = nampouri.settings("paper", coco="/data/coco")._replace(assets={"resnet18": str(missing)})
+    _, resnet_run = select_runs(nampouri)
+    with pytest.raises(FileNotFoundError, match="--asset resnet18=none") as error:
+        resnet_run.build(settings)
+    assert str(missing) in str(error.value)
+
+
+def test_an_asset_no_recipe_reads_is_refused_with_the_ones_it_does(tmp_path):
+    with pytest.raises(ValueError, match="nampouri reads no asset named vgg16. Its assets:\n  resnet18: ") as error:
+        reproduce(load_experiment("nampouri"), "smoke", runs_root=tmp_path, assets={"vgg16": "imagenet"})
+    assert "lpips" not in str(error.value)  # nampouri's table has no LPIPS column
+    # agosti's table has FID and LPIPS, so their weights are its assets.
+    with pytest.raises(ValueError, match="Its assets:\n  lpips: .*\n  fid: "):
+        reproduce(load_experiment("agosti"), "smoke", runs_root=tmp_path, assets={"resnet18": "none"})
+    assert not any(tmp_path.iterdir())  # refused before any training
+
+
+def test_asset_arguments_are_name_equals_path(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["reproduce", "nampouri", "--asset", "resnet18"])
+    assert exit_info.value.code == 2
+    assert "expected NAME=PATH, got 'resnet18'" in capsys.readouterr().err

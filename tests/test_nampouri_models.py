@@ -9,10 +9,12 @@ import pytest
 import tensorflow as tf
 
 from chroma.models.blocks import SwitchableDropout
+from chroma.models.generator import Generator
 from chroma.models.patchgan import PatchDiscriminator
-from chroma.models.resnet_unet import KERAS_HUB_CONFIG, ResNetUNetGenerator
+from chroma.models.resnet18 import KERAS_HUB_CONFIG
+from chroma.models.resnet_unet import ResNetUNetGenerator
 from chroma.models.unet import UNetGenerator
-from helpers import assert_reloads_identically, photo_lab, trainable_count
+from helpers import ab_of, assert_reloads_identically, photo_lab, trainable_count
 
 
 def symbolic_shapes(tensors):
@@ -49,7 +51,7 @@ def test_unet_matches_figures_10_and_11_at_256():
     assert has_dropout == [True, True, True] + [False] * 5
 
     scaled_l, _ = photo_lab(256, names=("astronaut",))
-    ab = model(scaled_l)
+    ab = ab_of(model, scaled_l)
     assert ab.shape == (1, 256, 256, 2) and ab.dtype == "float32"
     assert np.abs(ab.numpy()).max() <= 1.0
 
@@ -70,7 +72,7 @@ def test_unet_initialisation_is_n_0_002_and_differs_between_layers():
 
 def test_small_unet_colours_a_photo_at_its_size():
     scaled_l, _ = photo_lab(32)
-    ab = UNetGenerator(base_filters=8, depth=5)(scaled_l, training=True)
+    ab = ab_of(UNetGenerator(base_filters=8, depth=5), scaled_l, training=True)
     assert ab.shape == (2, 32, 32, 2) and ab.dtype == "float32"
     assert np.all(np.abs(ab.numpy()) <= 1.0) and np.isfinite(ab.numpy()).all()
 
@@ -78,22 +80,23 @@ def test_small_unet_colours_a_photo_at_its_size():
 def test_unet_rejects_sizes_it_cannot_halve_depth_times():
     model = UNetGenerator(base_filters=4, depth=4)
     with pytest.raises(ValueError, match="divisible by 16"):
-        model(tf.zeros((1, 24, 24, 1)))
+        ab_of(model, tf.zeros((1, 24, 24, 1)))
 
 
 @pytest.mark.parametrize("at_inference", [True, False])
 def test_unet_dropout_at_inference_is_an_option(at_inference):
     scaled_l, _ = photo_lab(32)
     model = UNetGenerator(base_filters=8, depth=5, dropout_at_inference=at_inference)
-    first, second = model(scaled_l, training=False).numpy(), model(scaled_l, training=False).numpy()
+    first, second = ab_of(model, scaled_l).numpy(), ab_of(model, scaled_l).numpy()
     assert np.array_equal(first, second) != at_inference
-    assert not np.array_equal(model(scaled_l, training=True).numpy(), model(scaled_l, training=True).numpy())
+    assert not np.array_equal(ab_of(model, scaled_l, training=True).numpy(),
+                              ab_of(model, scaled_l, training=True).numpy())
 
 
 def test_unet_reloads_identically(tmp_path):
     scaled_l, _ = photo_lab(16)
     model = UNetGenerator(base_filters=4, depth=3, dropout=0.25)
-    reloaded = assert_reloads_identically(model, scaled_l, tmp_path)
+    reloaded = assert_reloads_identically(model, {"L": scaled_l}, tmp_path)
     assert (reloaded.base_filters, reloaded.depth, reloaded.dropout) == (4, 3, 0.25)
 
 
@@ -120,12 +123,12 @@ def test_resnet_unet_matches_figures_12_and_13_at_256():
     assert symbolic_shapes(model.decoder(features)) == [
         (16, 16, 256), (32, 32, 128), (64, 64, 64), (128, 128, 64), (256, 256, 2)
     ]
-    assert model(keras.KerasTensor((1, 256, 256, 1))).shape == (1, 256, 256, 2)
+    assert ab_of(model, keras.KerasTensor((1, 256, 256, 1))).shape == (1, 256, 256, 2)
 
 
 def test_resnet_unet_colours_a_small_photo_at_its_size():
     scaled_l, _ = photo_lab(64)
-    ab = ResNetUNetGenerator(backbone_weights="none")(scaled_l, training=True)
+    ab = ab_of(ResNetUNetGenerator(backbone_weights="none"), scaled_l, training=True)
     assert ab.shape == (2, 64, 64, 2) and ab.dtype == "float32"
     assert np.all(np.abs(ab.numpy()) <= 1.0) and np.isfinite(ab.numpy()).all()
 
@@ -190,7 +193,7 @@ def test_keras_hub_weights_of_the_wrong_shape_name_the_entry(tmp_path):
 
 
 def test_missing_backbone_weights_say_how_to_train_without_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--backbone-weights none") as missing:
+    with pytest.raises(FileNotFoundError, match="--asset resnet18=none") as missing:
         ResNetUNetGenerator(backbone_weights=str(tmp_path / "resnet_18_imagenet"))
     assert "resnet_18_imagenet" in str(missing.value) and "kagglehub" in str(missing.value)
     (tmp_path / "empty").mkdir()
@@ -204,7 +207,7 @@ def test_resnet_unet_reloads_without_its_backbone_file(tmp_path):
     model = ResNetUNetGenerator(backbone_weights=str(path))
     path.unlink()  # a saved generator carries its encoder: the pretrained file is not needed to load it
     scaled_l, _ = photo_lab(32)
-    assert_reloads_identically(model, scaled_l, tmp_path)
+    assert_reloads_identically(model, {"L": scaled_l}, tmp_path)
 
 
 # PatchGAN discriminator, appendix A.3
@@ -256,12 +259,17 @@ TINY_MODELS = {
 }
 
 
+def run(model, inputs, training):
+    """A generator's ab for scaled L, or the discriminator's logits for an image."""
+    return ab_of(model, inputs, training) if isinstance(model, Generator) else model(inputs, training=training)
+
+
 @pytest.mark.parametrize("name", TINY_MODELS)
 def test_a_tensorflow_checkpoint_restores_every_weight(name, tmp_path):
     build, channels = TINY_MODELS[name]
     trained, fresh = build(), build()
     inputs = tf.random.uniform((2, 32, 32, channels), -1.0, 1.0)
-    trained(inputs, training=True)  # moves the batch norm statistics away from their initial values
+    run(trained, inputs, training=True)  # moves the batch norm statistics away from their initial values
     path = tf.train.Checkpoint(model=trained).save(tmp_path / "checkpoint")
     tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
     assert_same_weights(trained, fresh)
@@ -272,5 +280,5 @@ def test_outputs_are_float32_under_mixed_bfloat16(mixed_bfloat16, name):
     build, channels = TINY_MODELS[name]
     model = build()
     assert model.dtype_policy.compute_dtype == "bfloat16"
-    outputs = model(tf.random.uniform((1, 32, 32, channels), -1.0, 1.0), training=True)
+    outputs = run(model, tf.random.uniform((1, 32, 32, channels), -1.0, 1.0), training=True)
     assert outputs.dtype == "float32"

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from chroma.models.pixel_tcl import PixelTransposedConv2D
 from chroma.models.pixel_unet import PixelUNetGenerator
-from helpers import assert_reloads_identically, trainable_count
+from helpers import ab_of, assert_reloads_identically, trainable_count
 
 # Output pixel of each intermediate map in every 2x2 cell: (row, column) offsets.
 PIXELS = [(0, 0), (1, 1), (1, 0), (0, 1)]
@@ -156,7 +156,7 @@ def test_pixel_unet_has_the_paper_shape_and_about_69_million_parameters():
         (2, 2, 512), (4, 4, 512), (8, 8, 512), (16, 16, 512),
         (32, 32, 256), (64, 64, 128), (128, 128, 64), (256, 256, 2),
     ]  # fmt: skip
-    assert model(keras.KerasTensor((1, 256, 256, 1))).shape == (1, 256, 256, 2)
+    assert ab_of(model, keras.KerasTensor((1, 256, 256, 1))).shape == (1, 256, 256, 2)
 
 
 def test_small_pixel_unet_trains():
@@ -165,7 +165,7 @@ def test_small_pixel_unet_trains():
     target = 0.5 * tf.tanh(random_input((2, 32, 32, 2), seed=1))
 
     def loss():
-        return tf.reduce_mean(tf.abs(model(scaled_l, training=True) - target))
+        return tf.reduce_mean(tf.abs(ab_of(model, scaled_l, training=True) - target))
 
     with tf.GradientTape() as tape:
         before = loss()
@@ -177,7 +177,7 @@ def test_small_pixel_unet_trains():
 
 
 def test_pixel_unet_reloads_identically_and_resumes_from_a_checkpoint(tmp_path):
-    inputs = random_input((1, 16, 16, 1))
+    inputs = {"L": random_input((1, 16, 16, 1))}
     model = PixelUNetGenerator(base_filters=4, depth=3, dropout=0.25)
     reloaded = assert_reloads_identically(model, inputs, tmp_path)
     assert type(reloaded) is PixelUNetGenerator and (reloaded.base_filters, reloaded.depth) == (4, 3)
@@ -185,9 +185,9 @@ def test_pixel_unet_reloads_identically_and_resumes_from_a_checkpoint(tmp_path):
     # tf.train.Checkpoint, which resumes training, must see every PixelTCL's convolutions.
     path = tf.train.Checkpoint(model=model).write(str(tmp_path / "checkpoint"))
     resumed = PixelUNetGenerator(base_filters=4, depth=3, dropout=0.25)
-    assert not np.allclose(resumed(inputs), model(inputs))
+    assert not np.allclose(resumed(inputs)["ab"], model(inputs)["ab"])
     tf.train.Checkpoint(model=resumed).read(path).assert_existing_objects_matched()
-    np.testing.assert_array_equal(resumed(inputs), model(inputs))
+    np.testing.assert_array_equal(resumed(inputs)["ab"], model(inputs)["ab"])
 
 
 def test_mixed_bfloat16_computes_in_bfloat16_and_outputs_float32(mixed_bfloat16):
@@ -202,5 +202,5 @@ def test_mixed_bfloat16_computes_in_bfloat16_and_outputs_float32(mixed_bfloat16)
     assert up_layers[0].conv1.compute_dtype == "bfloat16"
     output_layer = model.decoder.get_layer("out").layers[-1]
     assert output_layer.conv34.compute_dtype == "float32"
-    ab = model(random_input((2, 16, 16, 1)), training=True)
+    ab = ab_of(model, random_input((2, 16, 16, 1)), training=True)
     assert ab.dtype == "float32" and ab.shape == (2, 16, 16, 2) and np.isfinite(ab.numpy()).all()

@@ -79,7 +79,7 @@ def test_a_run_killed_mid_training_resumes_where_its_checkpoint_left_off(tmp_pat
     settings = recipe.settings("smoke")
     model = recipe.gan(settings)
     model.compile(**recipe.cosine_recipe(total_steps=1))
-    model(tf.zeros((1, settings.image_size, settings.image_size, 1)))
+    model({"L": tf.zeros((1, settings.image_size, settings.image_size, 1))})
     model.build_optimizers()
     ResumableCheckpoint(out_dir / "checkpoints", model).restore()
     scores = evaluation.evaluate(lambda batch: model(batch, training=False),
@@ -161,7 +161,7 @@ def test_a_restored_checkpoint_holds_the_weights_and_both_optimizers_state(tmp_p
     def compiled_gan():
         model = recipe.gan(None)
         model.compile(**recipe.cosine_recipe(total_steps=10))
-        model(tf.zeros((1, 16, 16, 1)))
+        model({"L": tf.zeros((1, 16, 16, 1))})
         model.build_optimizers()
         return model
 
@@ -251,10 +251,11 @@ def test_captions_reach_the_step_as_word_ids_made_in_tf_data(tmp_path):
     import keras
 
     from chroma.models.caption_tokenizer import CaptionTokenizer
+    from chroma.models.generator import BatchInput, Generator
     from chroma.training import ConditionalGAN, Run
     from test_training import tiny_discriminator
 
-    class CaptionShift(keras.Model):
+    class CaptionShift(Generator):
         """ab from L plus a learned shift per caption word, reading captions as Models B and C do."""
 
         def __init__(self):
@@ -262,13 +263,20 @@ def test_captions_reach_the_step_as_word_ids_made_in_tf_data(tmp_path):
             self.tokenizer = CaptionTokenizer(vocabulary=["a", "the", "of", "on"])
             self.words = keras.layers.Embedding(self.tokenizer.vocabulary_size, 2)
             self.conv = keras.layers.Conv2D(2, 3, padding="same", activation="tanh")
+            self.build({"L": (None, None, None, 1)})
 
-        def conditioning(self, batch):
-            return {"L": batch["L"], "tokens": batch["tokens"] if "tokens" in batch else self.tokenizer(batch["caption"])}
+        def build(self, batch_shape):
+            # As CaptionChromaGANGenerator: the symbolic batch brings token ids, since Generator.build's has only L.
+            tokens = keras.KerasTensor((batch_shape["L"][0], self.tokenizer.sequence_length), dtype="int64")
+            self.call({"L": keras.KerasTensor(batch_shape["L"]), "tokens": tokens})
 
-        def call(self, inputs, training=False):
+        def batch_inputs(self):
+            return {"tokens": BatchInput("caption", self.tokenizer)}
+
+        def call(self, batch, training=False):
+            inputs = self.complete(batch)
             shift = keras.ops.mean(self.words(inputs["tokens"]), axis=1)[:, None, None, :]
-            return self.conv(inputs["L"]) + shift
+            return {"ab": self.conv(inputs["L"]) + shift}
 
     class RecordingGAN(ConditionalGAN):
         step_keys = set()

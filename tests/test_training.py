@@ -12,17 +12,22 @@ from chroma import color
 from chroma.losses import kl_class_loss, l1, labelled_cross_entropy, minimax_discriminator_loss, modified_generator_loss
 from chroma.metrics import colorization_metrics
 from chroma.training import AuxiliaryLoss, ConditionalGAN, RegressionColorizer, optimizer_for, set_precision, stack_batches
-from helpers import assert_reloads_identically
+from chroma.models.network_generator import NetworkGenerator
+from helpers import ab_of, assert_reloads_identically
 
 SIZE = 16
 
 
-def tiny_generator():
+def tiny_network():
     return keras.Sequential(
         [keras.Input((None, None, 1)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
          keras.layers.Conv2D(2, 3, padding="same", activation="tanh", dtype="float32")],
         name="tiny_generator",
     )
+
+
+def tiny_generator():
+    return NetworkGenerator(tiny_network())
 
 
 def tiny_discriminator():
@@ -50,13 +55,13 @@ def gan(d_steps=1, g_steps=1, generator=None, discriminator=None, **compile_args
 def test_gan_step_updates_d_first_then_scores_g_with_the_updated_d():
     batch = photo_batch()
     model = gan(reconstruction_weight=100.0, discriminator_loss_weight=0.5)
-    model(batch["L"])
+    model(batch)
     generator, discriminator = model.generator, model.discriminator
     g_before = [w.numpy() for w in generator.trainable_weights]
     d_before = [w.numpy() for w in discriminator.trainable_weights]
 
     # The pix2pix step by hand, with plain SGD(0.1).
-    fake = generator(batch["L"])
+    fake = ab_of(generator, batch["L"])
     real_lab = tf.concat([batch["L"], batch["ab"]], -1)
     fake_lab = tf.concat([batch["L"], fake], -1)
     with tf.GradientTape() as tape:
@@ -65,7 +70,7 @@ def test_gan_step_updates_d_first_then_scores_g_with_the_updated_d():
     updated_d = tiny_discriminator()
     updated_d.set_weights(d_expected)
     with tf.GradientTape() as tape:
-        fake = generator(batch["L"])
+        fake = ab_of(generator, batch["L"])
         g_loss = modified_generator_loss(updated_d(tf.concat([batch["L"], fake], -1))) + 100.0 * l1(batch["ab"], fake)
     g_expected = [w - 0.1 * g for w, g in zip(g_before, tape.gradient(g_loss, generator.trainable_weights))]
 
@@ -101,7 +106,7 @@ def test_update_ratios_update_on_different_batches(d_steps, g_steps):
     """WGAN-GP's Algorithm 1 and paper bruvik 5.6: k updates of one network on k different batches per update
     of the other; 10 batches of 2 make 2 train steps."""
     d_seen, g_seen = SeenLightness(), SeenLightness()
-    model = gan(d_steps, g_steps, keras.Sequential([g_seen, tiny_generator()]),
+    model = gan(d_steps, g_steps, NetworkGenerator(keras.Sequential([g_seen, tiny_network()])),
                 keras.Sequential([d_seen, tiny_discriminator()]))
     numbered = {"L": (np.repeat(np.arange(10) / 10, 2)[:, None, None, None] * np.ones((1, 8, 8, 1))).astype("float32"),
                 "ab": np.zeros((20, 8, 8, 2), "float32")}
@@ -176,9 +181,9 @@ def test_regression_colorizer_learns_the_colours_of_photos():
 
 def test_models_save_and_reload(tmp_path):
     batch = photo_batch()
-    assert_reloads_identically(gan(), batch["L"], tmp_path)
+    assert_reloads_identically(gan(), {"L": batch["L"]}, tmp_path)
     regression = RegressionColorizer(tiny_generator())
-    assert_reloads_identically(regression, batch["L"], tmp_path)
+    assert_reloads_identically(regression, {"L": batch["L"]}, tmp_path)
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
@@ -200,13 +205,13 @@ def test_mixed_precision_keeps_losses_float32_and_steps_like_float32(policy):
             optimizers = [optimizer_for(keras.optimizers.SGD(0.1)) for _ in range(2)]
         model = ConditionalGAN(tiny_generator(), tiny_discriminator(), seed=0)
         model.compile(*optimizers)
-        model(batch["L"])
+        model(batch)
         if weights is not None:
             model.set_weights(weights)
         before = model.get_weights()
-        fake_ab = model(batch["L"])
+        fake_ab = model(batch)
         losses = [model.d_losses(batch["L"], batch["ab"], fake_ab, training=False)[0],
-                  *model.g_losses(batch, batch["L"], fake_ab, {}, training=False).values()]
+                  *model.g_losses(batch, {"ab": fake_ab}, training=False).values()]
         logs = model.train_on_batch(batch, return_dict=True)
         return model, before, fake_ab, losses, logs
 
@@ -216,7 +221,7 @@ def test_mixed_precision_keeps_losses_float32_and_steps_like_float32(policy):
         wrapped = optimizer_for(keras.optimizers.SGD(0.1))
         assert isinstance(wrapped, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
         model, before, fake_ab, losses, logs = stepped(policy)
-        assert model.generator.layers[0].compute_dtype == policy.removeprefix("mixed_")
+        assert model.generator.network.layers[0].compute_dtype == policy.removeprefix("mixed_")
         assert fake_ab.dtype == tf.float32 and all(loss.dtype == tf.float32 for loss in losses)
         assert all(np.isfinite(value) for value in logs.values())
         reference, *_ = stepped("float32", before)
@@ -250,12 +255,19 @@ def test_evaluate_on_a_decoded_source_averages_losses_over_images():
     assert scores["g_reconstruction_loss"] == pytest.approx(scores["l1_ab"], rel=1e-5)
 
 
+class HeadedGenerator(NetworkGenerator):
+    """A network of scaled L -> {"ab", "class_logits"} as a Generator: its outputs are already named."""
+
+    def call(self, batch, training=False):
+        return self.network(batch["L"], training=training)
+
+
 def test_regression_with_a_classifier_adds_the_weighted_cross_entropy():
     scaled_l = keras.Input((None, None, 1))
     features = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(scaled_l)
     ab = keras.layers.Conv2D(2, 3, padding="same", activation="tanh")(features)
     class_logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(features))
-    generator = keras.Model(scaled_l, {"ab": ab, "class_logits": class_logits})
+    generator = HeadedGenerator(keras.Model(scaled_l, {"ab": ab, "class_logits": class_logits}))
     model = RegressionColorizer(generator)
     model.compile(keras.optimizers.Adam(1e-3), loss="l1", auxiliary_losses=(
         AuxiliaryLoss("classification", "class_logits", "label", labelled_cross_entropy, 1 / 300),))
@@ -263,7 +275,7 @@ def test_regression_with_a_classifier_adds_the_weighted_cross_entropy():
     logs = model.test_on_batch(batch, return_dict=True)
     assert logs["loss"] == pytest.approx(logs["reconstruction_loss"] + logs["classification_loss"] / 300, rel=1e-5)
     assert logs["classification_loss"] > 0.5  # about ln 3 for an untrained 3-way classifier
-    assert model(batch["L"]).shape == (4, SIZE, SIZE, 2)  # the model itself returns ab only
+    assert model(batch).shape == (4, SIZE, SIZE, 2)  # the model itself returns ab only
 
 
 def classifying_generator(classes=5):
@@ -273,7 +285,7 @@ def classifying_generator(classes=5):
     ab = keras.layers.Conv2D(2, 3, padding="same", activation="tanh", dtype="float32")(features)
     pooled = keras.layers.GlobalAveragePooling2D()(features)
     logits = keras.layers.Dense(classes, name="class_head", dtype="float32")(pooled)
-    return keras.Model(scaled_l, {"ab": ab, "class_logits": logits})
+    return HeadedGenerator(keras.Model(scaled_l, {"ab": ab, "class_logits": logits}))
 
 
 @pytest.mark.parametrize("class_weight", [0.0, 0.5])
@@ -286,9 +298,9 @@ def test_class_distribution_term_trains_the_class_head(class_weight):
                   auxiliary_losses=terms, adversarial_weight=0.1)
     batch = photo_batch()
     target = tf.nn.softmax(tf.random.stateless_normal((4, 5), seed=(1, 2)))
-    head = generator.get_layer("class_head").kernel
+    head = generator.network.get_layer("class_head").kernel
     before = head.numpy()
-    expected = float(kl_class_loss(target, generator(batch["L"])["class_logits"]))
+    expected = float(kl_class_loss(target, generator({"L": batch["L"]})["class_logits"]))
     logs = model.train_on_batch({**batch, "class_target": target}, return_dict=True)
     if class_weight:
         assert logs["g_class_loss"] == pytest.approx(expected, rel=1e-5)
@@ -308,7 +320,7 @@ def test_a_recipe_adds_a_loss_term_of_its_own_without_touching_the_engine():
     model = gan(reconstruction_weight=10.0, auxiliary_losses=(term,))
     batch = photo_batch()
     logs = model.test_on_batch(batch, return_dict=True)
-    expected_term = float(mean_colour_distance(batch["ab"], model(batch["L"])))
+    expected_term = float(mean_colour_distance(batch["ab"], model(batch)))
     assert logs["g_mean_colour_loss"] == pytest.approx(expected_term, rel=1e-5) and expected_term > 0
     assert logs["g_loss"] == pytest.approx(logs["g_adversarial_loss"] + 10.0 * logs["g_reconstruction_loss"]
                                            + 7.0 * expected_term, rel=1e-5)

@@ -38,10 +38,10 @@ def test_runs_follow_the_release_and_the_papers_changes(villarenteria):
 # which shares the models every recipe's batch-norm check builds.
 
 
-def test_vgg_weights_flag(villarenteria):
+def test_vgg16_asset(villarenteria):
     paper = villarenteria.settings("paper", coco="/data/coco")
-    with pytest.raises(ValueError, match="BACKBONE_WEIGHTS=imagenet"):
+    with pytest.raises(ValueError, match="--asset vgg16=imagenet"):
         villarenteria.vgg_weights(paper)
     with pytest.warns(UserWarning, match="random weights"):
-        assert villarenteria.vgg_weights(paper._replace(backbone_weights="none")) is None
-    assert villarenteria.vgg_weights(paper._replace(backbone_weights="imagenet")) == "imagenet"
+        assert villarenteria.vgg_weights(paper._replace(assets={"vgg16": "none"})) is None
+    assert villarenteria.vgg_weights(paper._replace(assets={"vgg16": "imagenet"})) == "imagenet"

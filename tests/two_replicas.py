@@ -16,17 +16,18 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 from chroma.metrics import ColorizationMetric  # noqa: E402
 from chroma.training import ConditionalGAN, RegressionColorizer, stack_batches  # noqa: E402
+from chroma.models.network_generator import NetworkGenerator  # noqa: E402
 
 STRATEGY = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
 def generator():
-    return keras.Sequential([
+    return NetworkGenerator(keras.Sequential([
         # No bias before batch norm (as in every chroma network): its true gradient is 0, and
         # Adam would turn float noise in it into full-size steps that differ between runs.
         keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, padding="same", use_bias=False),
         keras.layers.BatchNormalization(synchronized=True), keras.layers.ReLU(),
-        keras.layers.Conv2D(2, 3, padding="same", activation="tanh")])
+        keras.layers.Conv2D(2, 3, padding="same", activation="tanh")]))
 
 
 def gan():

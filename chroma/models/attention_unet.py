@@ -13,6 +13,7 @@ and a convolution followed by batch norm has no bias.
 import keras
 
 from chroma.models.blocks import batch_norm, weight_init
+from chroma.models.generator import Generator
 
 
 @keras.saving.register_keras_serializable(package="chroma")
@@ -110,8 +111,8 @@ def _decoder(filters):
 
 
 @keras.saving.register_keras_serializable(package="chroma")
-class AttentionUNetGenerator(keras.Model):
-    """Scaled L (B,H,W,1) -> scaled ab (B,H,W,2), tanh range [-1, 1] (ab / 110).
+class AttentionUNetGenerator(Generator):
+    """{"L": scaled L (B,H,W,1)} -> {"ab": scaled ab (B,H,W,2)}, tanh range [-1, 1] (ab / 110).
 
     `encoder`: `depth` levels of two 3x3 conv + batch norm + ReLU with
     base_filters * 2**i filters at level i, 2x2 max pooling between them.
@@ -134,21 +135,12 @@ class AttentionUNetGenerator(keras.Model):
         filters = [base_filters * 2**level for level in range(depth)]
         self.encoder = _encoder(filters)
         self.decoder = _decoder(filters)
-        self.build((None, None, None, 1))
+        self.build({"L": (None, None, None, 1)})
 
-    def build(self, input_shape):
-        # A symbolic pass checks the graph; the weights exist already, so count_params() works before any data.
-        self.call(keras.KerasTensor(input_shape))
-
-    def call(self, scaled_l, training=False):
-        multiple = 2 ** (self.depth - 1)
-        for side in scaled_l.shape[1:3]:
-            if side is not None and side % multiple:
-                raise ValueError(
-                    f"AttentionUNetGenerator(depth={self.depth}) needs height and width divisible by {multiple}, "
-                    f"got {tuple(scaled_l.shape[1:3])}"
-                )
-        return self.decoder(self.encoder(scaled_l, training=training), training=training)
+    def call(self, batch, training=False):
+        scaled_l = batch["L"]
+        self.check_sides(scaled_l, 2 ** (self.depth - 1))
+        return {"ab": self.decoder(self.encoder(scaled_l, training=training), training=training)}
 
     def get_config(self):
         return {**super().get_config(), "base_filters": self.base_filters, "depth": self.depth}

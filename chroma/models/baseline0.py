@@ -10,10 +10,12 @@ It is the floor every trained model must beat.
 import keras
 import tensorflow as tf
 
+from chroma.models.generator import Generator
+
 
 @keras.saving.register_keras_serializable(package="chroma")
-class MeanColorBaseline(keras.Model):
-    """Predicts, for each pixel, the mean scaled ab seen at its gray level.
+class MeanColorBaseline(Generator):
+    """{"L": scaled L} -> {"ab"}: for each pixel, the mean scaled ab seen at its gray level.
 
     `fit` does not descend a gradient: its train step adds each batch's ab sums
     and pixel counts per level, so one epoch over a dataset is the exact fit, and
@@ -44,8 +46,8 @@ class MeanColorBaseline(keras.Model):
         counts = tf.maximum(self.pixel_counts, 1.0)[:, None]
         return tf.convert_to_tensor(self.ab_sums) / counts
 
-    def call(self, scaled_l):
-        return tf.gather(self.mean_colors(), self.gray_levels(scaled_l))
+    def call(self, batch):
+        return {"ab": tf.gather(self.mean_colors(), self.gray_levels(batch["L"]))}
 
     def train_step(self, data):
         levels = tf.reshape(self.gray_levels(data["L"]), [-1])
@@ -59,7 +61,7 @@ class MeanColorBaseline(keras.Model):
 
     def test_step(self, data):
         scaled_l = data["L"]
-        predicted_ab = self(scaled_l)
+        predicted_ab = self(data)["ab"]
         scores = self.compute_metrics(
             scaled_l,
             tf.concat([scaled_l, data["ab"]], axis=-1),

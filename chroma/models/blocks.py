@@ -67,6 +67,28 @@ def same_conv(filters, strides=1, kernel_size=3, activation="relu", **kwargs):
     return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", activation=activation, **kwargs)
 
 
+def upsampling_decoder(name="decoder"):
+    """256@H/8 -> scaled ab (H, W, 2): conv 128, up, conv 64, conv 64, up, conv 32, conv 2 with tanh, up.
+
+    Iizuka et al.'s colorization network with nearest-neighbour upsampling, as
+    Deep Koalarization (paper bruvik 5.3.5) and ChromaGAN use it. Layers are
+    named so that a model may modulate after one (paper villarenteria's FiLM).
+    The last convolution and upsampling run in float32 whatever the dtype
+    policy, so ab leaves in float32 under mixed precision.
+    """
+    return keras.Sequential(
+        [
+            same_conv(128, name="decoder_conv1"), keras.layers.UpSampling2D(2, name="decoder_up1"),
+            same_conv(64, name="decoder_conv2"), same_conv(64, name="decoder_conv3"),
+            keras.layers.UpSampling2D(2, name="decoder_up2"),
+            same_conv(32, name="decoder_conv4"),
+            same_conv(2, activation="tanh", dtype="float32", name="decoder_ab"),
+            keras.layers.UpSampling2D(2, dtype="float32", name="decoder_up3"),
+        ],
+        name=name,
+    )
+
+
 @keras.saving.register_keras_serializable(package="chroma")
 class SwitchableDropout(keras.layers.Dropout):
     """Dropout that can stay active at inference (training=False).

@@ -25,6 +25,7 @@ from chroma.models.chromagan import (
     rebuilt_with_random_vgg,
     vgg16_trunk,
 )
+from chroma.models.generator import BatchInput, Generator
 
 MODES = ("channel", "film")
 # Model C's two flavours (4.2.4): the captioner reads the colorized image (C.1) or the gray one (C.2).
@@ -32,17 +33,17 @@ CAPTIONING = (None, "colour", "gray")
 
 # Model C's blocks Z_n (section 2: [4] modulates "the n-th convolutional block"): ChromaGAN's groups of
 # convolutions, each ending where the resolution changes or a sub-network ends, as (FiLM attribute,
-# sub-network, position of the block's last layer among the sub-network's layers, channels).
+# sub-network's name, the name of the block's last layer, channels).
 FILM_BLOCKS = (
-    ("film_vgg_block1", "trunk", 1, 64),  # block1_conv1-2, at S
-    ("film_vgg_block2", "trunk", 4, 128),  # block2_conv1-2, at S/2
-    ("film_vgg_block3", "trunk", 8, 256),  # block3_conv1-3, at S/4
-    ("film_vgg_block4", "trunk", 12, 512),  # block4_conv1-3, at S/8
-    ("film_global_features", "global_features", 7, 512),  # its 4 convolutions' last batch norm, at S/32
-    ("film_mid_level", "mid_level", 3, 256),  # its 2 convolutions' last batch norm, at S/8
-    ("film_colorization1", "colorization", 1, 128),  # 1x1 conv 256, conv 128, at S/8
-    ("film_colorization2", "colorization", 4, 64),  # conv 64, conv 64, at S/4
-    ("film_colorization3", "colorization", 6, 32),  # conv 32, at S/2; the ab output convolution stays unmodulated
+    ("film_vgg_block1", "vgg16_trunk", "block1_conv2", 64),  # block1_conv1-2, at S
+    ("film_vgg_block2", "vgg16_trunk", "block2_conv2", 128),  # block2_conv1-2, at S/2
+    ("film_vgg_block3", "vgg16_trunk", "block3_conv3", 256),  # block3_conv1-3, at S/4
+    ("film_vgg_block4", "vgg16_trunk", "block4_conv3", 512),  # block4_conv1-3, at S/8
+    ("film_global_features", "global_features", "global4_bn", 512),  # its 4 convolutions, at S/32
+    ("film_mid_level", "mid_level", "mid2_bn", 256),  # its 2 convolutions, at S/8
+    ("film_colorization1", "colorization", "decoder_conv1", 128),  # 1x1 conv 256, conv 128, at S/8
+    ("film_colorization2", "colorization", "decoder_conv3", 64),  # conv 64, conv 64, at S/4
+    ("film_colorization3", "colorization", "decoder_conv4", 32),  # conv 32, at S/2; ab stays unmodulated
 )
 
 
@@ -59,8 +60,8 @@ def colorized_image_encoder():
 
 
 @keras.saving.register_keras_serializable(package="chroma")
-class CaptionChromaGANGenerator(keras.Model):
-    """{"L": scaled L (B,S,S,1), "caption": strings (B,)} or {"L", "tokens": ids (B,T)} -> scaled ab (B,S,S,2).
+class CaptionChromaGANGenerator(Generator):
+    """{"L": scaled L (B,S,S,1), "caption": strings (B,) or "tokens": ids (B,T)} -> {"ab": scaled ab (B,S,S,2)}.
 
     `mode="channel"` is Model B (4.2.3): a CaptionChannel map joins the three
     gray channels as a fourth before the generator's first convolution,
@@ -103,8 +104,9 @@ class CaptionChromaGANGenerator(keras.Model):
 
     `vocabulary`: the caption words (CaptionTokenizer.get_vocabulary()); the
     generator tokenises strings itself and keeps the words in its config.
-    `image_size` and `vgg_weights` are ChromaGANGenerator's. Scaled L alone is
-    refused: the caption is an input wherever the generator runs, served too.
+    `image_size` and `vgg_weights` are ChromaGANGenerator's. A batch without
+    a caption is refused: the caption is an input wherever the generator
+    runs, served too (its batch_inputs: "tokens", made from "caption").
     With a captioner the output is {"ab", "caption_logits": (B, T, vocabulary
     size) float32}: step t predicts word t of the caption, `tokens[:, t]` (step 0 reads
     padding as its start; 0 is padding, left out of the loss).
@@ -149,25 +151,20 @@ class CaptionChromaGANGenerator(keras.Model):
             self.colorized_image_encoder = colorized_image_encoder()
         if captioning is not None:
             self.caption_decoder = CaptionDecoder(self.tokenizer.vocabulary_size, name="caption_decoder")
-        self.build((None, image_size, image_size, 1))
+        self.build({"L": (None, image_size, image_size, 1)})
 
-    def build(self, input_shape):
+    def build(self, batch_shape):
         # A symbolic pass creates every weight, so count_params() works before the model sees data.
-        tokens = keras.KerasTensor((input_shape[0], self.tokenizer.sequence_length), dtype="int64")
-        self.call({"L": keras.KerasTensor(input_shape), "tokens": tokens})
+        tokens = keras.KerasTensor((batch_shape["L"][0], self.tokenizer.sequence_length), dtype="int64")
+        self.call({"L": keras.KerasTensor(batch_shape["L"]), "tokens": tokens})
 
-    def conditioning(self, batch):
-        """{"L", "tokens"} for a batch dict: its "tokens" (made in tf.data by the training engine), or its
-        "caption" strings tokenised here."""
-        tokens = batch["tokens"] if "tokens" in batch else self.tokenizer(batch["caption"])
-        return {"L": batch["L"], "tokens": tokens}
+    def batch_inputs(self):
+        return {"tokens": BatchInput("caption", self.tokenizer)}
 
-    def call(self, inputs, training=False):
-        if not isinstance(inputs, dict):
-            raise ValueError('CaptionChromaGANGenerator needs a caption: call it on {"L", "caption"}')
-        scaled_l = inputs["L"]
+    def call(self, batch, training=False):
+        inputs = self.complete(batch)
+        scaled_l, tokens = inputs["L"], inputs["tokens"]
         check_input_size("CaptionChromaGANGenerator", self.image_size, scaled_l)
-        tokens = inputs["tokens"] if "tokens" in inputs else self.tokenizer(inputs["caption"])
         trunk_input = gray_input(scaled_l)
         h = None
         if self.mode == "channel":
@@ -175,12 +172,12 @@ class CaptionChromaGANGenerator(keras.Model):
             trunk_input = ops.concatenate([trunk_input, ops.cast(caption, trunk_input.dtype)], axis=-1)
         else:
             h = self.caption_encoder(tokens)
-        trunk = self._run("trunk", trunk_input, h, training)
-        global_vector = self.global_vector(self._run("global_features", trunk, h, training), training=training)
-        fused = fuse(self._run("mid_level", trunk, h, training), global_vector)
-        ab = self._run("colorization", fused, h, training)
+        trunk = self._run(self.trunk, trunk_input, h, training)
+        global_vector = self.global_vector(self._run(self.global_features, trunk, h, training), training=training)
+        fused = fuse(self._run(self.mid_level, trunk, h, training), global_vector)
+        ab = self._run(self.colorization, fused, h, training)
         if self.captioning is None:
-            return ab
+            return {"ab": ab}
         if self.captioning == "colour":
             colorized = ops.concatenate([scaled_l, ops.cast(ab, scaled_l.dtype)], axis=-1)
             image_features = self.colorized_image_encoder(colorized, training=training)
@@ -188,21 +185,22 @@ class CaptionChromaGANGenerator(keras.Model):
             image_features = ops.mean(self.trunk(trunk_input, training=training), axis=(1, 2))
         return {"ab": ab, "caption_logits": self.caption_decoder(image_features, tokens)}
 
-    def _run(self, network_name, features, h, training):
+    def _run(self, network, features, h, training):
         """One ChromaGAN sub-network; with a caption code h (Model C), FiLM after each of its blocks."""
-        network = getattr(self, network_name)
         if h is None:
             return network(features, training=training)
         if not network.built:
             # Built whole, a Sequential gets the functional graph through which count_params and
             # tf.train.Checkpoint see its layers' weights; calling its layers one by one builds only them.
             network.build(features.shape)
-        films = {position: getattr(self, name) for name, net, position, _ in FILM_BLOCKS if net == network_name}
-        layers = [layer for layer in network.layers if not isinstance(layer, keras.layers.InputLayer)]
-        for position, layer in enumerate(layers):
-            features = layer(features, training=training)
-            if position in films:
-                features = films[position](features, h)
+        films = {layer: getattr(self, name) for name, net, layer, _ in FILM_BLOCKS if net == network.name}
+        for layer in network.layers:
+            if not isinstance(layer, keras.layers.InputLayer):
+                features = layer(features, training=training)
+            if layer.name in films:
+                features = films.pop(layer.name)(features, h)
+        if films:
+            raise ValueError(f"{network.name} has no layers named {sorted(films)} for FiLM")
         return features
 
     @property

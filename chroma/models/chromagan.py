@@ -14,8 +14,8 @@ import warnings
 
 import keras
 
-from chroma.models.blocks import keras_weights_path, same_conv
-from chroma.models.koalarization import decoder_network
+from chroma.models.blocks import keras_weights_path, same_conv, upsampling_decoder
+from chroma.models.generator import Generator
 
 # VGG-16 up to block4_conv3 (three poolings) gives H/8; the global branch's two stride-2 convolutions H/32.
 GLOBAL_REDUCTION = 32
@@ -23,15 +23,16 @@ TRUNK_OUTPUT = "block4_conv3"
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
-def _conv_relu_bn(filters, strides=1):
-    """The release's order: convolution with ReLU, then batch norm.
+def _conv_relu_bn(filters, strides, name):
+    """The release's order: convolution with ReLU, then batch norm, named <name>_conv and <name>_bn.
 
     The batch norm keeps Keras's defaults (momentum 0.99, epsilon 1e-3, gamma
     ones), which the Keras release uses; synchronized=True only makes its
     statistics those of the global batch under a distribution strategy (the
     paper's 8 TPU cores), as every trained batch norm in chroma is.
     """
-    return [same_conv(filters, strides), keras.layers.BatchNormalization(synchronized=True)]
+    return [same_conv(filters, strides, name=f"{name}_conv"),
+            keras.layers.BatchNormalization(synchronized=True, name=f"{name}_bn")]
 
 
 def _vgg16_to_block4(image_size, weights, channels):
@@ -110,8 +111,8 @@ def check_input_size(model, image_size, scaled_l):
 def global_features_network():
     """512@S/8 -> flat 512@S/32: four 3x3 convolutions of 512 (strides 2, 1, 2, 1), each ReLU + batch norm."""
     layers = []
-    for strides in (2, 1, 2, 1):
-        layers += _conv_relu_bn(512, strides)
+    for index, strides in enumerate((2, 1, 2, 1), start=1):
+        layers += _conv_relu_bn(512, strides, f"global{index}")
     return keras.Sequential(layers + [keras.layers.Flatten()], name="global_features")
 
 
@@ -137,7 +138,7 @@ def classification_network(num_classes):
 
 def mid_level_network():
     """512@S/8 -> 256@S/8: two 3x3 convolutions, 512 then 256, each ReLU + batch norm."""
-    return keras.Sequential(_conv_relu_bn(512) + _conv_relu_bn(256), name="mid_level")
+    return keras.Sequential(_conv_relu_bn(512, 1, "mid1") + _conv_relu_bn(256, 1, "mid2"), name="mid_level")
 
 
 def colorization_network():
@@ -149,12 +150,13 @@ def colorization_network():
     [0, 1]; chroma's scaled ab is [-1, 1], so tanh, in float32 whatever the
     dtype policy.
     """
-    return keras.Sequential([same_conv(256, kernel_size=1), *decoder_network().layers], name="colorization")
+    return keras.Sequential([same_conv(256, kernel_size=1, name="fusion"), *upsampling_decoder().layers],
+                            name="colorization")
 
 
 @keras.saving.register_keras_serializable(package="chroma")
-class ChromaGANGenerator(keras.Model):
-    """Scaled L (B,S,S,1) -> {"ab": scaled ab (B,S,S,2), "class_logits": (B, num_classes)}, both float32.
+class ChromaGANGenerator(Generator):
+    """{"L": scaled L (B,S,S,1)} -> {"ab": scaled ab (B,S,S,2), "class_logits": (B, num_classes)}, both float32.
 
     S is `image_size` (224 in ChromaGAN and villarenteria section 5): the class
     and global heads read a fixed (S/32)^2 x 512 map, so it must be a multiple
@@ -179,13 +181,10 @@ class ChromaGANGenerator(keras.Model):
         self.classifier = classification_network(num_classes)
         self.mid_level = mid_level_network()
         self.colorization = colorization_network()
-        self.build((None, image_size, image_size, 1))
+        self.build({"L": (None, image_size, image_size, 1)})
 
-    def build(self, input_shape):
-        # A symbolic pass creates every weight, so count_params() works before the model sees data.
-        self.call(keras.KerasTensor(input_shape))
-
-    def call(self, scaled_l, training=False):
+    def call(self, batch, training=False):
+        scaled_l = batch["L"]
         check_input_size("ChromaGANGenerator", self.image_size, scaled_l)
         trunk = self.trunk(gray_input(scaled_l), training=training)
         global_features = self.global_features(trunk, training=training)

@@ -11,6 +11,7 @@ output convolution.
 import keras
 
 from chroma.models.blocks import same_conv
+from chroma.models.generator import Generator
 
 # The low-level network's three stride-2 convolutions bring the image to 1/8 (28x28 at 224), the global
 # network's two more to 1/32 (7x7), flattened into its first fully connected layer.
@@ -97,8 +98,8 @@ def colorization_network():
 
 
 @keras.saving.register_keras_serializable(package="chroma")
-class IizukaColorizer(keras.Model):
-    """Scaled L (B,S,S,1) -> {"ab": scaled ab (B,S,S,2), "class_logits": (B, num_classes)} (section 3.2).
+class IizukaColorizer(Generator):
+    """{"L": scaled L (B,S,S,1)} -> {"ab": scaled ab (B,S,S,2), "class_logits": (B, num_classes)} (section 3.2).
 
     S is `image_size` (224 in the paper, 3.2.3): the global network's first
     fully connected layer reads a fixed (S/32)^2 x 512 map, so every image must
@@ -126,13 +127,10 @@ class IizukaColorizer(keras.Model):
         self.classifier = classification_network(num_classes)
         self.fusion = fusion_network(image_size)
         self.colorization = colorization_network()
-        self.build((None, image_size, image_size, 1))
+        self.build({"L": (None, image_size, image_size, 1)})
 
-    def build(self, input_shape):
-        # A symbolic pass checks the graph; the weights exist already, so count_params() works before any data.
-        self.call(keras.KerasTensor(input_shape))
-
-    def call(self, scaled_l, training=False):
+    def call(self, batch, training=False):
+        scaled_l = batch["L"]
         if any(side is not None and side != self.image_size for side in scaled_l.shape[1:3]):
             raise ValueError(
                 f"IizukaColorizer(image_size={self.image_size}) needs {self.image_size}x{self.image_size} inputs, "

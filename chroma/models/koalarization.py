@@ -12,7 +12,8 @@ convolution brings it to 256; the decoder upsamples by nearest neighbour
 import keras
 from keras import ops
 
-from chroma.models.blocks import same_conv
+from chroma.models.blocks import same_conv, upsampling_decoder
+from chroma.models.generator import BatchInput, Generator
 
 # (filters, stride) of table 4's encoder.
 ENCODER_LAYERS = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))
@@ -29,27 +30,9 @@ def encoder_network(segmentation_layer):
     return keras.Sequential(first + [same_conv(filters, strides) for filters, strides in ENCODER_LAYERS], name="encoder")
 
 
-def decoder_network():
-    """256@H/8 -> scaled ab (H, W, 2): conv 128, up, conv 64, conv 64, up, conv 32, conv 2 with tanh, up.
-
-    The last convolution and upsampling run in float32 whatever the dtype
-    policy, so ab leaves in float32 under mixed precision.
-    """
-    return keras.Sequential(
-        [
-            same_conv(128), keras.layers.UpSampling2D(2),
-            same_conv(64), same_conv(64), keras.layers.UpSampling2D(2),
-            same_conv(32),
-            same_conv(2, activation="tanh", dtype="float32"),
-            keras.layers.UpSampling2D(2, dtype="float32"),
-        ],
-        name="decoder",
-    )
-
-
 @keras.saving.register_keras_serializable(package="chroma")
-class KoalarizationGenerator(keras.Model):
-    """Scaled L (B,H,W,1) -> scaled ab (B,H,W,2) in tanh range; H and W multiples of 8.
+class KoalarizationGenerator(Generator):
+    """{"L": scaled L (B,H,W,1)} -> {"ab": scaled ab (B,H,W,2)} in tanh range; H and W multiples of 8.
 
     `embedding`: a frozen layer mapping scaled L (B,H,W,1) to a class vector
     (B, D), normally an InceptionEmbedding (D = 1000 or 1001), fused after the
@@ -63,9 +46,9 @@ class KoalarizationGenerator(keras.Model):
     Inception-GAN generator: the encoder reads concat(L, prior), 1 + C
     channels, through table 1's extra 24-kernel first layer.
 
-    Both frozen networks depend only on L, so `conditioning` computes them
-    once per batch and a batch may bring the embedding along (the training
-    engine's embedding cache); `call` takes either scaled L or that dict.
+    Both frozen networks read L alone: they are the generator's batch_inputs
+    "embedding" (per image, so the training engine may cache it) and
+    "prior", computed in `call` unless the batch brings them.
 
     At 256x256 Deep Koalarization has 6,574,050 trainable parameters with a
     1001-d embedding; the Inception network's are frozen.
@@ -77,38 +60,23 @@ class KoalarizationGenerator(keras.Model):
         self.segmenter = segmenter
         self.encoder = encoder_network(segmentation_layer=segmenter is not None)
         self.fusion = same_conv(FUSION_FILTERS, kernel_size=1, name="fusion")
-        self.decoder = decoder_network()
-        self.build((None, None, None, 1))
+        self.decoder = upsampling_decoder()
+        self.build({"L": (None, None, None, 1)})
 
-    def build(self, input_shape):
-        # A symbolic pass checks the graph; the weights exist already, so count_params() works before any data.
-        self.call(keras.KerasTensor(input_shape))
-
-    def conditioning(self, batch):
-        """{"L", and the frozen networks' outputs: "embedding" (B, D), "prior" (B,H,W,C)} for a batch dict.
-
-        A batch's own "embedding" (cached with the dataset) is used as it is.
-        """
-        scaled_l = batch["L"]
-        inputs = {"L": scaled_l}
+    def batch_inputs(self):
+        inputs = {}
         if self.embedding is not None:
-            inputs["embedding"] = batch["embedding"] if "embedding" in batch else self.embedding(scaled_l)
+            inputs["embedding"] = BatchInput("L", self.embedding, per_image=True)
         if self.segmenter is not None:
-            inputs["prior"] = self.segmenter(scaled_l)
+            inputs["prior"] = BatchInput("L", self.segmenter)
         return inputs
 
-    def call(self, inputs, training=False):
-        scaled_l = inputs["L"] if isinstance(inputs, dict) else inputs
+    def call(self, batch, training=False):
+        scaled_l = batch["L"]
         if scaled_l.shape[-1] not in (None, 1):
             raise ValueError(f"KoalarizationGenerator reads scaled L with 1 channel, got shape {tuple(scaled_l.shape)}")
-        for side in scaled_l.shape[1:3]:
-            if side is not None and side % REDUCTION:
-                raise ValueError(
-                    f"KoalarizationGenerator needs height and width divisible by {REDUCTION}, "
-                    f"got {tuple(scaled_l.shape[1:3])}"
-                )
-        if not isinstance(inputs, dict):
-            inputs = self.conditioning({"L": scaled_l})
+        self.check_sides(scaled_l, REDUCTION)
+        inputs = self.complete(batch)
         encoder_input = scaled_l
         if self.segmenter is not None:
             encoder_input = ops.concatenate([scaled_l, ops.cast(inputs["prior"], scaled_l.dtype)], axis=-1)
@@ -119,7 +87,7 @@ class KoalarizationGenerator(keras.Model):
             # map of the encoder's size), appended after the encoder's channels as the reference implementation does.
             copies = ops.zeros_like(features[..., :1]) + vector[:, None, None, :]
             features = ops.concatenate([features, copies], axis=-1)
-        return self.decoder(self.fusion(features), training=training)
+        return {"ab": self.decoder(self.fusion(features), training=training)}
 
     def get_config(self):
         return {

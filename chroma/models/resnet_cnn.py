@@ -10,7 +10,8 @@ convolutions and nearest-neighbour upsamplings back to the input's size.
 import keras
 
 from chroma.models.blocks import batch_norm
-from chroma.models.resnet_unet import resnet18_encoder
+from chroma.models.generator import Generator
+from chroma.models.resnet18 import resnet18_encoder
 
 # conv1, the max pool and layer2 each halve the size; the head doubles it three times.
 SIZE_MULTIPLE = 8
@@ -41,12 +42,12 @@ def upsampling_head(name="head"):
 
 
 @keras.saving.register_keras_serializable(package="chroma")
-class ResNetCNN(keras.Model):
-    """Scaled L (B,H,W,1) -> scaled ab (B,H,W,2) in tanh range (section 3.1, figure 1).
+class ResNetCNN(Generator):
+    """{"L": scaled L (B,H,W,1)} -> {"ab": scaled ab (B,H,W,2)} in tanh range (section 3.1, figure 1).
 
     `encoder`: ResNet-18's conv1 (7x7 stride 2, one input channel), bn1, ReLU,
     3x3 stride-2 max pool, layer1 and layer2 (two BasicBlocks each), built by
-    resnet_unet.resnet18_encoder: 128 channels at 1/8 of the input's size.
+    resnet18.resnet18_encoder: 128 channels at 1/8 of the input's size.
     `head`: upsampling_head. The paper trains at 224x224 (3.1.3) and states
     256x256 inputs (3.1.1); H and W must be multiples of 8. Randomly
     initialised, as [17]'s resnet18(num_classes=365) is.
@@ -56,17 +57,10 @@ class ResNetCNN(keras.Model):
         super().__init__(**kwargs)
         self.encoder = resnet18_encoder(name="resnet18_cut", input_channels=1, stacks=2)
         self.head = upsampling_head()
-        self.build((None, None, None, 1))
+        self.build({"L": (None, None, None, 1)})
 
-    def build(self, input_shape):
-        # A symbolic pass checks the graph; the weights exist already, so count_params() works before any data.
-        self.call(keras.KerasTensor(input_shape))
-
-    def call(self, scaled_l, training=False):
-        for side in scaled_l.shape[1:3]:
-            if side is not None and side % SIZE_MULTIPLE:
-                raise ValueError(
-                    f"ResNetCNN needs height and width divisible by {SIZE_MULTIPLE}, got {tuple(scaled_l.shape[1:3])}"
-                )
+    def call(self, batch, training=False):
+        scaled_l = batch["L"]
+        self.check_sides(scaled_l, SIZE_MULTIPLE)
         layer2 = self.encoder(scaled_l, training=training)[-1]
-        return self.head(layer2, training=training)
+        return {"ab": self.head(layer2, training=training)}

@@ -3,6 +3,7 @@
 import keras
 
 from chroma.models.blocks import down_block, output_block, skip_decoder, transposed_conv, up_block
+from chroma.models.generator import Generator
 
 # CD512-CD1024-CD1024 (appendix A.1): the three innermost decoder blocks have dropout, as figure 11 shows.
 DROPOUT_BLOCKS = 3
@@ -29,8 +30,8 @@ def unet_encoder(filters):
 
 
 @keras.saving.register_keras_serializable(package="chroma")
-class UNetGenerator(keras.Model):
-    """Scaled L (B,H,W,1) -> scaled ab (B,H,W,2) in tanh range.
+class UNetGenerator(Generator):
+    """{"L": scaled L (B,H,W,1)} -> {"ab": scaled ab (B,H,W,2)} in tanh range.
 
     `encoder` (figure 10): `depth` levels of 4x4 stride-2 convolutions with
     min(base_filters * 2**i, base_filters * 8) filters at level i. `decoder`
@@ -66,21 +67,12 @@ class UNetGenerator(keras.Model):
             for step, level in enumerate(range(depth - 1, 0, -1))
         ]
         self.decoder = skip_decoder(filters, up_blocks + [output_block(upsampling=self.upsampling, name="out")])
-        self.build((None, None, None, 1))
+        self.build({"L": (None, None, None, 1)})
 
-    def build(self, input_shape):
-        # A symbolic pass checks the graph; the weights exist already, so count_params() works before any data.
-        self.call(keras.KerasTensor(input_shape))
-
-    def call(self, scaled_l, training=False):
-        multiple = 2**self.depth
-        for side in scaled_l.shape[1:3]:
-            if side is not None and side % multiple:
-                raise ValueError(
-                    f"{type(self).__name__}(depth={self.depth}) needs height and width divisible by {multiple}, "
-                    f"got {tuple(scaled_l.shape[1:3])}"
-                )
-        return self.decoder(self.encoder(scaled_l, training=training), training=training)[-1]
+    def call(self, batch, training=False):
+        scaled_l = batch["L"]
+        self.check_sides(scaled_l, 2**self.depth)
+        return {"ab": self.decoder(self.encoder(scaled_l, training=training), training=training)[-1]}
 
     def get_config(self):
         return {

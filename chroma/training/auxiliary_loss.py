@@ -15,9 +15,9 @@ class AuxiliaryLoss(NamedTuple):
     name: logged as "<name>_loss" (by ConditionalGAN as "g_<name>_loss").
     output: the key of the generator's output it reads ("class_logits", or
         "ab", the colours, for a perceptual loss).
-    target: the key of its target: in the batch ("label", a frozen network's
-        "class_target" from Run.batch_targets), else in what the generator
-        reads (the "tokens" it made from captions).
+    target: the batch key of its target ("label", a frozen network's
+        "class_target" from Run.batch_targets, the "tokens" made from
+        captions for a generator that reads them).
     loss: loss(target, output) -> a scalar.
     """
 
@@ -28,15 +28,18 @@ class AuxiliaryLoss(NamedTuple):
     weight: float
 
 
-def auxiliary_terms(auxiliary_losses, batch, generator_inputs, outputs):
-    """({"<name>_loss": unweighted value}, their weighted sum) for one batch."""
-    readable = {**batch, **generator_inputs} if isinstance(generator_inputs, dict) else batch
+def auxiliary_terms(auxiliary_losses, batch, outputs):
+    """({"<name>_loss": unweighted value}, their weighted sum) for one batch and the generator's outputs on it."""
     values, total = {}, tf.constant(0.0)
     for term in auxiliary_losses:
         if term.output not in outputs:
             raise ValueError(f"auxiliary loss {term.name!r} reads the generator's {term.output!r}, but it "
                              f"returns {sorted(outputs)}")
-        value = term.loss(readable[term.target], outputs[term.output])
+        if term.target not in batch:
+            raise ValueError(f"auxiliary loss {term.name!r} reads its target {term.target!r} from the batch, which "
+                             f"has {sorted(batch)} (chroma.training.train adds a generator's batch_inputs and "
+                             "Run.batch_targets)")
+        value = term.loss(batch[term.target], outputs[term.output])
         values[f"{term.name}_loss"] = value
         total += term.weight * value
     return values, total

@@ -3,11 +3,14 @@
 import keras
 import tensorflow as tf
 
+from chroma.models.generator import Generator
+
 
 class ColorizationModel(keras.Model):
-    """Wraps a generator (scaled L (B,H,W,1) -> scaled ab (B,H,W,2)) for `fit`.
+    """Wraps a Generator (batch dict -> {"ab", ...}, see chroma.models.generator) for `fit`.
 
-    Batches are the dicts of `chroma.data.make_dataset`. Subclasses write
+    Batches are the dicts of `chroma.data.make_dataset`, which the generator
+    reads as they are: "L", and what its batch_inputs name. Subclasses write
     `train_step` and `test_step`, name their losses with `track_losses` and
     report them with `record_losses`. Compiled metrics (e.g.
     `chroma.metrics.ColorizationMetric`) see concat(L, ab) for the truth and
@@ -16,21 +19,15 @@ class ColorizationModel(keras.Model):
 
     def __init__(self, generator, **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(generator, Generator):
+            raise TypeError(f"{type(self).__name__} trains a chroma.models.generator.Generator (a batch dict in, "
+                            f'{{"ab", ...}} out), got {type(generator).__name__}')
         self.generator = generator
         self.loss_trackers = {}
 
-    def call(self, inputs, training=False):
-        """Scaled L (B,H,W,1), or a batch dict holding it, -> scaled ab (B,H,W,2)."""
-        batch = first_batch(inputs) if isinstance(inputs, dict) else {"L": inputs}
-        outputs = self.generator(self.generator_inputs(batch), training=training)
-        return outputs["ab"] if isinstance(outputs, dict) else outputs  # generators that also classify
-
-    def generator_inputs(self, batch):
-        """What the generator reads for a batch: scaled L, or for a generator with frozen conditioning
-        networks (paper bruvik's embedding and segmentation prior) a dict with their outputs too, computed
-        here once per batch rather than once per generator update (and taken from the batch when cached)."""
-        conditioning = getattr(self.generator, "conditioning", None)
-        return conditioning(batch) if conditioning is not None else batch["L"]
+    def call(self, batch, training=False):
+        """A batch dict (or a train step's stacked batches, of which the first) -> scaled ab (B,H,W,2)."""
+        return self.generator(first_batch(batch), training=training)["ab"]
 
     def networks(self):
         """The trainable networks, by attribute name; subclasses add theirs (the discriminator)."""

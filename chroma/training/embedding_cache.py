@@ -5,8 +5,8 @@ Inception-ResNet-v2: about 13 GFLOPs per image at 299x299, more than the
 generator itself, and the same vector at every epoch. One pass before
 training computes it for each image of the training and validation sets;
 batches then carry it under "embedding", looked up by image name, and the
-generator reads it instead of running the network
-(KoalarizationGenerator.conditioning). The vector is that of the image as
+generator reads it instead of running the network (an input the batch
+brings is used as it is: chroma.models.generator.Generator.complete). The vector is that of the image as
 stored: a randomly mirrored copy gets the unmirrored image's vector, which is
 how the cache differs from computing it at every step (ImageNet classifiers
 are trained to be mirror-invariant).

@@ -118,20 +118,17 @@ class ConditionalGAN(ColorizationModel):
             loss += self.gradient_penalty_weight * penalty
         return self.discriminator_loss_weight * loss, penalty
 
-    def generate(self, inputs, training):
-        """(ab, the generator's other outputs by name: ChromaGAN's "class_logits", Model C's "caption_logits")."""
-        outputs = self.generator(inputs, training=training)
-        if isinstance(outputs, dict):
-            return outputs["ab"], {name: value for name, value in outputs.items() if name != "ab"}
-        return outputs, {}
+    def g_losses(self, data, outputs, training):
+        """The generator's loss terms by name, and "g_loss", their weighted sum that G minimises.
 
-    def g_losses(self, data, inputs, fake_ab, extras, training):
-        """The generator's loss terms by name, and "g_loss", their weighted sum that G minimises."""
+        outputs: the generator's on `data`, {"ab", and what auxiliary terms read}.
+        """
+        fake_ab = outputs["ab"]
         losses = {
             "g_adversarial_loss": self.generator_loss(self.discriminate(data["L"], fake_ab, training)),
             "g_reconstruction_loss": self.reconstruction_loss(data["ab"], fake_ab),
         }
-        auxiliary, auxiliary_total = auxiliary_terms(self.auxiliary_losses, data, inputs, {"ab": fake_ab, **extras})
+        auxiliary, auxiliary_total = auxiliary_terms(self.auxiliary_losses, data, outputs)
         total = (self.adversarial_weight * losses["g_adversarial_loss"]
                  + self.reconstruction_weight * losses["g_reconstruction_loss"] + auxiliary_total)
         return {"g_loss": total, **losses, **{f"g_{name}": value for name, value in auxiliary.items()}}
@@ -147,21 +144,19 @@ class ConditionalGAN(ColorizationModel):
         # D's last batch is G's first (at 1:1 the one batch, as pix2pix): G runs on it once, D learns
         # from that output, then G is scored by the updated D through the same recorded pass.
         for index, batch in enumerate(d_batches):
-            inputs = self.generator_inputs(batch)
             g_tape = tf.GradientTape()
             with g_tape if index == len(d_batches) - 1 else contextlib.nullcontext():
-                fake_ab, extras = self.generate(inputs, training=True)
-            self.d_update(batch, fake_ab)
-            self.score(batch, fake_ab)
+                outputs = self.generator(batch, training=True)
+            self.d_update(batch, outputs["ab"])
+            self.score(batch, outputs["ab"])
         for index, batch in enumerate(g_batches):
             if index > 0:
-                inputs = self.generator_inputs(batch)
                 g_tape = tf.GradientTape()
                 with g_tape:
-                    fake_ab, extras = self.generate(inputs, training=True)
-            self.g_update(g_tape, batch, inputs, fake_ab, extras)
+                    outputs = self.generator(batch, training=True)
+            self.g_update(g_tape, batch, outputs)
             if index > 0:
-                self.score(batch, fake_ab)
+                self.score(batch, outputs["ab"])
         return self.get_metrics_result()
 
     def d_update(self, batch, fake_ab):
@@ -173,24 +168,22 @@ class ConditionalGAN(ColorizationModel):
         self.d_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         self.record_losses(batch, d_loss=d_loss, **self.penalty_log(penalty))
 
-    def g_update(self, tape, batch, inputs, fake_ab, extras):
-        """One generator update on `batch`; `tape` recorded the pass that gave fake_ab and extras."""
+    def g_update(self, tape, batch, outputs):
+        """One generator update on `batch`; `tape` recorded the pass that gave its outputs."""
         variables = self.generator.trainable_variables
         with tape:
-            g_losses = self.g_losses(batch, inputs, fake_ab, extras, training=True)
+            g_losses = self.g_losses(batch, outputs, training=True)
             scaled_loss = self.g_optimizer.scale_loss(g_losses["g_loss"] / self.replicas())
         self.g_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         self.record_losses(batch, **g_losses)
 
     def test_step(self, data):
         data = self.unpack(data)
-        scaled_l, true_ab = data["L"], data["ab"]
-        generator_inputs = self.generator_inputs(data)
-        fake_ab, extras = self.generate(generator_inputs, training=False)
-        d_loss, penalty = self.d_losses(scaled_l, true_ab, fake_ab, training=False)
-        g_losses = self.g_losses(data, generator_inputs, fake_ab, extras, training=False)
+        outputs = self.generator(data, training=False)
+        d_loss, penalty = self.d_losses(data["L"], data["ab"], outputs["ab"], training=False)
+        g_losses = self.g_losses(data, outputs, training=False)
         self.record_losses(data, d_loss=d_loss, **g_losses, **self.penalty_log(penalty))
-        return self.score(data, fake_ab)
+        return self.score(data, outputs["ab"])
 
     def penalty_log(self, penalty):
         """{"gradient_penalty": penalty} for a WGAN-GP critic, else nothing to log."""

@@ -14,7 +14,7 @@ class RegressionColorizer(ColorizationModel):
 
     `compile(optimizer, loss="l1" | "mse", auxiliary_losses=(), metrics=None)`.
     A generator that returns more than ab (paper efthymiadis' CNN + classifier:
-    {"ab", "class_logits"}) adds its AuxiliaryLoss terms (there the weighted
+    {"ab", "class_logits"}) may add AuxiliaryLoss terms (there the weighted
     cross-entropy on the batch's labels, sigma = 1/300 in equation 3). The
     logged `loss` is the total, beside `reconstruction_loss` and each term's
     `<name>_loss` when there are terms, averaged over the global batch under
@@ -38,14 +38,12 @@ class RegressionColorizer(ColorizationModel):
 
     def losses_of(self, data, training):
         """(predicted ab, {loss name: value}) for one batch; "loss" is what is minimised."""
-        inputs = self.generator_inputs(data)
-        outputs = self.generator(inputs, training=training)
-        predicted_ab = outputs["ab"] if isinstance(outputs, dict) else outputs
+        outputs = self.generator(data, training=training)
+        predicted_ab = outputs["ab"]
         reconstruction = self.reconstruction_loss(data["ab"], predicted_ab)
         if not self.auxiliary_losses:
             return predicted_ab, {"loss": reconstruction}
-        outputs = outputs if isinstance(outputs, dict) else {"ab": outputs}
-        auxiliary, auxiliary_total = auxiliary_terms(self.auxiliary_losses, data, inputs, outputs)
+        auxiliary, auxiliary_total = auxiliary_terms(self.auxiliary_losses, data, outputs)
         return predicted_ab, {"loss": reconstruction + auxiliary_total, "reconstruction_loss": reconstruction,
                               **auxiliary}
 

@@ -106,13 +106,13 @@ class Settings(NamedTuple):
     """How much data and compute a run gets: what a recipe's `settings(scale)` returns.
 
     smoke=True asks `Run.build` for small networks that train on a CPU.
-    backbone_weights and segmenter are where this machine keeps pretrained
-    networks (local paths, "imagenet" for the Keras cache, or None): the
-    harness fills them in from its command line; each recipe says what they
-    mean for its models. cache_embeddings: a generator's frozen embedding
-    (paper bruvik's Inception) is computed once per training and validation
-    image before the first epoch instead of at every step (see
-    embedding_cache).
+    assets: {name: where this machine keeps a pretrained network} (a local
+    path, "imagenet" for the Keras cache file, ...): the harness fills it
+    from `chroma reproduce --asset NAME=PATH`; a recipe's ASSETS names the
+    ones it reads and what their values mean. cache_embeddings: a generator's per-image frozen
+    inputs (BatchInput.per_image: paper bruvik's Inception embedding) are
+    computed once per training and validation image before the first epoch
+    instead of at every step (see embedding_cache).
     """
 
     train_data: str
@@ -123,8 +123,7 @@ class Settings(NamedTuple):
     smoke: bool = False
     flip: bool = True
     seed: int = 0
-    backbone_weights: str | None = None
-    segmenter: str | None = None
+    assets: dict = {}  # never mutated: a run's own assets come with _replace
     coco: str | None = None  # a COCO root for recipes that use it beside their main data (pretraining)
     cache_embeddings: bool = False
     drop_gray: bool = False  # leave out images that are already gray (paper agosti IV-B)
@@ -193,10 +192,16 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
         model.build_optimizers()
         if start_from is not None:
             model.copy_networks_from(start_from)
+    # What the generator reads beyond L (chroma.models.generator): an input made from another feature (token ids
+    # from captions) is made in tf.data, so no string reaches the step; one made from L by a frozen network is
+    # computed in the step, or once per image before the first epoch where it is per image and the settings ask.
     frozen = dict(run.batch_targets(settings)) if run.batch_targets else {}
-    embedding = getattr(model.generator, "embedding", None)
-    if settings.cache_embeddings and embedding is not None:
-        frozen["embedding"] = embedding
+    derived = {}
+    for key, feature in model.generator.batch_inputs().items():
+        if feature.source != "L":
+            derived[key] = feature
+        elif feature.per_image and settings.cache_embeddings:
+            frozen[key] = feature.compute
     for key, network in frozen.items():
         # Validation images are never mirrored, so their cached vectors are exactly those of the step.
         train_data, eval_data = (
@@ -204,11 +209,8 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
                                                              settings.batch_size, name=key), key=key)
             for data, source in ((train_data, train_source), (eval_data, eval_source))
         )
-    tokenizer = getattr(model.generator, "tokenizer", None)
-    if tokenizer is not None:
-        # Captions become word ids in tf.data (paper villarenteria), so no string reaches the step.
-        train_data, eval_data = (data.map(lambda batch: {**batch, "tokens": tokenizer(batch["caption"])})
-                                 for data in (train_data, eval_data))
+    train_data, eval_data = (data.map(lambda batch: with_derived_inputs(batch, derived))
+                             for data in (train_data, eval_data))
     # Caption and name strings have done their work here; a TPU's infeed takes numbers only.
     train_data, eval_data = (data.map(numeric_features) for data in (train_data, eval_data))
     if model.batches_per_step > 1:
@@ -264,6 +266,11 @@ def stack_batches(dataset, count):
 
     return dataset.batch(count, drop_remainder=True).map(
         lambda batch: {key: to_axis_1(value) for key, value in batch.items()})
+
+
+def with_derived_inputs(batch, derived):
+    """The batch with each {key: BatchInput} of `derived` computed from its source feature."""
+    return {**batch, **{key: feature.compute(batch[feature.source]) for key, feature in derived.items()}}
 
 
 def numeric_features(batch):

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from chroma.models.network_generator import NetworkGenerator
 from chroma.training import ConditionalGAN, Pretraining, RegressionColorizer, Run, Settings, learning_rate
 
 PAPER = "tiny"
@@ -40,7 +41,7 @@ def discriminator():
 
 
 def gan(settings):
-    return ConditionalGAN(generator(), discriminator(), seed=0)
+    return ConditionalGAN(NetworkGenerator(generator()), discriminator(), seed=0)
 
 
 class TurnsInfinite(keras.layers.Layer):
@@ -64,14 +65,14 @@ class TurnsInfinite(keras.layers.Layer):
 def generator_turns_inf(settings):
     """G's ab turns inf after GOOD_EPOCHS; D squashes its input, so only G's losses become non-finite."""
     squashing = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Activation("tanh"), discriminator()])
-    g = keras.Sequential([generator(), TurnsInfinite(GOOD_EPOCHS * STEPS_PER_EPOCH)])
+    g = NetworkGenerator(keras.Sequential([generator(), TurnsInfinite(GOOD_EPOCHS * STEPS_PER_EPOCH)]))
     return ConditionalGAN(g, squashing, seed=0)
 
 
 def discriminator_turns_inf(settings):
     """D's scores turn inf after GOOD_EPOCHS: it runs 3 times per step (real, fake, then for G's loss)."""
-    return ConditionalGAN(generator(), keras.Sequential([discriminator(), TurnsInfinite(3 * GOOD_EPOCHS * STEPS_PER_EPOCH)]),
-                          seed=0)
+    return ConditionalGAN(NetworkGenerator(generator()),
+                          keras.Sequential([discriminator(), TurnsInfinite(3 * GOOD_EPOCHS * STEPS_PER_EPOCH)]), seed=0)
 
 
 def cosine_recipe(total_steps):
@@ -88,7 +89,8 @@ def constant_recipe(total_steps):
 
 def regression(settings):
     # A linear output (no tanh) so a too-large step can grow the loss without bound.
-    return RegressionColorizer(keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(2, 3, padding="same")]))
+    return RegressionColorizer(NetworkGenerator(
+        keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(2, 3, padding="same")])))
 
 
 def exploding_recipe(total_steps):
@@ -100,7 +102,7 @@ def pretraining(settings):
 
 
 def generator_regression(settings):
-    return RegressionColorizer(generator())
+    return RegressionColorizer(NetworkGenerator(generator()))
 
 
 def l1_recipe(total_steps):
