@@ -24,6 +24,10 @@ COLUMN_TITLES = {
     "colorfulness": "colourfulness",
     "lpips": "LPIPS",
     "fid": "FID",
+    # Paper agosti's torchmetrics scores, on Lab mapped to [0, 1] (chroma.metrics.keras_metrics).
+    "psnr_torchmetrics": "PSNR (dB, torchmetrics, Lab)",
+    "ssim_torchmetrics": "SSIM (torchmetrics, Lab)",
+    "uiqi_torchmetrics": "UIQI (torchmetrics, Lab)",
 }
 
 

@@ -15,15 +15,23 @@ def _sigmoid_cross_entropy(labels_value, logits, label_smoothing=0.0):
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
+def minimax_real_loss(real_logits, label_smoothing=0.0):
+    """BCE(1, D(real)), the real images' part of the minimax discriminator loss."""
+    return _sigmoid_cross_entropy(1.0, tf.cast(real_logits, tf.float32), label_smoothing)
+
+
+def minimax_fake_loss(fake_logits):
+    """BCE(0, D(fake)), the colorizations' part of the minimax discriminator loss."""
+    return _sigmoid_cross_entropy(0.0, tf.cast(fake_logits, tf.float32))
+
+
 def minimax_discriminator_loss(real_logits, fake_logits, label_smoothing=0.0):
     """BCE(1, D(real)) + BCE(0, D(fake)): TF-GAN's `minimax_discriminator_loss`.
 
     Paper nampouri's equation 16 halves this sum; the GAN model's
     `discriminator_loss_weight` carries that factor.
     """
-    real_logits = tf.cast(real_logits, tf.float32)
-    fake_logits = tf.cast(fake_logits, tf.float32)
-    return _sigmoid_cross_entropy(1.0, real_logits, label_smoothing) + _sigmoid_cross_entropy(0.0, fake_logits)
+    return minimax_real_loss(real_logits, label_smoothing) + minimax_fake_loss(fake_logits)
 
 
 def modified_generator_loss(fake_logits):
@@ -31,9 +39,19 @@ def modified_generator_loss(fake_logits):
     return _sigmoid_cross_entropy(1.0, tf.cast(fake_logits, tf.float32))
 
 
+def wasserstein_real_loss(real_scores):
+    """-mean D(real), the real images' part of the Wasserstein critic loss."""
+    return -tf.reduce_mean(tf.cast(real_scores, tf.float32))
+
+
+def wasserstein_fake_loss(fake_scores):
+    """mean D(fake), the colorizations' part of the Wasserstein critic loss."""
+    return tf.reduce_mean(tf.cast(fake_scores, tf.float32))
+
+
 def wasserstein_discriminator_loss(real_scores, fake_scores):
     """mean D(fake) - mean D(real): TF-GAN's `wasserstein_discriminator_loss`."""
-    return tf.reduce_mean(tf.cast(fake_scores, tf.float32)) - tf.reduce_mean(tf.cast(real_scores, tf.float32))
+    return wasserstein_real_loss(real_scores) + wasserstein_fake_loss(fake_scores)
 
 
 def wasserstein_generator_loss(fake_scores):
@@ -117,8 +135,9 @@ def labelled_cross_entropy(labels, logits):
 
 
 # Names a recipe uses -> (generator loss, discriminator loss).
+# name -> (G's loss, D's loss on the real images, D's loss on the colorizations): D minimises the sum of the two.
 ADVERSARIAL_LOSSES = {
-    "bce": (modified_generator_loss, minimax_discriminator_loss),
-    "wgan-gp": (wasserstein_generator_loss, wasserstein_discriminator_loss),
+    "bce": (modified_generator_loss, minimax_real_loss, minimax_fake_loss),
+    "wgan-gp": (wasserstein_generator_loss, wasserstein_real_loss, wasserstein_fake_loss),
 }
 RECONSTRUCTION_LOSSES = {"l1": l1, "mse": mse}

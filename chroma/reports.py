@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 # Figure directly, not pyplot: it needs no backend and keeps no global figure state.
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -25,9 +26,11 @@ TITLE_CHARACTERS = 22  # a line of a sample-grid column title
 
 
 def format_value(value):
-    """4 decimals below 10, 2 from there on; the missing mark for None."""
+    """Integers (epoch counts) as they are; else 4 decimals below 10, 2 from there on; the missing mark for None."""
     if value is None:
         return MISSING
+    if isinstance(value, int):
+        return str(value)
     return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
 
 
@@ -100,7 +103,9 @@ def plot_gan_losses(history, path, title):
 
     A GAN history gets nampouri figures 8-9's two panels: the generator's
     adversarial loss x0.1 with the discriminator's loss on top, the generator's
-    L1 reconstruction loss (and its validation curve) below. A regression
+    L1 reconstruction loss (and its validation curve) below; and where it
+    logs them, a third with D's losses on real and on colorized images
+    (efthymiadis' figure 9). A regression
     history ("loss", "val_loss") gets one panel. Other keys are ignored.
     """
     return plot_panels([panel for panel in loss_panels(history) if panel[1]], path, title, "losses")
@@ -162,10 +167,34 @@ def loss_panels(history):
             ("g_reconstruction_loss", "generator reconstruction loss (train)"),
             ("val_g_reconstruction_loss", "generator reconstruction loss (validation)"),
         ] if key in history]
-        return [("adversarial loss", adversarial), ("reconstruction (L1) loss", reconstruction)]
+        # Paper efthymiadis' figure 9: D's losses on the real and on the colorized images, apart.
+        discriminator_parts = [(label, history[key]) for key, label in [
+            ("d_real_loss", "discriminator loss on real images"),
+            ("d_fake_loss", "discriminator loss on colorizations"),
+        ] if key in history]
+        return [("adversarial loss", adversarial), ("reconstruction (L1) loss", reconstruction),
+                ("discriminator loss, by input", discriminator_parts)]
     curves = [(label, history[key]) for key, label in [("loss", "train"), ("val_loss", "validation")]
               if key in history]
     return [("loss", curves)]
+
+
+def epoch_samples(kept_dir, epochs, path, title):
+    """The held-out samples' colorizations at `epochs` (SampleImages' kept PNGs) between gray and truth, one
+    column each (bruvik's figure 8, efthymiadis' figure 7); returns the path."""
+    kept_dir = Path(kept_dir)
+
+    def images(name):
+        column = np.asarray(PIL.Image.open(kept_dir / f"{name}.png"))
+        side = column.shape[1]  # square samples, stacked top to bottom
+        return [column[top:top + side] for top in range(0, column.shape[0], side)]
+
+    missing = [epoch for epoch in epochs if not (kept_dir / f"epoch_{epoch}.png").exists()]
+    if missing:
+        raise FileNotFoundError(f"{kept_dir} holds no samples of epochs {missing}")
+    columns = [("grayscale", images("gray")), *[(f"epoch {epoch}", images(f"epoch_{epoch}")) for epoch in epochs],
+               ("original", images("truth"))]
+    return sample_grid(columns, path, title)
 
 
 def sample_grid(columns, path, title=None):

@@ -6,10 +6,15 @@ names), RUNS (a list of chroma.training.Run) and settings(scale, coco, data)
 -> chroma.training.Settings. Optionally ASSETS: {name: what it is} of the
 pretrained networks its runs read from Settings.assets; LOSS_TABLE = (heading, {run key: the
 paper's losses}): a second table of each run's mean D and G losses over its
-first and last epoch (paper bruvik's table 3); BASELINE0_PAPER: the paper's
-own baseline0 figures (villarenteria's table 1); DIVERSE_SAMPLES = N: a figure
-of N colorizations of each held-out image by every run whose generator has
-dropout, kept on at inference (paper agosti's figure 4).
+first and last epoch (paper bruvik's table 3); BEST_EPOCH_TABLE = (heading,
+{run key: {"epochs", "best epoch"}}): the epochs each run scored at its best
+trained and the one chosen (villarenteria's table 3); BASELINE0_PAPER: the
+paper's own baseline0 figures (villarenteria's table 1); REFERENCE_ROWS: rows
+of the paper's table that are no model, [{"model", "paper", "note"}] (bruvik's
+"optimal result (literature)"); DIVERSE_SAMPLES = N: a figure of N
+colorizations of each held-out image by every run whose generator has dropout,
+kept on at inference (paper agosti's figure 4); TRAINING_SAMPLES = True: the
+sample grid of training images too (agosti's figure 5).
 """
 
 import importlib.util
@@ -25,6 +30,7 @@ from chroma.export import dropout_layers, dropout_on
 from chroma.metrics import LPIPS, fid_inception
 from chroma.models.baseline0 import MeanColorBaseline
 from chroma.training import read_history, train
+from chroma.training.trainer import monitor_mode
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 SAMPLE_IMAGES = 4
@@ -34,6 +40,9 @@ METRIC_ASSETS = {
     "fid": "Inception-v3 weights for FID: 'imagenet' (the Keras cache file, never downloaded) or a .h5; "
            "without them FID stays empty",
 }
+SCORED_AT = ("last", "best")  # Run.scored_at
+SCORED_IN = ("inference", "dropout", "training")  # Run.scored_in
+BEST_EPOCH_COLUMNS = ("epochs", "best epoch")
 EPOCH_LOSS_COLUMNS = ("d_loss, first epoch", "g_loss, first epoch", "d_loss, last epoch", "g_loss, last epoch")
 
 
@@ -92,17 +101,22 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
              "paper": titled(getattr(experiment, "BASELINE0_PAPER", {})),
              "ours": titled(evaluation.evaluate(lambda batch: baseline0(batch)["ab"], eval_data, experiment.COLUMNS,
                                                 lpips_model, fid_model))}]
+    rows += [{**row, "ours": {}, "paper": titled(row["paper"])} for row in getattr(experiment, "REFERENCE_ROWS", [])]
     samples = [("original", None, eval_data), ("grayscale", None, eval_data)]
+    training_samples = []
     runs = select_runs(experiment, run_keys)
+    for run in runs:
+        check_protocol(run)
     for run in runs:
         print(f"== {experiment.PAPER} / {scale}: {run.name}", file=sys.stderr)
         run_settings = run.settings_for(settings)
         model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision)
         run_eval_data = dataset_from_spec(settings.eval_data, run_settings.image_size, settings.batch_size,
                                           drop_gray=settings.drop_gray)
-        scores = evaluation.evaluate(lambda batch, m=model: m(batch, training=False), run_eval_data,
-                                     experiment.COLUMNS, lpips_model, fid_model)
-        rows.append({"model": run.name, "ours": titled(scores), "paper": titled(run.paper), "note": run.note})
+        scores, protocol = score_run(run, model, out_dir / run.key, run_eval_data, experiment.COLUMNS,
+                                     lpips_model, fid_model)
+        note = "; ".join(part for part in (run.note, protocol) if part)
+        rows.append({"model": run.name, "ours": titled(scores), "paper": titled(run.paper), "note": note})
         reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / f"{run.key}_losses.png",
                                 f"{run.name} ({scale})")
         if run.pretrain is not None:  # e.g. paper bruvik's figure 10
@@ -111,22 +125,84 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         history = read_history(out_dir / run.key)
         reports.plot_metric_curves(history, {key: evaluation.COLUMN_TITLES.get(key, key) for key in run.metrics},
                                    out_dir / f"{run.key}_metrics.png", f"{run.name} ({scale})")
+        if run.sample_epochs is not None:
+            epochs = run.sample_epochs(run_settings.epochs)
+            reports.epoch_samples(out_dir / run.key / "epoch_samples", epochs, out_dir / f"{run.key}_epochs.png",
+                                  f"{run.name}: held-out images at epochs {', '.join(map(str, epochs))} ({scale})")
         dropouts = dropout_layers(model.generator)
         if getattr(experiment, "DIVERSE_SAMPLES", 0) and dropouts:
             reports.sample_grid(diverse_columns(model, dropouts, run_eval_data, experiment.DIVERSE_SAMPLES),
                                 out_dir / f"{run.key}_diverse.png", f"{run.name}: dropout on at inference ({scale})")
         samples.append((run.name, model, run_eval_data))
+        if getattr(experiment, "TRAINING_SAMPLES", False):
+            training_samples.append((run.name, model, dataset_from_spec(
+                settings.train_data, run_settings.image_size, settings.batch_size, drop_gray=settings.drop_gray)))
     reports.sample_grid(sample_columns(samples), out_dir / "samples.png",
                         f"{experiment.TITLE}: held-out images ({scale})")
+    if training_samples:
+        originals = [(title, None, training_samples[0][2]) for title in ("original", "grayscale")]
+        reports.sample_grid(sample_columns(originals + training_samples), out_dir / "training_samples.png",
+                            f"{experiment.TITLE}: training images ({scale})")
     columns = [evaluation.COLUMN_TITLES.get(name, name) for name in experiment.COLUMNS]
-    paths = reports.write_results(out_dir, f"{experiment.TITLE} — {scale} scale", rows, columns, experiment.PAPER)
+    paths = reports.write_results(out_dir, f"{experiment.TITLE} — {scale} scale, scored on {settings.eval_data}",
+                                  rows, columns, experiment.PAPER)
     if hasattr(experiment, "LOSS_TABLE"):
         heading, paper_losses = experiment.LOSS_TABLE
         loss_rows = [{"model": run.name, "ours": epoch_losses(read_history(out_dir / run.key)),
                       "paper": paper_losses[run.key]} for run in runs if run.key in paper_losses]
         reports.append_table(out_dir, heading, loss_rows, EPOCH_LOSS_COLUMNS)
+    if hasattr(experiment, "BEST_EPOCH_TABLE"):
+        heading, paper_epochs = experiment.BEST_EPOCH_TABLE
+        epoch_rows = [{"model": run.name, "ours": best_epoch(run, read_history(out_dir / run.key)),
+                       "paper": paper_epochs.get(run.key, {})} for run in runs if run.scored_at == "best"]
+        reports.append_table(out_dir, heading, epoch_rows, BEST_EPOCH_COLUMNS)
     reports.update_results_index(runs_root, index_path)
     return paths
+
+
+def check_protocol(run):
+    """Refuses, before any training, a run whose scoring protocol (Run.scored_at, Run.scored_in) is unknown."""
+    if run.scored_at not in SCORED_AT:
+        raise ValueError(f"{run.name}: scored_at must be one of {SCORED_AT}, got {run.scored_at!r}")
+    if run.scored_in not in SCORED_IN:
+        raise ValueError(f"{run.name}: scored_in must be one of {SCORED_IN}, got {run.scored_in!r}")
+
+
+def score_run(run, model, out_dir, dataset, columns, lpips_model=None, fid_model=None):
+    """(scores, what the table's note says of the protocol) for a trained run, scored as its paper did.
+
+    scored_at "best" loads best.weights.h5 into `model` first, so the
+    figures drawn afterwards show the scored weights too.
+    """
+    notes = []
+    if run.scored_at == "best":
+        chosen = best_epoch(run, read_history(out_dir))
+        model.load_weights(Path(out_dir) / "best.weights.h5")
+        notes.append(f"best epoch {chosen['best epoch']} of {chosen['epochs']} by {run.monitor}")
+    if run.scored_in == "training":
+        # Training mode updates batch norm's moving averages: they are put back after scoring.
+        averages = [weight.numpy() for weight in model.non_trainable_weights]
+        try:
+            scores = evaluation.evaluate(lambda batch: model(batch, training=True), dataset, columns,
+                                         lpips_model, fid_model)
+        finally:
+            for weight, value in zip(model.non_trainable_weights, averages):
+                weight.assign(value)
+        return scores, "; ".join(notes + ["scored in training mode"])
+    dropouts = dropout_layers(model.generator) if run.scored_in == "dropout" else []
+    with dropout_on(dropouts):
+        scores = evaluation.evaluate(lambda batch: model(batch, training=False), dataset, columns,
+                                     lpips_model, fid_model)
+    return scores, "; ".join(notes + (["scored with dropout on"] if dropouts else []))
+
+
+def best_epoch(run, history):
+    """{"epochs": trained, "best epoch": the one (from 1) whose run.monitor is best}, as best.weights.h5 keeps."""
+    values = history.get(run.monitor)
+    if not values:
+        raise ValueError(f"{run.name} is scored at its best epoch by {run.monitor}, which its history lacks")
+    best = (np.nanargmax if monitor_mode(run.monitor) == "max" else np.nanargmin)(values)
+    return {"epochs": len(values), "best epoch": int(best) + 1}
 
 
 def train_with_pretraining(run, settings, out_dir, strategy=None, precision="float32"):

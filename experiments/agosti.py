@@ -11,11 +11,24 @@ batch of its own as in WGAN-GP's Algorithm 1; V-C, VI).
 
 Paper scale (sections IV-V): 20% of COCO 2017's training set (23,000 random images)
 with the already-gray ones dropped (3%), 256x256, batch 16, 100 epochs, Adam 2e-4
-(beta1 0.5) for both networks with the learning rate cosine-annealed to a tenth;
-scored on COCO's validation images (the paper's test split has no public colours).
-One P100 took ~25 min per epoch for the GAN and ~30 for PixelGAN. Not stated, so
-chosen here: pix2pix's lambda = 100 and D loss halved; dropout in the three
-innermost decoder blocks, as pix2pix; WGAN-GP's penalty weight 10 (Gulrajani et al.).
+(beta1 0.5; beta2 0.9 as the authors' code, the text names none) for both networks
+with the learning rate cosine-annealed to a tenth;
+scored on COCO's test split (Table 1; test2017's 40,670 images are public, unannotated),
+or on val2017 where a COCO copy lacks it, as the table's heading says.
+One P100 took ~25 min per epoch for the GAN and ~30 for PixelGAN. Dropout (50%) in
+the decoder "starting from the fourth block" (V-A); no flips or other augmentation
+(none is named); every model scored "in training mode also during evaluation" (VI).
+Not stated, so chosen here: pix2pix's lambda = 100 and D loss halved for the BCE
+GANs (the WGAN critic's loss is not halved, as WGAN-GP's Algorithm 1); WGAN-GP's
+penalty weight 10 (Gulrajani et al.).
+Table 1's SSIM, PSNR and UIQI are torchmetrics' ([15]-[18], data_range=1.0) on
+the authors' metric inputs, which are not RGB but scaled Lab mapped to [0, 1]
+(L/100, ab/220 + 1/2; their code, NNDL-recoloring-GAN's train.py): the
+*_torchmetrics columns, where PSNR pools the squared errors of all images and UIQI
+(11x11 Gaussian windows) leaves out images with a 0/0 window. L is copied, so a
+gray output already scores UIQI 1/3. ssim, psnr and uiqi are chroma's RGB ones,
+kept for comparison with the other papers. Left as chroma computes them: FID and
+LPIPS, which the authors' code also fed the Lab tensors as if RGB (LPIPS with VGG).
 FID needs Inception-v3's ImageNet weights (the asset fid=imagenet reads the Keras
 cache file), LPIPS its converted weights; without them those columns stay empty.
 chroma's FID uses Keras's Inception-v3, not the 2015 graph torchmetrics runs, so
@@ -31,6 +44,7 @@ import math
 
 import keras
 
+from chroma.data import coco_test_split
 from chroma.models.dcgan_critic import DCGANCritic
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.pixel_unet import PixelUNetGenerator
@@ -39,9 +53,11 @@ from chroma.training import ConditionalGAN, Run, Settings, learning_rate, smoke_
 
 PAPER = "agosti"
 TITLE = "Image Recoloring with conditional GANs (Agosti, Bee & Saccaro)"
-COLUMNS = ("fid", "ssim", "psnr", "lpips", "uiqi")
+# Table 1's SSIM, PSNR and UIQI as the authors computed them (torchmetrics on Lab mapped to [0, 1], see the
+# docstring), then chroma's RGB ones for comparison with the other papers.
+COLUMNS = ("fid", "ssim_torchmetrics", "psnr_torchmetrics", "lpips", "uiqi_torchmetrics", "ssim", "psnr", "uiqi")
 # Fig. 3 follows the perceptual metrics over the epochs; FID and LPIPS only in the final table (they need weights).
-EPOCH_METRICS = ("l1_ab", "psnr", "ssim", "uiqi")
+EPOCH_METRICS = ("l1_ab", "psnr_torchmetrics", "ssim_torchmetrics", "uiqi_torchmetrics")
 DIVERSE_SAMPLES = 4  # Fig. 4
 
 FINAL_LEARNING_RATE_FRACTION = 0.1  # "progressively lowered by a factor of 10" (V-C)
@@ -55,16 +71,18 @@ def settings(scale, coco=None, data=None):
         if not coco:
             raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
         return Settings(train_data=f"coco:{coco}?split=train2017&take=23000",
-                        eval_data=f"coco:{coco}?split=val2017", image_size=256, batch_size=16, epochs=100,
-                        drop_gray=True)
+                        eval_data=f"coco:{coco}?split={coco_test_split(coco)}", image_size=256, batch_size=16,
+                        epochs=100, drop_gray=True, flip=False)
     if scale == "smoke":
-        return smoke_settings(epochs=12, drop_gray=True)
+        return smoke_settings(epochs=12, drop_gray=True, flip=False)
     raise unknown_scale(scale)
 
 
 def unet_arguments(settings):
-    """Section V-A: 8 blocks down to 1x1 at 256 (smoke: 16 base filters, down to 1x1 at 64)."""
-    return dict(base_filters=16 if settings.smoke else 64, depth=int(math.log2(settings.image_size)))
+    """Section V-A: 8 blocks down to 1x1 at 256 (smoke: 16 base filters, down to 1x1 at 64), "a dropout of 50%
+    is applied starting from the fourth block" of the decoder (pix2pix drops in its first three)."""
+    depth = int(math.log2(settings.image_size))
+    return dict(base_filters=16 if settings.smoke else 64, depth=depth, dropout_blocks=range(4, depth))
 
 
 def patch_discriminator(settings):
@@ -95,20 +113,33 @@ def recipe(adversarial_loss, d_steps=1):
     def compile_args(total_steps):
         def adam(updates):
             schedule = learning_rate(2e-4, "cosine", updates, final_fraction=FINAL_LEARNING_RATE_FRACTION)
-            return keras.optimizers.Adam(schedule, beta_1=0.5)
+            return keras.optimizers.Adam(schedule, beta_1=0.5, beta_2=0.9)  # beta_2: the authors' code
 
+        # pix2pix's lambda and halved D loss: chosen, not stated. WGAN-GP's critic loss is not halved (Gulrajani
+        # et al.'s Algorithm 1): with the gradient penalty inside it, halving it would halve the penalty too.
         return dict(g_optimizer=adam(total_steps), d_optimizer=adam(d_steps * total_steps),
                     adversarial_loss=adversarial_loss, reconstruction_weight=100.0,
-                    discriminator_loss_weight=0.5)  # pix2pix's lambda and halved D loss: chosen, not stated
+                    discriminator_loss_weight=1.0 if adversarial_loss == "wgan-gp" else 0.5)
 
     return compile_args
 
 
+# Figure 5: colorizations of training images, beside figure 6's of test images (samples.png).
+TRAINING_SAMPLES = True
+
+# VI: "the model is kept in training mode also during evaluation" (after pix2pix): dropout on, and batch norm
+# normalising with each test batch's statistics.
 RUNS = [
     Run("gan", "GAN (U-Net + PatchGAN)", gan, recipe("bce"),
-        paper={"fid": 2.52, "ssim": 0.86, "psnr": 24.44, "lpips": 0.14, "uiqi": 0.37}, metrics=EPOCH_METRICS),
+        paper={"fid": 2.52, "ssim_torchmetrics": 0.86, "psnr_torchmetrics": 24.44, "lpips": 0.14,
+               "uiqi_torchmetrics": 0.37}, metrics=EPOCH_METRICS,
+        scored_in="training"),
     Run("pixel_gan", "PixelGAN (PixelTCL decoder)", pixel_gan, recipe("bce"),
-        paper={"fid": 2.28, "ssim": 0.86, "psnr": 24.44, "lpips": 0.14, "uiqi": 0.37}, metrics=EPOCH_METRICS),
+        paper={"fid": 2.28, "ssim_torchmetrics": 0.86, "psnr_torchmetrics": 24.44, "lpips": 0.14,
+               "uiqi_torchmetrics": 0.37}, metrics=EPOCH_METRICS,
+        scored_in="training"),
     Run("wgan", "WGAN (WGAN-GP, DCGAN critic)", wgan, recipe("wgan-gp", d_steps=CRITIC_STEPS),
-        paper={"fid": 3.21, "ssim": 0.86, "psnr": 23.83, "lpips": 0.16, "uiqi": 0.35}, metrics=EPOCH_METRICS),
+        paper={"fid": 3.21, "ssim_torchmetrics": 0.86, "psnr_torchmetrics": 23.83, "lpips": 0.16,
+               "uiqi_torchmetrics": 0.35}, metrics=EPOCH_METRICS,
+        scored_in="training"),
 ]

@@ -82,16 +82,20 @@ def settings(scale, coco=None, data=None):
 
 
 def inception(settings):
-    """Section 5.3.3's frozen embedding from the asset "inception"; random weights only when allowed."""
+    """Section 5.3.3's frozen embedding from the asset "inception"; random weights only when allowed.
+
+    The embedding is "the output from the final layer preceding the softmax"
+    (5.3.3): the logits, not Deep Koalarization's probabilities.
+    """
     weights = settings.assets.get("inception")
     if weights is None and not settings.smoke:
         raise ValueError("SCALE=paper needs --asset inception=imagenet|/path/to/inception_resnet_v2.h5|"
                          "/path/to/tfhub_savedmodel (or none for a random Inception network)")
     if weights is None or weights.lower() == "none":
-        return InceptionEmbedding(weights=None)
+        return InceptionEmbedding(weights=None, probabilities=False)
     if weights == "imagenet" or weights.endswith(".h5"):
-        return InceptionEmbedding(weights=weights)
-    return InceptionEmbedding(source=weights)
+        return InceptionEmbedding(weights=weights, probabilities=False)
+    return InceptionEmbedding(source=weights, probabilities=False)
 
 
 def segmenter(settings):
@@ -164,6 +168,11 @@ def smaller_batch(settings):
     return settings._replace(batch_size=max(1, settings.batch_size // TABLE_3_SMALL_BATCH_DIVISOR))
 
 
+# Table 2's first column, "Optimal result for colorization (in literature)": SSIM "typical= 0.94 optimal=1",
+# PSNR "22-25".
+REFERENCE_ROWS = [{"model": "optimal result for colorization (literature)", "paper": {"ssim": 0.94},
+                   "note": "table 2: SSIM typically 0.94 (optimally 1), PSNR 22-25 dB"}]
+
 RUNS = [
     Run("no_pretraining", "GAN without pretraining", inception_gan(), gan_recipe,
         paper={"psnr": 17.6496, "ssim": 0.89217}),
@@ -174,8 +183,10 @@ RUNS = [
     Run("koalarization", "Deep Koalarization (Baldassarre et al.)",
         regression(generator_builder(with_segmentation=False)), adam(1e-3, "mse"),
         paper={"psnr": 19.0556, "ssim": 0.90014}),
+    # Figure 8: "(1) Epoch 14 (2) Epoch 15. (3) Ground Truth", the run's last two epochs.
     Run("ours", "Inception-GAN (ours), batch 64", inception_gan(), gan_recipe,
-        paper={"psnr": 21.4709, "ssim": 0.95026}, pretrain=pretraining(), note="smoke scale: batch 2"),
+        paper={"psnr": 21.4709, "ssim": 0.95026}, pretrain=pretraining(), note="smoke scale: batch 2",
+        sample_epochs=lambda epochs: (epochs - 1, epochs)),
     Run("ours_batch16", "Inception-GAN, batch 16", inception_gan(), gan_recipe, paper={},
         overrides=smaller_batch, pretrain=pretraining(),
         note="table 3's other batch: a quarter of the run's (smoke scale: 1)"),

@@ -9,22 +9,22 @@ encoder is an ImageNet-pretrained ResNet-18 (A.2, 15 M parameters).
         ASSETS=resnet18=/weights/resnet_18_imagenet            # the paper's recipe
 
 Paper scale, as section 5: COCO train2017, 8,000 random images for training and
-2,000 for testing (the paper's test images come from COCO's test split, which
-has no public annotations; we take them from val2017), 256x256, random
+2,000 for testing from COCO's test split (test2017, public but unannotated, where
+it is under COCO/; val2017 otherwise, as the table's heading says), 256x256, random
 horizontal flips, batch 16, 300 epochs = 150k iterations, two Adam optimizers
 (2e-4, beta 0.5 / 0.999), lambda = 100, N(0, 0.02) initialisation. The paper
 took ~4 h per model on one A100. The runs resume when rerun.
 
-Expected (section 6, test-set L1 on ab): U-Net cGAN 0.0917, ResNet-18 cGAN 0.0945.
-The paper's ab scaling is not stated with its L1 figures; its tutorial [20]
-divides ab by 128 where chroma divides by 110 (as its section 4.1 does), so
-our L1 is up to 128/110 larger for the same colours.
+Expected (section 6, test-set L1 on ab): U-Net cGAN 0.0917, ResNet-18 cGAN 0.0945,
+on ab scaled by 1/110 (equations 5-6; its tutorial [20] scales alike), as chroma's
+l1_ab is. The U-Net is scored with dropout on, as trained (4.2, after pix2pix).
 """
 
 import math
 
 import keras
 
+from chroma.data import coco_test_split
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.resnet_unet import ResNetUNetGenerator
 from chroma.models.unet import UNetGenerator
@@ -52,7 +52,7 @@ def settings(scale, coco=None, data=None):
             raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
         return Settings(
             train_data=f"coco:{coco}?split=train2017&take=8000",
-            eval_data=f"coco:{coco}?split=val2017&take=2000",
+            eval_data=f"coco:{coco}?split={coco_test_split(coco)}&take=2000",
             image_size=PAPER_IMAGE_SIZE,
             batch_size=16,
             epochs=300,
@@ -92,9 +92,10 @@ def pix2pix_recipe(total_steps):
 
 
 RUNS = [
-    Run("unet_cgan", "U-Net cGAN", unet_cgan, pix2pix_recipe, paper={"l1_ab": 0.0917}),
+    # 4.2: dropout is the noise z "during both training and testing", as pix2pix; the ResNet U-Net has none.
+    Run("unet_cgan", "U-Net cGAN", unet_cgan, pix2pix_recipe, paper={"l1_ab": 0.0917}, scored_in="dropout"),
     Run(
         "resnet_cgan", "ResNet-18 cGAN", resnet_cgan, pix2pix_recipe, paper={"l1_ab": 0.0945},
-        note="encoder from ImageNet weights (asset resnet18); random at smoke scale",
+        note="encoder from ImageNet weights (asset resnet18); random at smoke scale", scored_in="dropout",
     ),
 ]

@@ -16,9 +16,11 @@ baseline0 (Table 1) is the harness's first row.
     make reproduce-villarenteria SCALE=paper COCO=/data/coco ASSETS=vgg16=imagenet
 
 Paper scale: COCO 2017 train (118K images, one human caption each, a 1500-word
-vocabulary built from them), 224x224, scored on val2017. The reference follows
-the release: generator loss MSE + 0.003 KL(VGG-16 oracle || class head) + 0.1
-Wasserstein, gradient penalty 10, Adam 2e-5 (beta1 0.5), batch 10. Models A-C use
+vocabulary built from them), 224x224, no flips (the release has none), scored on
+val2017. The reference follows the release: generator loss MSE + 0.003 KL(VGG-16
+oracle || class head) + 0.1 Wasserstein on its ab / 255, which on chroma's ab / 110
+are MSE + 0.0161 KL + 0.232 Wasserstein, the same balance (RELEASE_AB_RATIO);
+gradient penalty 10, Adam 2e-5 (beta1 0.5), batch 10. Models A-C use
 the paper's changes (section 7.1): Adam 2e-5 with beta1 0.9 and a global batch of
 256 over 8 TPU cores; epochs as Table 3 (A and A.2 5, B 10; C as B).
 The asset vgg16=imagenet reads VGG-16's weights (trunk and oracle) from the Keras
@@ -66,8 +68,20 @@ ASSETS = {"vgg16": "VGG-16's ImageNet weights for the trunk and the class oracle
                    "file), a local .h5, or none (random, with a warning)"}
 COLUMNS = ("mse_unit", "mse_8bit", "ssim", "psnr")
 
-# The public ChromaGAN release's generator loss weights and gradient penalty.
-RECONSTRUCTION_WEIGHT, CLASS_WEIGHT, ADVERSARIAL_WEIGHT, GRADIENT_PENALTY_WEIGHT = 1.0, 0.003, 0.1, 10.0
+# The public ChromaGAN release's generator loss weights (MSE, class KL, Wasserstein) and gradient penalty, on its
+# ab scale: OpenCV's 8-bit a*b* / 255, in [0, 1].
+RELEASE_WEIGHTS = {"mse": 1.0, "class": 0.003, "adversarial": 0.1}
+GRADIENT_PENALTY_WEIGHT = 10.0
+# chroma's ab is a*b* / 110, 255 / 110 times the release's: the same colours give RELEASE_AB_RATIO^2 times its MSE
+# and, under the critic's unit gradient-norm penalty on ab, RELEASE_AB_RATIO times its Wasserstein term, while the
+# KL is scale-free. Weighting KL and adversarial terms by those factors keeps the release's balance between the
+# three (Adam's steps do not depend on the total's overall scale).
+RELEASE_AB_RATIO = 255 / 110
+RECONSTRUCTION_WEIGHT = RELEASE_WEIGHTS["mse"]
+CLASS_WEIGHT = RELEASE_WEIGHTS["class"] * RELEASE_AB_RATIO**2  # 0.0161
+ADVERSARIAL_WEIGHT = RELEASE_WEIGHTS["adversarial"] * RELEASE_AB_RATIO  # 0.232
+LOSS_BALANCE = (f"losses on ab/110 weighted MSE {RECONSTRUCTION_WEIGHT:g}, KL {CLASS_WEIGHT:.4f}, adversarial "
+                f"{ADVERSARIAL_WEIGHT:.3f}: the release's 1, 0.003, 0.1 on ab/255")
 RELEASE_BETA_1, PAPER_BETA_1 = 0.5, 0.9
 # ChromaGAN's L_s: gamma_s KL(frozen VGG-16's distribution, carried as "class_target" || the class head).
 CLASS_TERM = AuxiliaryLoss("class", output="class_logits", target="class_target", loss=kl_class_loss,
@@ -85,9 +99,9 @@ def settings(scale, coco=None, data=None):
             raise ValueError("SCALE=paper needs COCO=/path/to/coco (or DATA=a TFRecord folder of COCO train)")
         return Settings(train_data=data or f"coco:{coco}?split=train2017",
                         eval_data=f"coco:{coco}?split=val2017" if coco else data, image_size=224, batch_size=256,
-                        epochs=5)
+                        epochs=5, flip=False)
     if scale == "smoke":
-        return smoke_settings(epochs=3)
+        return smoke_settings(epochs=3, flip=False)
     raise unknown_scale(scale)
 
 
@@ -113,9 +127,14 @@ def critic(settings):
     return ChromaGANCritic(base_filters=16 if settings.smoke else 64)
 
 
-def chromagan(settings):
-    generator = ChromaGANGenerator(image_size=settings.image_size, vgg_weights=vgg_weights(settings))
+def chromagan(settings, num_classes=1000):
+    generator = ChromaGANGenerator(image_size=settings.image_size, num_classes=num_classes,
+                                   vgg_weights=vgg_weights(settings))
     return ConditionalGAN(generator, critic(settings), seed=settings.seed)
+
+
+def chromagan_without_classes(settings):
+    return chromagan(settings, num_classes=None)
 
 
 def caption_model(mode, captioning=None):
@@ -155,26 +174,45 @@ def recipe(adversarial_loss, beta_1, auxiliary_losses=(CLASS_TERM,)):
     return compile_args
 
 
+# Table 4 scores Models A-B "with the weights from the best epoch (as described in Table 3)", and exp5.d's
+# "worst epoch (and losses)" says the epochs were rated by their losses, which the paper does not name: chroma
+# rates them by the validation MSE term, the loss of what table 4 measures. The reference is the release's
+# model as its own paper reports it (table 2), its last epoch.
+BEST_EPOCH = dict(scored_at="best", monitor="val_g_reconstruction_loss")
+
 RUNS = [
     Run("reference", "ChromaGAN (release recipe)", chromagan, recipe("wgan-gp", RELEASE_BETA_1),
         paper={"psnr": 23.39, "ssim": 0.902}, batch_targets=oracle,
         overrides=at_paper_scale(batch_size=10, epochs=10),
-        note="paper: the ImageNet-trained release on COCO (table 2)"),
+        note=f"paper: the ImageNet-trained release on COCO (table 2); {LOSS_BALANCE}"),
+    # Figure 3 (6.2): the release's recipe without its class head and class loss, for 10 epochs as the reference.
+    Run("reference_no_classes", "ChromaGAN without class head (release recipe)", chromagan_without_classes,
+        recipe("wgan-gp", RELEASE_BETA_1, auxiliary_losses=()), paper={},
+        overrides=at_paper_scale(batch_size=10, epochs=10), note="figure 3's other curve; no figures in a table"),
     Run("model_a", "Model A (Wasserstein)", chromagan, recipe("wgan-gp", PAPER_BETA_1),
-        paper={"mse_unit": 0.0078, "ssim": 0.921, "psnr": 22.21}, batch_targets=oracle),
+        paper={"mse_unit": 0.0078, "ssim": 0.921, "psnr": 22.21}, batch_targets=oracle, **BEST_EPOCH),
+    # Figure 6 shows A.2's validation images once "the generator had diverged": every epoch's are kept.
     Run("model_a2", "Model A.2 (BCE)", chromagan, recipe("bce", PAPER_BETA_1),
-        paper={"mse_unit": 0.0067, "ssim": 0.925, "psnr": 22.57}, batch_targets=oracle),
+        paper={"mse_unit": 0.0067, "ssim": 0.925, "psnr": 22.57}, batch_targets=oracle, **BEST_EPOCH,
+        sample_epochs=lambda epochs: range(1, epochs + 1)),
     Run("model_b", "Model B (caption channel)", caption_model("channel"),
         recipe("wgan-gp", PAPER_BETA_1, auxiliary_losses=()),
-        paper={"mse_unit": 0.0088, "ssim": 0.913, "psnr": 23.32}, overrides=at_paper_scale(epochs=10)),
+        paper={"mse_unit": 0.0088, "ssim": 0.913, "psnr": 23.32}, overrides=at_paper_scale(epochs=10), **BEST_EPOCH),
     # Model C.1 captions the colorized image, C.2 the gray one.
     Run("model_c1", "Model C.1 (FiLM; captioner on the colorized image)", caption_model("film", "colour"),
         recipe("wgan-gp", PAPER_BETA_1, auxiliary_losses=(CAPTION_TERM,)), paper={},
-        overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there"),
+        overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there", **BEST_EPOCH),
     Run("model_c2", "Model C.2 (FiLM; captioner on the gray image)", caption_model("film", "gray"),
         recipe("wgan-gp", PAPER_BETA_1, auxiliary_losses=(CAPTION_TERM,)), paper={},
-        overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there"),
+        overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there", **BEST_EPOCH),
 ]
+
+# Table 3: the epochs each model trained and the best one, whose weights table 4 scores.
+BEST_EPOCH_TABLE = ("Table 3: epochs trained and the best epoch (by validation MSE)", {
+    "model_a": {"epochs": 5, "best epoch": 1},
+    "model_a2": {"epochs": 5, "best epoch": 4},
+    "model_b": {"epochs": 10, "best epoch": 8},
+})
 
 # Table 1 reports baseline0 too (on COCO, 8-bit MSE).
 BASELINE0_PAPER = {"mse_8bit": 444.81, "ssim": 0.9318, "psnr": 24.73}

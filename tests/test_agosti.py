@@ -30,7 +30,11 @@ def test_the_three_cgans_build_at_the_papers_sizes(agosti):
     assert not any("batch_normalization" in weight.path for weight in wgan.discriminator.weights)
     assert wgan.discriminator(tf.zeros((2, 256, 256, 3))).shape == (2, 1)  # one score per image
     assert (gan.d_steps, pixel_gan.d_steps, wgan.d_steps) == (1, 1, 5)  # V-C: five critic steps per G step
-    assert len(dropout_layers(gan.generator)) == len(dropout_layers(pixel_gan.generator)) == 3
+    # V-A: "a dropout of 50% is applied starting from the fourth block" of the decoder's 7, innermost first.
+    for generator in (gan.generator, pixel_gan.generator, wgan.generator):
+        dropping = [block.name for block in generator.decoder.layers if dropout_layers(block)]
+        assert dropping == ["up4", "up3", "up2", "up1"]  # blocks 4-7 (up<level>, level 7 innermost)
+    assert not settings.flip  # no augmentation is named (IV)
 
 
 def test_recipe_follows_section_v_c(agosti):
@@ -42,12 +46,17 @@ def test_recipe_follows_section_v_c(agosti):
         for optimizer, updates in ((recipe["g_optimizer"], total_steps), (recipe["d_optimizer"], d_steps * total_steps)):
             schedule = optimizer._learning_rate  # the schedule; .learning_rate is only its current value
             assert float(schedule(0)) == pytest.approx(2e-4) and float(optimizer.beta_1) == 0.5
+            assert float(optimizer.beta_2) == 0.9  # the authors' code (the text names only beta1)
             # Cosine annealing down by a factor of 10 over the optimizer's own updates in the whole run.
             assert float(schedule(updates)) == pytest.approx(2e-5)
             assert float(schedule(updates // 2)) == pytest.approx(1.1e-4)
         assert recipe["adversarial_loss"] == ("wgan-gp" if key == "wgan" else "bce")
-        assert "uiqi" in runs[key].metrics  # figure 3 follows it per epoch
-    assert set(agosti.COLUMNS) == {"fid", "ssim", "psnr", "lpips", "uiqi"}
+        # pix2pix's halved D loss for the BCE GANs; WGAN-GP's critic loss (and its penalty) whole.
+        assert recipe["discriminator_loss_weight"] == (1.0 if key == "wgan" else 0.5)
+        assert "uiqi_torchmetrics" in runs[key].metrics  # figure 3 follows it per epoch
+        # Table 1's figures sit beside the columns computed as the authors computed them.
+        assert set(runs[key].paper) == {"fid", "ssim_torchmetrics", "psnr_torchmetrics", "lpips", "uiqi_torchmetrics"}
+    assert set(runs[key].paper) < set(agosti.COLUMNS) and {"ssim", "psnr", "uiqi"} < set(agosti.COLUMNS)
 
 
 def test_figure_4_draws_different_colorizations_with_dropout_on():

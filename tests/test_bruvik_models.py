@@ -112,12 +112,13 @@ def test_koalarization_matches_table_4_at_256():
 
 
 def test_inception_gan_generator_adds_table_1s_24_kernel_layer_for_the_prior():
-    """6,592,074 trainable parameters: conv 24 on L + 21 classes, then table 4's encoder reading 24 channels."""
+    """6,592,506 trainable parameters: conv 24 on 5.3.2's 24 channels (three gray copies + 21 classes), then
+    table 4's encoder reading 24 channels."""
     model = KoalarizationGenerator(TinyEmbedding(1001), segmenter=SegmentationPrior())
-    encoder = conv(3, 1 + 21, 24) + conv(3, 24, 64) + sum(conv(3, inputs, outputs) for inputs, outputs in ENCODER[1:])
-    assert trainable_count(model.encoder) == encoder == 5_845_224
-    assert trainable_count(model) == encoder + conv(1, 1257, 256) + DECODER == 6_592_074
-    encoded = layer_shapes(model.encoder, keras.KerasTensor((1, 256, 256, 22)))
+    encoder = conv(3, 3 + 21, 24) + conv(3, 24, 64) + sum(conv(3, inputs, outputs) for inputs, outputs in ENCODER[1:])
+    assert trainable_count(model.encoder) == encoder == 5_845_656
+    assert trainable_count(model) == encoder + conv(1, 1257, 256) + DECODER == 6_592_506
+    encoded = layer_shapes(model.encoder, keras.KerasTensor((1, 256, 256, 24)))
     assert encoded[:3] == [(256, 256, 24), (128, 128, 64), (128, 128, 128)]  # layers 2, 4, 6 have stride 2
     assert encoded[-1] == (32, 32, 256)
 

@@ -159,11 +159,11 @@ def test_table_2s_rows_are_switches_of_one_generator(bruvik):
     settings = bruvik.settings("paper", coco="/data/coco")._replace(assets={"deeplabv3": "random"})
     assert (settings.image_size, settings.batch_size, settings.epochs) == (256, 64, 15)
     runs = {run.key: run for run in select_runs(bruvik)}
-    full = 5_845_224 + 322_048 + 424_802  # table 1's encoder, fusion 1257 -> 256, decoder
+    full = 5_845_656 + 322_048 + 424_802  # table 1's encoder (24 channels in), fusion 1257 -> 256, decoder
     expected = {
         "no_pretraining": (True, True, full),
         "no_segmentation": (True, False, 6_574_050),
-        "no_inception": (False, True, 5_845_224 + 65_792 + 424_802),
+        "no_inception": (False, True, 5_845_656 + 65_792 + 424_802),
         "koalarization": (True, False, 6_574_050),
         "ours": (True, True, full),
         "ours_batch16": (True, True, full),
@@ -206,3 +206,10 @@ def test_paper_scale_asks_for_the_pretrained_networks():
         bruvik.inception(settings)
     with pytest.raises(ValueError, match="--asset deeplabv3="):
         bruvik.segmenter(settings)
+
+
+def test_the_embedding_is_inceptions_logits_as_section_5_3_3_says():
+    bruvik = load_experiment("bruvik")
+    embedding = bruvik.inception(bruvik.settings("smoke"))  # "the final layer preceding the softmax"
+    assert not embedding.probabilities
+    assert embedding.network.layers[-1].activation.__name__ == "linear"

@@ -226,3 +226,9 @@ def test_mixed_bfloat16_keeps_ids_exact_and_weights_float32(mixed_bfloat16):
     model = captioned_model()
     assert {weight.dtype for weight in model.weights} == {"float32"}
     assert model([tf.constant(captions), tf.zeros((2, 14, 14, 1))]).dtype == tf.bfloat16
+
+
+def test_images_without_captions_say_what_a_caption_model_needs(fake_coco):
+    (fake_coco / "annotations" / "captions_train2017.json").unlink()  # labels only: every caption is ""
+    with pytest.raises(ValueError, match="no captions to build a vocabulary from.*captions_<split>.json"):
+        build_vocabulary(coco(fake_coco))

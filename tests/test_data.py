@@ -1,5 +1,6 @@
 """chroma.data: decoding bad inputs, sources, the tf.data pipeline and TFRecords."""
 
+import json
 import logging
 
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image
 
 from chroma import data
 from chroma.data import images
+from chroma.reproduce import load_experiment
 from conftest import colour_image, encode, gray_image, png_rgb48
 
 SMALL = 32  # image size for pipeline tests: fast, and not a size any paper uses
@@ -471,3 +473,15 @@ def test_tfrecord_captions_are_read_without_the_images(image_folder, tmp_path):
 
     captions = sorted(caption.decode() for caption in read_captions(tmp_path / "records").as_numpy_iterator())
     assert captions == sorted(record.caption for record in source.records if record.name != "cats/broken.jpg")
+
+
+def test_coco_test_split_is_read_from_its_image_list_and_preferred_for_testing(fake_coco):
+    assert data.coco_test_split(fake_coco) == "val2017"  # no test2017 here: val2017 stands in
+    (fake_coco / "train2017").rename(fake_coco / "test2017")
+    images = json.loads((fake_coco / "annotations" / "instances_train2017.json").read_text())["images"]
+    (fake_coco / "annotations" / "image_info_test2017.json").write_text(json.dumps({"images": images}))
+    assert data.coco_test_split(fake_coco) == "test2017"
+    source = data.coco(fake_coco, "test2017")
+    assert len(source.records) == 10 and {(record.caption, record.label) for record in source.records} == {("", -1)}
+    nampouri = load_experiment("nampouri")
+    assert nampouri.settings("paper", coco=str(fake_coco)).eval_data == f"coco:{fake_coco}?split=test2017&take=2000"

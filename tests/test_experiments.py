@@ -61,6 +61,11 @@ def test_efthymiadis_recipe_follows_section_3():
         assert fine_tuning.epochs == 20 and fine_tuning.train_data == "/data/imagenet27/train"
         assert pretraining.train_data.startswith("coco:/data/coco?split=train2017")
     assert runs["attention_ugan"].settings_for(settings).image_size == 256
+    # 3.3.3's "quite small" D rate is the Attention U-Net's; the Baseline UGANs are pix2pix's ([16]).
+    d_rates = {key: float(runs[key].compile_args(total_steps=1)["d_optimizer"].learning_rate)
+               for key in ("attention_ugan", "pretrained_attention_ugan", "baseline_ugan", "pretrained_ugan")}
+    assert d_rates == pytest.approx({"attention_ugan": 2e-5, "pretrained_attention_ugan": 2e-5,
+                                     "baseline_ugan": 2e-4, "pretrained_ugan": 2e-4})
     model = classifier.build(classifier.settings_for(settings))
     assert model.generator.classifier.output_shape[-1] == 27
 
@@ -178,8 +183,10 @@ def test_every_trained_batch_norm_is_synchronized_across_replicas(smoke_models):
 
 def test_villarenteria_runs_build_their_generators(smoke_models):
     built = {run: model.generator for (recipe, run), model in smoke_models.items() if recipe == "villarenteria"}
-    assert list(built) == ["reference", "model_a", "model_a2", "model_b", "model_c1", "model_c2"]
-    assert all(isinstance(built[key], ChromaGANGenerator) for key in ("reference", "model_a", "model_a2"))
+    assert list(built) == ["reference", "reference_no_classes", "model_a", "model_a2", "model_b", "model_c1",
+                           "model_c2"]
+    assert all(isinstance(built[key], ChromaGANGenerator)
+               for key in ("reference", "reference_no_classes", "model_a", "model_a2"))
     assert (built["model_b"].mode, built["model_c1"].mode, built["model_c2"].mode) == ("channel", "film", "film")
     assert (built["model_c1"].captioning, built["model_c2"].captioning) == ("colour", "gray")
     assert isinstance(built["model_b"], CaptionChromaGANGenerator)
@@ -212,3 +219,18 @@ def test_asset_arguments_are_name_equals_path(capsys):
         cli.main(["reproduce", "nampouri", "--asset", "resnet18"])
     assert exit_info.value.code == 2
     assert "expected NAME=PATH, got 'resnet18'" in capsys.readouterr().err
+
+
+def test_each_recipe_draws_the_figures_and_tables_its_paper_has():
+    runs = {(paper, run.key): run for paper in ("bruvik", "efthymiadis", "villarenteria")
+            for run in select_runs(load_experiment(paper))}
+    assert tuple(runs["bruvik", "ours"].sample_epochs(15)) == (14, 15)  # figure 8: epochs 14 and 15
+    assert runs["efthymiadis", "cnn"].sample_epochs(100) == [1, 25, 50, 75, 100]  # figure 7: over 100 epochs
+    assert list(runs["villarenteria", "model_a2"].sample_epochs(5)) == [1, 2, 3, 4, 5]  # figure 6: the diverged
+    assert load_experiment("agosti").TRAINING_SAMPLES  # figure 5: training images
+    literature, = load_experiment("bruvik").REFERENCE_ROWS  # table 2's first column
+    assert literature["paper"] == {"ssim": 0.94} and "22-25" in literature["note"]
+    heading, epochs = load_experiment("villarenteria").BEST_EPOCH_TABLE  # table 3
+    assert epochs == {"model_a": {"epochs": 5, "best epoch": 1}, "model_a2": {"epochs": 5, "best epoch": 4},
+                      "model_b": {"epochs": 10, "best epoch": 8}}
+    assert all(runs["villarenteria", key].scored_at == "best" for key in epochs)

@@ -12,6 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from chroma import color
 from chroma import metrics
+from chroma.metrics.keras_metrics import POOLED_RESULTS
 
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket")
 
@@ -195,6 +196,95 @@ def test_uiqi_decreases_with_noise(photos):
     assert np.all(np.diff(scores, axis=0) < 0), scores
 
 
+# --- UIQI as torchmetrics computes it (paper agosti) ---
+
+
+def gaussian_window(size=11, sigma=1.5):
+    offsets = np.arange(size) - (size - 1) / 2
+    window = np.outer(*2 * [np.exp(-(offsets**2) / (2 * sigma**2))])
+    return window / window.sum()
+
+
+def uiqi_torchmetrics_reference(true, pred):
+    """torchmetrics 0.11's UIQI of one image in exact-arithmetic terms, window by window:
+    Gaussian-weighted centred moments over every full 11x11 window, a flat window's
+    variance exactly 0, and 0/0 windows NaN."""
+    weights = gaussian_window()
+    qualities = []
+    for channel in range(true.shape[-1]):
+        x = sliding_window_view(true[..., channel].astype(np.float64), (11, 11))
+        y = sliding_window_view(pred[..., channel].astype(np.float64), (11, 11))
+        mean_x, mean_y = (weights * x).sum(axis=(2, 3)), (weights * y).sum(axis=(2, 3))
+        dx, dy = x - mean_x[..., None, None], y - mean_y[..., None, None]
+        flat_x, flat_y = np.ptp(x, axis=(2, 3)) == 0, np.ptp(y, axis=(2, 3)) == 0
+        var_x = np.where(flat_x, 0.0, (weights * dx * dx).sum(axis=(2, 3)))
+        var_y = np.where(flat_y, 0.0, (weights * dy * dy).sum(axis=(2, 3)))
+        covariance = np.where(flat_x | flat_y, 0.0, (weights * dx * dy).sum(axis=(2, 3)))
+        denominator = (var_x + var_y) * (mean_x**2 + mean_y**2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quality = np.where(denominator > 0, 4 * covariance * mean_x * mean_y / denominator, np.nan)
+        qualities.append(quality)
+    return np.mean(qualities)
+
+
+def unit_lab(rgb):
+    """What agosti fed torchmetrics: scaled Lab mapped to [0, 1], L / 100 and ab / 220 + 1/2."""
+    return 0.5 * as_scaled_lab(rgb).numpy() + 0.5
+
+
+def test_uiqi_torchmetrics_matches_numpy_reference(photos):
+    photos = photos[:, :64, :64]
+    lab = unit_lab(photos)
+    cases = [
+        (photos, add_noise(photos, 0.05)),
+        (photos, grayify(photos)),
+        (lab, unit_lab(desaturate(photos))),
+        # Flat in both (0/0 windows: NaN images), and flat in the truth only.
+        (with_flat_patches(photos), with_flat_patches(add_noise(photos, 0.05))[::-1]),
+        (with_flat_patches(photos), add_noise(photos, 0.05)),
+    ]
+    for true, pred in cases:
+        expected = [uiqi_torchmetrics_reference(t, p) for t, p in zip(true, pred)]
+        np.testing.assert_allclose(metrics.uiqi_torchmetrics(true, pred), expected, atol=1e-5)
+    assert np.all(np.isnan(metrics.uiqi_torchmetrics(*cases[3])))
+
+
+def test_uiqi_torchmetrics_known_values(photos):
+    photos = photos[1:]  # the astronaut has a flat black 11x11 window: NaN, like the flat images below
+    np.testing.assert_allclose(metrics.uiqi_torchmetrics(photos, photos), [1.0] * 3, atol=1e-6)
+    # y = 0.75 x: Q = (2 * 0.75 / (1 + 0.75^2))^2 in every window, torchmetrics' docstring 0.9216.
+    np.testing.assert_allclose(metrics.uiqi_torchmetrics(photos, 0.75 * photos), [0.9216] * 3, atol=1e-6)
+    # Flat identical images: 0/0, NaN in torchmetrics 0.8-0.11, where Wang's code scores 1.
+    flat = np.full((2, 12, 12, 3), 0.4, np.float32)
+    assert np.all(np.isnan(metrics.uiqi_torchmetrics(flat, flat)))
+    np.testing.assert_array_equal(metrics.uiqi(flat, flat), [1.0, 1.0])
+
+
+def test_uiqi_torchmetrics_window_makes_noise_cost_more_than_chroma_uiqi(photos):
+    noisy = add_noise(photos, 0.05)
+    gaussian, uniform = metrics.uiqi_torchmetrics(photos, noisy).numpy(), metrics.uiqi(photos, noisy).numpy()
+    # sigma 1.5 weighs ~20 pixels where the 8x8 window averages 64: noisier local correlations.
+    assert np.all(gaussian < uniform - 0.05), (gaussian, uniform)
+
+
+def test_gray_output_scores_a_third_on_agosti_inputs_but_high_on_rgb(photos):
+    true_l, true_ab = color.rgb_to_scaled_lab(photos)
+    true_lab = tf.concat([true_l, true_ab], axis=-1)
+    gray_lab = tf.concat([true_l, tf.zeros_like(true_ab)], axis=-1)
+    # L is copied (Q = 1) and a flat ab has zero covariance (Q = 0): 1/3 for each defined image.
+    per_image = metrics.uiqi_torchmetrics(0.5 * true_lab + 0.5, 0.5 * gray_lab + 0.5).numpy()
+    defined = per_image[~np.isnan(per_image)]
+    assert len(defined) >= 2, per_image
+    np.testing.assert_allclose(defined, 1.0 / 3.0, atol=1e-6)
+    scores = {}
+    for name in ("uiqi_torchmetrics", "uiqi"):
+        metric = metrics.ColorizationMetric(name)
+        metric.update_state(true_lab, gray_lab)
+        scores[name] = float(metric.result())
+    assert scores["uiqi_torchmetrics"] == pytest.approx(1.0 / 3.0, abs=1e-6)
+    assert scores["uiqi"] > 0.7, scores
+
+
 # --- Colorfulness, L1 on ab ---
 
 
@@ -237,6 +327,8 @@ def test_mismatched_or_malformed_inputs_raise_clear_errors(photos):
         metrics.ssim(photos[0], photos[0])
     with pytest.raises(ValueError, match="at least 11x11"):
         metrics.ssim(photos[:, :10, :10], photos[:, :10, :10])
+    with pytest.raises(ValueError, match="at least 11x11"):
+        metrics.uiqi_torchmetrics(photos[:, :10, :10], photos[:, :10, :10])
     with pytest.raises(ValueError, match="2 channels"):
         metrics.l1_ab(photos, photos)
     with pytest.raises(TypeError, match="float"):
@@ -264,6 +356,7 @@ FUNCTIONS = {
         "mse_8bit",
         "mse_unit",
         "uiqi",
+        "uiqi_torchmetrics",
         "colorfulness",
         "l1_ab",
     )
@@ -310,6 +403,11 @@ def expected_per_image(name, true_lab, pred_lab):
     """The per-image values, computed without the Keras metric."""
     if name == "l1_ab":
         return np.abs(true_lab[..., 1:] - pred_lab[..., 1:]).mean(axis=(1, 2, 3))
+    if name in ("ssim_torchmetrics", "uiqi_torchmetrics"):
+        true_unit, pred_unit = 0.5 * np.asarray(true_lab) + 0.5, 0.5 * np.asarray(pred_lab) + 0.5
+        if name == "ssim_torchmetrics":
+            return np.array([skimage_ssim(t, p) for t, p in zip(true_unit, pred_unit)])
+        return np.array([uiqi_torchmetrics_reference(t, p) for t, p in zip(true_unit, pred_unit)])
     true_rgb = color.scaled_lab_to_rgb(true_lab[..., :1], true_lab[..., 1:])
     pred_rgb = color.scaled_lab_to_rgb(pred_lab[..., :1], pred_lab[..., 1:])
     if name == "colorfulness":
@@ -317,7 +415,7 @@ def expected_per_image(name, true_lab, pred_lab):
     return getattr(metrics, name)(true_rgb, pred_rgb).numpy()
 
 
-@pytest.mark.parametrize("name", sorted(metrics.SCALED_LAB_METRICS))
+@pytest.mark.parametrize("name", sorted(set(metrics.SCALED_LAB_METRICS) - set(POOLED_RESULTS)))
 def test_keras_metric_averages_over_images_across_unequal_batches(name, lab_batches):
     true_lab, pred_lab = lab_batches
     per_image = expected_per_image(name, true_lab, pred_lab)
@@ -329,6 +427,38 @@ def test_keras_metric_averages_over_images_across_unequal_batches(name, lab_batc
     metric.update_state(true_lab[2:], pred_lab[2:])
     assert metric.name == name
     np.testing.assert_allclose(metric.result(), per_image.mean(), rtol=1e-5)
+
+
+def test_keras_psnr_torchmetrics_pools_squared_errors_over_all_images(lab_batches):
+    true_lab, pred_lab = lab_batches
+    # torchmetrics' PeakSignalNoiseRatio(data_range=1.0), dim=None: one PSNR of every squared error.
+    squared_errors = (0.5 * (np.asarray(true_lab) - np.asarray(pred_lab))) ** 2
+    expected = 10 * np.log10(1.0 / squared_errors.mean())
+    metric = metrics.ColorizationMetric("psnr_torchmetrics")
+    metric.update_state(true_lab[:2], pred_lab[:2])
+    metric.update_state(true_lab[2:], pred_lab[2:])
+    np.testing.assert_allclose(metric.result(), expected, rtol=1e-5)
+    per_image_psnr = 10 * np.log10(1.0 / squared_errors.mean(axis=(1, 2, 3)))
+    assert not np.isclose(expected, per_image_psnr.mean(), atol=0.1)
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
+
+
+def test_psnr_from_mse_known_values():
+    np.testing.assert_allclose(metrics.psnr_from_mse([0.01, 1.0, 0.0]), [20.0, 0.0, 100.0], rtol=1e-6)
+
+
+def test_keras_uiqi_torchmetrics_leaves_nan_images_out(lab_batches):
+    true_lab, pred_lab = lab_batches
+    # Image 1 gets a flat 12x12 square in truth and prediction alike: a 0/0 window, NaN.
+    true_lab, pred_lab = true_lab.numpy(), pred_lab.numpy()
+    true_lab[1, :12, :12] = pred_lab[1, :12, :12] = 0.2
+    per_image = expected_per_image("uiqi_torchmetrics", true_lab, pred_lab)
+    assert np.isnan(per_image[1]) and not np.any(np.isnan(per_image[[0, 2]]))
+    metric = metrics.ColorizationMetric("uiqi_torchmetrics")
+    metric.update_state(true_lab[:2], pred_lab[:2])
+    metric.update_state(true_lab[2:], pred_lab[2:], sample_weight=[2.0])
+    np.testing.assert_allclose(metric.result(), (per_image[0] + 2 * per_image[2]) / 3, rtol=1e-5)
 
 
 def test_keras_colorfulness_scores_the_prediction(lab_batches):

@@ -81,7 +81,8 @@ def test_gan_loss_plot_has_two_panels_and_ignores_unknown_keys(tmp_path):
 
 
 def test_gan_loss_panels_scale_the_adversarial_loss_as_figures_8_and_9():
-    (_, adversarial), (_, reconstruction) = reports.loss_panels(GAN_HISTORY)
+    (_, adversarial), (_, reconstruction), (_, parts) = reports.loss_panels(GAN_HISTORY)
+    assert parts == []  # a history without D's parts: plot_gan_losses leaves that panel out
 
     (adversarial_label, scaled), (_, discriminator) = adversarial
     assert "0.1" in adversarial_label
@@ -89,6 +90,28 @@ def test_gan_loss_panels_scale_the_adversarial_loss_as_figures_8_and_9():
     assert discriminator == GAN_HISTORY["d_loss"]
     assert [values for _, values in reconstruction] == [GAN_HISTORY["g_reconstruction_loss"],
                                                         GAN_HISTORY["val_g_reconstruction_loss"]]
+
+
+def test_discriminator_losses_on_real_and_colorized_images_get_their_own_panel(tmp_path):
+    """Paper efthymiadis' figure 9."""
+    history = {**GAN_HISTORY, "d_real_loss": [0.5, 0.4, 0.45], "d_fake_loss": [0.6, 0.3, 0.5]}
+    *_, (label, parts) = reports.loss_panels(history)
+    assert parts == [("discriminator loss on real images", history["d_real_loss"]),
+                     ("discriminator loss on colorizations", history["d_fake_loss"])]
+    three = png_pixels(reports.plot_gan_losses(history, tmp_path / "three.png", "UGAN"))
+    two = png_pixels(reports.plot_gan_losses(GAN_HISTORY, tmp_path / "two.png", "UGAN"))
+    assert three.shape[0] > 1.3 * two.shape[0]
+
+
+def test_epoch_samples_put_each_kept_epoch_between_gray_and_truth(tmp_path):
+    stacked = np.concatenate([skimage.data.astronaut()[:32, :32], skimage.data.coffee()[:32, :32]])  # two photos
+    for name in ("gray", "truth", "epoch_7", "epoch_8"):
+        Image.fromarray(stacked).save(tmp_path / f"{name}.png")
+    two_epochs = png_pixels(reports.epoch_samples(tmp_path, (7, 8), tmp_path / "two.png", "epochs"))
+    one_epoch = png_pixels(reports.epoch_samples(tmp_path, (8,), tmp_path / "one.png", "epochs"))
+    assert two_epochs.shape[1] > one_epoch.shape[1]  # a column per epoch
+    with pytest.raises(FileNotFoundError, match=r"no samples of epochs \[9\]"):
+        reports.epoch_samples(tmp_path, (8, 9), tmp_path / "missing.png", "epochs")
 
 
 def test_loss_plot_of_an_empty_history_is_still_a_png(tmp_path):

@@ -159,6 +159,25 @@ def test_fit_and_evaluate_log_losses_and_metrics():
     np.testing.assert_allclose(history["val_g_reconstruction_loss"], history["val_l1_ab"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("adversarial_loss", ["bce", "wgan-gp"])
+def test_d_loss_is_logged_with_its_parts_on_real_and_colorized_images(adversarial_loss):
+    """Paper efthymiadis' figure 9 plots D's real and fake losses apart."""
+    model = gan(adversarial_loss=adversarial_loss, discriminator_loss_weight=0.5)
+    batch = photo_batch()
+    logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
+    real = model.discriminator(tf.concat([batch["L"], batch["ab"]], axis=-1))
+    fake = model.discriminator(tf.concat([batch["L"], model(batch)], axis=-1))
+    if adversarial_loss == "bce":
+        expected_real = float(keras.losses.binary_crossentropy(tf.ones_like(real), real, from_logits=True).numpy().mean())
+        expected_fake = float(keras.losses.binary_crossentropy(tf.zeros_like(fake), fake, from_logits=True).numpy().mean())
+    else:
+        expected_real, expected_fake = -float(tf.reduce_mean(real)), float(tf.reduce_mean(fake))
+    assert logs["d_real_loss"] == pytest.approx(expected_real, rel=1e-4)
+    assert logs["d_fake_loss"] == pytest.approx(expected_fake, rel=1e-4, abs=1e-6)
+    penalty = 10.0 * logs["gradient_penalty"] if adversarial_loss == "wgan-gp" else 0.0
+    assert logs["d_loss"] == pytest.approx(0.5 * (expected_real + expected_fake + penalty), rel=1e-4, abs=1e-6)
+
+
 def test_unknown_loss_names_are_rejected():
     with pytest.raises(ValueError, match="unknown adversarial loss"):
         gan(adversarial_loss="hinge")
@@ -210,7 +229,7 @@ def test_mixed_precision_keeps_losses_float32_and_steps_like_float32(policy):
             model.set_weights(weights)
         before = model.get_weights()
         fake_ab = model(batch)
-        losses = [model.d_losses(batch["L"], batch["ab"], fake_ab, training=False)[0],
+        losses = [*model.d_losses(batch["L"], batch["ab"], fake_ab, training=False).values(),
                   *model.g_losses(batch, {"ab": fake_ab}, training=False).values()]
         logs = model.train_on_batch(batch, return_dict=True)
         return model, before, fake_ab, losses, logs

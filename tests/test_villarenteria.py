@@ -1,8 +1,13 @@
 """Paper villarenteria's recipe: ChromaGAN's loss weights, Models A to C as switches, the VGG weights flag."""
 
 import pytest
+import tensorflow as tf
 
+from chroma.losses import mse
 from chroma.reproduce import load_experiment, select_runs
+from helpers import photo_lab
+
+RELEASE_MSE_WEIGHT, RELEASE_CLASS_WEIGHT = 1.0, 0.003  # the public ChromaGAN release's, on its ab / 255
 
 
 @pytest.fixture(scope="module")
@@ -12,26 +17,47 @@ def villarenteria():
 
 def test_runs_follow_the_release_and_the_papers_changes(villarenteria):
     runs = {run.key: run for run in select_runs(villarenteria)}
-    assert list(runs) == ["reference", "model_a", "model_a2", "model_b", "model_c1", "model_c2"]
+    assert list(runs) == ["reference", "reference_no_classes", "model_a", "model_a2", "model_b", "model_c1",
+                          "model_c2"]
     for key, run in runs.items():
         recipe = run.compile_args(total_steps=1)
         assert (recipe["reconstruction_loss"], recipe["reconstruction_weight"]) == ("mse", 1.0)
-        assert (recipe["adversarial_weight"], recipe["gradient_penalty_weight"]) == (0.1, 10.0)
+        assert recipe["gradient_penalty_weight"] == 10.0
+        # The release's 0.1 on its ab / 255, RELEASE_AB_RATIO times larger on chroma's ab / 110 (see below).
+        assert recipe["adversarial_weight"] == pytest.approx(0.1 * 255 / 110)
         assert recipe["adversarial_loss"] == ("bce" if key == "model_a2" else "wgan-gp")
         # The class loss needs the oracle's targets; Models B and C drop both (4.2.3-4.2.4).
         with_classes = key in ("reference", "model_a", "model_a2")
         expected = {"class": with_classes, "caption": key.startswith("model_c")}  # the caption replaces the class loss
         assert [term.name for term in recipe["auxiliary_losses"]] == [name for name, used in expected.items() if used]
-        assert all(term.weight == 0.003 for term in recipe["auxiliary_losses"])
+        assert all(term.weight == pytest.approx(0.003 * (255 / 110) ** 2) for term in recipe["auxiliary_losses"])
         assert recipe["discriminator_loss_weight"] == 1.0  # the release's critic loss, not halved
         assert (run.batch_targets is not None) == with_classes
         for optimizer in (recipe["g_optimizer"], recipe["d_optimizer"]):
             assert float(optimizer.learning_rate) == pytest.approx(2e-5)
-            assert float(optimizer.beta_1) == (0.5 if key == "reference" else 0.9)  # release vs section 7.1
+            assert float(optimizer.beta_1) == (0.5 if key.startswith("reference") else 0.9)  # release vs 7.1
     paper = villarenteria.settings("paper", coco="/data/coco")
     assert (paper.image_size, paper.batch_size) == (224, 256)  # global batch over the TPU's 8 cores
     assert runs["reference"].settings_for(paper).batch_size == 10
     assert runs["model_b"].settings_for(paper).epochs == 10
+    # Figure 3's ablation: the release without its class head, trained as the reference.
+    without = runs["reference_no_classes"]
+    for run in (without, runs["reference"]):
+        assert (run.settings_for(paper).batch_size, run.settings_for(paper).epochs) == (10, 10)
+    generator = without.build(villarenteria.settings("smoke")).generator
+    assert not hasattr(generator, "classifier") and without.batch_targets is None
+    assert not paper.flip and not villarenteria.settings("smoke").flip  # the release has no flips
+
+
+def test_loss_weights_keep_the_releases_balance_on_chromas_ab_scale(villarenteria):
+    """MSE against KL as the release weighs them: its ab is a*b* / 255 (OpenCV's 8 bits), chroma's a*b* / 110."""
+    true_ab = photo_lab(32)[1] * 110.0  # a*b* of two photos
+    fake_ab = tf.zeros_like(true_ab)  # a gray colorization
+    recipe = select_runs(villarenteria)[0].compile_args(total_steps=1)
+    class_weight = recipe["auxiliary_losses"][0].weight
+    release = RELEASE_MSE_WEIGHT * float(mse(true_ab / 255.0, fake_ab / 255.0)) / RELEASE_CLASS_WEIGHT
+    ours = recipe["reconstruction_weight"] * float(mse(true_ab / 110.0, fake_ab / 110.0)) / class_weight
+    assert ours == pytest.approx(release, rel=1e-5)
 
 
 # Each run's generator at smoke size: tests/test_experiments.py, test_villarenteria_runs_build_their_generators,

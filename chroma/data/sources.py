@@ -126,7 +126,9 @@ def coco(root, split="train2017", take=None, skip=0, seed=0, annotations_dir=Non
 
     Layout: root/<split>/*.jpg and annotations_dir (default root/annotations)
     holding captions_<split>.json and/or instances_<split>.json; without the
-    first captions are "", without the second labels are -1.
+    first captions are "", without the second labels are -1. A split with
+    neither, as test2017, is read from image_info_<split>.json, its list of
+    images: colorization needs no annotations.
 
     caption: the reference caption with the lowest annotation id (one per
     image, as villarenteria et al. use). label: the category covering the most
@@ -145,13 +147,14 @@ def coco(root, split="train2017", take=None, skip=0, seed=0, annotations_dir=Non
     annotations_dir = pathlib.Path(annotations_dir) if annotations_dir else root / "annotations"
     captions = _load_coco_index(annotations_dir / f"captions_{split}.json")
     instances = _load_coco_index(annotations_dir / f"instances_{split}.json")
-    if captions is None and instances is None:
+    image_info = _load_coco_index(annotations_dir / f"image_info_{split}.json")
+    if captions is None and instances is None and image_info is None:
         raise FileNotFoundError(
             f"no COCO annotations for {split} in {annotations_dir}: "
-            f"expected captions_{split}.json and/or instances_{split}.json"
+            f"expected captions_{split}.json and/or instances_{split}.json, or image_info_{split}.json"
         )
     images = {}
-    for index in (instances, captions):
+    for index in (image_info, instances, captions):
         if index is not None:
             images.update(index.imgs)
     category_ids = sorted(instances.cats) if instances is not None else []
@@ -167,6 +170,18 @@ def coco(root, split="train2017", take=None, skip=0, seed=0, annotations_dir=Non
     ]
     class_names = [instances.cats[category_id]["name"] for category_id in category_ids]
     return subset(Source(f"coco {split}", records, class_names), take, skip, seed)
+
+
+def coco_test_split(root):
+    """"test2017" where COCO's test images and their list are under `root`, else "val2017".
+
+    Papers nampouri and agosti score on COCO's test split, whose images are
+    public though unannotated (colorization needs no annotations); val2017,
+    their stand-in, is what most COCO copies hold.
+    """
+    root = pathlib.Path(root)
+    present = (root / "test2017").is_dir() and (root / "annotations" / "image_info_test2017.json").is_file()
+    return "test2017" if present else "val2017"
 
 
 def _load_coco_index(path):

@@ -8,9 +8,11 @@ from chroma.metrics.image_quality import (
     mse_8bit,
     mse_unit,
     psnr,
+    psnr_from_mse,
     ssim,
     ssim_per_channel,
     uiqi,
+    uiqi_torchmetrics,
 )
 from chroma.metrics.lpips import LPIPS, evaluate_lpips, lpips_distance
 from chroma.metrics.keras_metrics import (
@@ -36,7 +38,9 @@ __all__ = [
     "mse_8bit",
     "mse_unit",
     "psnr",
+    "psnr_from_mse",
     "ssim",
     "ssim_per_channel",
     "uiqi",
+    "uiqi_torchmetrics",
 ]

@@ -1,9 +1,9 @@
 """Image-quality metrics the colorization papers report, as pure TensorFlow ops.
 
 Every function takes batches, channels last, shape (B, H, W, C), and returns one
-float32 value per image, shape (B,) (`ssim_per_channel`: (B, C)). RGB inputs are
-floats in [0, 1]. Being plain TF ops, they run eagerly, inside `tf.function`
-and inside `tf.data.Dataset.map`.
+float32 value per image, shape (B,) (`ssim_per_channel`: (B, C); `psnr_from_mse`
+maps MSEs to dB). RGB inputs are floats in [0, 1]. Being plain TF ops, they run
+eagerly, inside `tf.function` and inside `tf.data.Dataset.map`.
 """
 
 import math
@@ -64,18 +64,26 @@ def mse_8bit(true_rgb, pred_rgb):
     return 255.0**2 * mse_unit(true_rgb, pred_rgb)
 
 
-def psnr(true_rgb, pred_rgb):
-    """PSNR in dB with data range 1: 10 log10(1 / MSE).
+def psnr_from_mse(mse):
+    """PSNR in dB of mean squared errors on a data range of 1: 10 log10(1 / MSE).
 
-    The MSE is floored at `PSNR_MSE_FLOOR`, so identical images score 100 dB, not inf.
+    The MSE is floored at `PSNR_MSE_FLOOR`, so a zero error scores 100 dB, not inf.
     """
-    mse = tf.maximum(mse_unit(true_rgb, pred_rgb), PSNR_MSE_FLOOR)
+    mse = tf.maximum(mse, PSNR_MSE_FLOOR)
     return -10.0 * tf.math.log(mse) / math.log(10.0)
+
+
+def psnr(true_rgb, pred_rgb):
+    """PSNR in dB with data range 1, per image: `psnr_from_mse` of `mse_unit`.
+
+    Identical images score 100 dB, not inf.
+    """
+    return psnr_from_mse(mse_unit(true_rgb, pred_rgb))
 
 
 def _gaussian_blur_valid(images):
     """Separable 11x11 Gaussian (sigma 1.5) per channel, keeping only full windows."""
-    offsets = tf.range(SSIM_WINDOW_SIZE, dtype=tf.float32) - (SSIM_WINDOW_SIZE - 1) / 2
+    offsets = tf.range(SSIM_WINDOW_SIZE, dtype=images.dtype) - (SSIM_WINDOW_SIZE - 1) / 2
     weights = tf.exp(-tf.square(offsets) / (2.0 * SSIM_SIGMA**2))
     weights = weights / tf.reduce_sum(weights)
     channels = tf.shape(images)[-1]
@@ -115,9 +123,9 @@ def _window_mean(images):
     return tf.nn.avg_pool2d(images, UIQI_WINDOW_SIZE, strides=1, padding="VALID")
 
 
-def _window_is_flat(images):
-    window_max = tf.nn.max_pool2d(images, UIQI_WINDOW_SIZE, strides=1, padding="VALID")
-    window_min = -tf.nn.max_pool2d(-images, UIQI_WINDOW_SIZE, strides=1, padding="VALID")
+def _window_is_flat(images, size=UIQI_WINDOW_SIZE):
+    window_max = tf.nn.max_pool2d(images, size, strides=1, padding="VALID")
+    window_min = -tf.nn.max_pool2d(-images, size, strides=1, padding="VALID")
     return tf.equal(window_max, window_min)
 
 
@@ -155,6 +163,39 @@ def uiqi(true_rgb, pred_rgb):
         variance_term * mean_term > 0.0,
         full_quality,
         tf.where(mean_term > 0.0, flat_quality, tf.ones_like(mean_term)),
+    )
+    return tf.cast(tf.reduce_mean(quality_map, axis=[1, 2, 3]), tf.float32)
+
+
+def uiqi_torchmetrics(true_images, pred_images):
+    """UIQI as torchmetrics 0.8-0.11 computes it (`universal_image_quality_index`), which
+    paper agosti reports; any value range, since that UIQI ignores its `data_range`.
+
+    Q = 4 sxy mx my / ((sx^2 + sy^2)(mx^2 + my^2)) with the statistics weighted by
+    SSIM's 11x11 Gaussian (sigma 1.5) instead of Wang & Bovik's uniform 8x8 window,
+    over the windows lying fully inside the image (torchmetrics pads by reflection and
+    crops the 5 pixels it touched), averaged over windows and channels; no stabilising
+    constant (torchmetrics added an epsilon only in 1.0). A window whose denominator
+    is 0 (flat in both images, or of mean 0 in both) is 0/0, so the image scores
+    NaN: agosti's code leaves such images out of its means.
+    """
+    true_images, pred_images = _as_image_pair(true_images, pred_images, min_size=SSIM_WINDOW_SIZE)
+    # float64 and exact flatness: torchmetrics' float32 E[x^2] - E[x]^2 turns the small
+    # variances of smooth ab regions into noise, and flat windows into noise, NaN or inf.
+    x = tf.cast(true_images, tf.float64)
+    y = tf.cast(pred_images, tf.float64)
+    mean_x, mean_y = _gaussian_blur_valid(x), _gaussian_blur_valid(y)
+    flat_x = _window_is_flat(x, SSIM_WINDOW_SIZE)
+    flat_y = _window_is_flat(y, SSIM_WINDOW_SIZE)
+    zeros = tf.zeros_like(mean_x)
+    var_x = tf.where(flat_x, zeros, tf.maximum(_gaussian_blur_valid(x * x) - mean_x * mean_x, 0.0))
+    var_y = tf.where(flat_y, zeros, tf.maximum(_gaussian_blur_valid(y * y) - mean_y * mean_y, 0.0))
+    covariance = tf.where(flat_x | flat_y, zeros, _gaussian_blur_valid(x * y) - mean_x * mean_y)
+    denominator = (var_x + var_y) * (mean_x * mean_x + mean_y * mean_y)
+    quality_map = tf.where(
+        denominator > 0.0,
+        tf.math.divide_no_nan(4.0 * covariance * mean_x * mean_y, denominator),
+        tf.fill(tf.shape(denominator), tf.constant(math.nan, tf.float64)),
     )
     return tf.cast(tf.reduce_mean(quality_map, axis=[1, 2, 3]), tf.float32)
 

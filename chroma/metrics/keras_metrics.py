@@ -1,7 +1,8 @@
 """Keras metrics that score colorizations given as scaled Lab, as models see them.
 
 `y_true` and `y_pred` are (B, H, W, 3) = concat(L, ab), scaled to [-1, 1] as in
-`chroma.color.scale_lab`. The RGB metrics convert both to sRGB first.
+`chroma.color.scale_lab`. The RGB metrics convert both to sRGB first; the
+"*_torchmetrics" ones score what paper agosti fed torchmetrics instead.
 """
 
 import keras
@@ -20,6 +21,17 @@ def _on_rgb(rgb_metric):
 
     def lab_metric(true_lab, pred_lab):
         return rgb_metric(_scaled_lab_to_rgb(true_lab), _scaled_lab_to_rgb(pred_lab))
+
+    return lab_metric
+
+
+def _on_unit_lab(metric):
+    """Lifts a metric to paper agosti's metric inputs: scaled Lab mapped to [0, 1] channel by
+    channel, so L / 100 and ab / 220 + 1/2, not RGB (the authors' NNDL-recoloring-GAN,
+    train.py, `Trainer._update_metrics`; its scaled Lab is chroma's: L / 50 - 1, ab / 110)."""
+
+    def lab_metric(true_lab, pred_lab):
+        return metric(0.5 * true_lab + 0.5, 0.5 * pred_lab + 0.5)
 
     return lab_metric
 
@@ -43,7 +55,22 @@ SCALED_LAB_METRICS = {
     "uiqi": _on_rgb(image_quality.uiqi),
     "colorfulness": _prediction_colorfulness,
     "l1_ab": _ab_l1,
+    # Paper agosti's three torchmetrics columns, each given data_range=1.0 there.
+    # SSIM: torchmetrics' definition is chroma's `ssim`; only the inputs differ.
+    "ssim_torchmetrics": _on_unit_lab(image_quality.ssim),
+    # PSNR: the per-image MSE, pooled below into one PSNR.
+    "psnr_torchmetrics": _on_unit_lab(image_quality.mse_unit),
+    "uiqi_torchmetrics": _on_unit_lab(image_quality.uiqi_torchmetrics),
 }
+
+# Metrics whose result is a function of the mean of their per-image values:
+# torchmetrics' PeakSignalNoiseRatio (dim=None) sums squared errors over every
+# image it is given before taking the log, rather than averaging per-image PSNRs.
+POOLED_RESULTS = {"psnr_torchmetrics": image_quality.psnr_from_mse}
+
+# Metrics whose NaN per-image values are left out of the mean: agosti's code keeps
+# only the images whose torchmetrics UIQI is not NaN (`uiqi[~torch.isnan(uiqi)]`).
+SKIPS_NAN = frozenset({"uiqi_torchmetrics"})
 
 
 def _check_scaled_lab(images, name):
@@ -67,6 +94,8 @@ class ColorizationMetric(keras.metrics.Metric):
 
     `update_state(y_true, y_pred, sample_weight=None)` takes scaled Lab batches
     (B, H, W, 3); `sample_weight`, if given, weighs each image, shape (B,).
+    Metrics in `POOLED_RESULTS` report their function of that mean; those in
+    `SKIPS_NAN` give NaN images no weight.
     """
 
     def __init__(self, metric="psnr", name=None, dtype=None):
@@ -94,11 +123,18 @@ class ColorizationMetric(keras.metrics.Metric):
         else:
             weights = tf.reshape(tf.cast(sample_weight, self.dtype), [-1])
             weights = tf.broadcast_to(weights, tf.shape(values))
+        if self.metric in SKIPS_NAN:
+            defined = tf.logical_not(tf.math.is_nan(values))
+            values = tf.where(defined, values, tf.zeros_like(values))
+            weights = tf.where(defined, weights, tf.zeros_like(weights))
         self.total.assign_add(tf.reduce_sum(values * weights))
         self.count.assign_add(tf.reduce_sum(weights))
 
     def result(self):
-        return tf.math.divide_no_nan(self.total, self.count)
+        mean = tf.math.divide_no_nan(self.total, self.count)
+        if self.metric in POOLED_RESULTS:
+            return tf.where(self.count > 0, POOLED_RESULTS[self.metric](mean), tf.zeros_like(mean))
+        return mean
 
     def get_config(self):
         return {**super().get_config(), "metric": self.metric}

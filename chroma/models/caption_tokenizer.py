@@ -109,4 +109,7 @@ def build_vocabulary(captions, max_tokens=VOCABULARY_WORDS, sequence_length=SEQU
         captions = captions.map(lambda element: element["caption"])
     tokenizer = CaptionTokenizer(max_tokens=max_tokens, sequence_length=sequence_length)
     tokenizer.adapt(captions)
+    if not tokenizer.get_vocabulary():
+        raise ValueError("these images have no captions to build a vocabulary from: a caption model trains on COCO "
+                         "with its captions_<split>.json, or on TFRecords built from such a COCO")
     return tokenizer

@@ -165,8 +165,10 @@ class ChromaGANGenerator(Generator):
     local weights file of keras.applications.VGG16(include_top=False).
 
     The class logits depend on the trunk and the global convolutions only; the
-    ab output on everything but the class head. Sub-networks are attributes,
-    never lists, so tf.train.Checkpoint sees their weights.
+    ab output on everything but the class head. `num_classes=None` leaves the
+    class head out, and the output is {"ab"} alone (paper villarenteria's
+    figure 3: the release "without classification head"). Sub-networks are
+    attributes, never lists, so tf.train.Checkpoint sees their weights.
     """
 
     def __init__(self, image_size=224, num_classes=1000, vgg_weights=None, **kwargs):
@@ -178,7 +180,8 @@ class ChromaGANGenerator(Generator):
         self.trunk = vgg16_trunk(image_size, vgg_weights)
         self.global_features = global_features_network()
         self.global_vector = global_vector_network()
-        self.classifier = classification_network(num_classes)
+        if num_classes is not None:
+            self.classifier = classification_network(num_classes)
         self.mid_level = mid_level_network()
         self.colorization = colorization_network()
         self.build({"L": (None, image_size, image_size, 1)})
@@ -189,10 +192,10 @@ class ChromaGANGenerator(Generator):
         trunk = self.trunk(gray_input(scaled_l), training=training)
         global_features = self.global_features(trunk, training=training)
         fused = fuse(self.mid_level(trunk, training=training), self.global_vector(global_features, training=training))
-        return {
-            "ab": self.colorization(fused, training=training),
-            "class_logits": self.classifier(global_features, training=training),
-        }
+        outputs = {"ab": self.colorization(fused, training=training)}
+        if self.num_classes is not None:
+            outputs["class_logits"] = self.classifier(global_features, training=training)
+        return outputs
 
     def get_config(self):
         return {

@@ -18,14 +18,15 @@ from chroma.models.generator import BatchInput, Generator
 # (filters, stride) of table 4's encoder.
 ENCODER_LAYERS = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))
 # Table 1's first layer, the Inception-GAN's addition: 24 kernels of 3x3, stride 1, before the encoder of table 4.
-# It reads concat(L, 21 class maps); its output is 5.3.2's "tensor of dimensions 24 x 256 x 256".
+# It reads 5.3.2's "tensor of dimensions 24 x 256 x 256": the gray image stacked three times and 21 class maps.
 SEGMENTATION_LAYER_FILTERS = 24
 FUSION_FILTERS = 256
 REDUCTION = 8  # three stride-2 convolutions
 
 
 def encoder_network(segmentation_layer):
-    """L or [L, prior] -> 256@H/8: table 4's eight convolutions, after table 1's 24-kernel layer for the prior."""
+    """L, or three L and the prior, -> 256@H/8: table 4's eight convolutions, after table 1's 24-kernel layer
+    for the prior."""
     first = [same_conv(SEGMENTATION_LAYER_FILTERS)] if segmentation_layer else []
     return keras.Sequential(first + [same_conv(filters, strides) for filters, strides in ENCODER_LAYERS], name="encoder")
 
@@ -43,8 +44,9 @@ class KoalarizationGenerator(Generator):
     `segmenter`: None is Deep Koalarization. A frozen layer mapping scaled L
     to per-pixel class probabilities (B,H,W,C), normally a SegmentationPrior
     (C = 21, the Pascal VOC classes of DeepLabV3, section 4.3), makes it the
-    Inception-GAN generator: the encoder reads concat(L, prior), 1 + C
-    channels, through table 1's extra 24-kernel first layer.
+    Inception-GAN generator: the encoder reads 5.3.2's 24 channels, the gray
+    image stacked three times and the C = 21 class maps, through table 1's
+    extra 24-kernel first layer.
 
     Both frozen networks read L alone: they are the generator's batch_inputs
     "embedding" (per image, so the training engine may cache it) and
@@ -79,7 +81,8 @@ class KoalarizationGenerator(Generator):
         inputs = self.complete(batch)
         encoder_input = scaled_l
         if self.segmenter is not None:
-            encoder_input = ops.concatenate([scaled_l, ops.cast(inputs["prior"], scaled_l.dtype)], axis=-1)
+            gray = ops.repeat(scaled_l, 3, axis=-1)
+            encoder_input = ops.concatenate([gray, ops.cast(inputs["prior"], scaled_l.dtype)], axis=-1)
         features = self.encoder(encoder_input, training=training)
         if self.embedding is not None:
             vector = ops.cast(inputs["embedding"], features.dtype)

@@ -6,7 +6,7 @@ from chroma.models.blocks import down_block, output_block, skip_decoder, transpo
 from chroma.models.generator import Generator
 
 # CD512-CD1024-CD1024 (appendix A.1): the three innermost decoder blocks have dropout, as figure 11 shows.
-DROPOUT_BLOCKS = 3
+PIX2PIX_DROPOUT_BLOCKS = (1, 2, 3)
 
 
 def unet_encoder(filters):
@@ -36,9 +36,11 @@ class UNetGenerator(Generator):
     `encoder` (figure 10): `depth` levels of 4x4 stride-2 convolutions with
     min(base_filters * 2**i, base_filters * 8) filters at level i. `decoder`
     (figure 11): ReLU, 4x4 stride-2 transposed conv and batch norm back up the
-    levels, dropout in the three innermost blocks, skip connections from every
-    encoder level; last a transposed conv with bias to 2 channels and tanh.
-    Both are functional models returning every level's output.
+    levels, skip connections from every encoder level; last a transposed conv
+    with bias to 2 channels and tanh. Both are functional models returning
+    every level's output. `dropout_blocks`: the decoder blocks with dropout,
+    counted from the innermost (1) outwards; None is pix2pix's three
+    innermost (paper agosti V-A: "starting from the fourth block").
 
     The paper's network is the default: depth 8 brings 256x256 down to 1x1
     (54.4 M parameters). H and W must be multiples of 2**depth; smoke runs use
@@ -49,22 +51,28 @@ class UNetGenerator(Generator):
     # The decoder's x2 layer factory, a class attribute so that PixelUNetGenerator can swap it.
     upsampling = staticmethod(transposed_conv)
 
-    def __init__(self, base_filters=64, depth=8, dropout=0.5, dropout_at_inference=False, **kwargs):
+    def __init__(self, base_filters=64, depth=8, dropout=0.5, dropout_at_inference=False,
+                 dropout_blocks=None, **kwargs):
         super().__init__(**kwargs)
         if depth < 2:
             raise ValueError(f"a U-Net needs depth >= 2, got {depth}")
+        if dropout_blocks is None:  # pix2pix's, as many as a shallow U-Net has
+            dropout_blocks = [block for block in PIX2PIX_DROPOUT_BLOCKS if block < depth]
+        if not set(dropout_blocks) <= set(range(1, depth)):
+            raise ValueError(f"a U-Net of depth {depth} has decoder blocks 1..{depth - 1}, got {dropout_blocks}")
         self.base_filters = base_filters
         self.depth = depth
         self.dropout = dropout
         self.dropout_at_inference = dropout_at_inference
+        self.dropout_blocks = tuple(dropout_blocks)
         filters = [min(base_filters * 2**level, base_filters * 8) for level in range(depth)]
         self.encoder = unet_encoder(filters)
         up_blocks = [
             up_block(
-                filters[level - 1], dropout=dropout if step < DROPOUT_BLOCKS else 0.0,
+                filters[level - 1], dropout=dropout if block in self.dropout_blocks else 0.0,
                 dropout_at_inference=dropout_at_inference, upsampling=self.upsampling, name=f"up{level}",
             )
-            for step, level in enumerate(range(depth - 1, 0, -1))
+            for block, level in enumerate(range(depth - 1, 0, -1), start=1)
         ]
         self.decoder = skip_decoder(filters, up_blocks + [output_block(upsampling=self.upsampling, name="out")])
         self.build({"L": (None, None, None, 1)})
@@ -81,4 +89,5 @@ class UNetGenerator(Generator):
             "depth": self.depth,
             "dropout": self.dropout,
             "dropout_at_inference": self.dropout_at_inference,
+            "dropout_blocks": self.dropout_blocks,
         }

@@ -1,6 +1,7 @@
 """Callbacks that make a run survive: checkpoints to resume from, a stop on divergence, sample images."""
 
 import math
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -81,15 +82,23 @@ def _non_finite(logs):
 
 
 class SampleImages(keras.callbacks.Callback):
-    """Writes a grid of (gray input | prediction | truth) to TensorBoard after every epoch."""
+    """Writes a grid of (gray input | prediction | truth) to TensorBoard after every epoch.
 
-    def __init__(self, batch, log_dir, max_images=4):
+    kept_epochs: epochs (from 1) whose colorizations are also written to
+    kept_dir as epoch_<n>.png, one image per row, beside gray.png and
+    truth.png (papers bruvik's figure 8 and efthymiadis' figure 7 compare
+    epochs; see chroma.reports.epoch_samples).
+    """
+
+    def __init__(self, batch, log_dir, max_images=4, kept_epochs=(), kept_dir=None):
         super().__init__()
         # The whole batch: a generator may read more than L (paper villarenteria's captions).
         self.batch = {key: value[:max_images] for key, value in batch.items()}
         self.scaled_l = self.batch["L"]
         self.scaled_ab = self.batch["ab"]
         self.writer = tf.summary.create_file_writer(str(log_dir))
+        self.kept_epochs = set(kept_epochs)
+        self.kept_dir = Path(kept_dir) if kept_dir else None
 
     def on_epoch_end(self, epoch, logs=None):
         predicted_ab = self.model(self.batch, training=False)
@@ -100,3 +109,9 @@ class SampleImages(keras.callbacks.Callback):
         with self.writer.as_default():
             tf.summary.image("gray | predicted | truth", rows, step=epoch + 1, max_outputs=len(rows))
         self.writer.flush()
+        if epoch + 1 in self.kept_epochs:
+            self.kept_dir.mkdir(parents=True, exist_ok=True)
+            for name, images in (("gray", gray), ("truth", truth), (f"epoch_{epoch + 1}", predicted)):
+                # Images stacked top to bottom, 8 bits: what a figure shows, a few kB per epoch.
+                column = tf.cast(tf.round(tf.concat(tf.unstack(images), axis=0) * 255.0), tf.uint8)
+                tf.io.write_file(str(self.kept_dir / f"{name}.png"), tf.io.encode_png(column))

@@ -41,7 +41,8 @@ class ConditionalGAN(ColorizationModel):
       caption cross-entropy); each is logged as g_<name>_loss.
     - `discriminator_loss_weight`: 0.5 halves D's loss as nampouri equation 16 does.
 
-    Logs `d_loss`, `g_loss` (the total G minimises), `g_adversarial_loss`,
+    Logs `d_loss` (what D minimises), its unweighted parts `d_real_loss` and
+    `d_fake_loss`, `g_loss` (the total G minimises), `g_adversarial_loss`,
     `g_reconstruction_loss`, `g_<name>_loss` for each auxiliary term and
     `gradient_penalty` where used, beside the compiled metrics. Losses are
     divided by the number of replicas, so the summed gradients are those of
@@ -82,14 +83,15 @@ class ConditionalGAN(ColorizationModel):
         super().compile(optimizer=None, metrics=metrics, **kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
-        self.generator_loss, self.discriminator_loss = ADVERSARIAL_LOSSES[adversarial_loss]
+        self.generator_loss, self.real_loss, self.fake_loss = ADVERSARIAL_LOSSES[adversarial_loss]
         self.gradient_penalty_weight = gradient_penalty_weight if adversarial_loss == "wgan-gp" else 0.0
         self.reconstruction_loss = RECONSTRUCTION_LOSSES[reconstruction_loss]
         self.reconstruction_weight = reconstruction_weight
         self.adversarial_weight = adversarial_weight
         self.auxiliary_losses = tuple(auxiliary_losses)
         self.discriminator_loss_weight = discriminator_loss_weight
-        self.track_losses("d_loss", "g_loss", "g_adversarial_loss", "g_reconstruction_loss",
+        self.track_losses("d_loss", "d_real_loss", "d_fake_loss", "g_loss", "g_adversarial_loss",
+                          "g_reconstruction_loss",
                           *(f"g_{term.name}_loss" for term in self.auxiliary_losses),
                           *(["gradient_penalty"] if self.gradient_penalty_weight else []))
         if self.generator.built and self.discriminator.built:
@@ -107,16 +109,18 @@ class ConditionalGAN(ColorizationModel):
         return self.discriminator(tf.concat([scaled_l, tf.cast(ab, scaled_l.dtype)], axis=-1), training=training)
 
     def d_losses(self, scaled_l, true_ab, fake_ab, training):
-        """(weighted D loss, its gradient penalty) for one batch."""
-        real_scores = self.discriminate(scaled_l, true_ab, training)
-        fake_scores = self.discriminate(scaled_l, fake_ab, training)
-        loss = self.discriminator_loss(real_scores, fake_scores)
-        penalty = tf.constant(0.0)
+        """{"d_loss": what D minimises, weighted; its unweighted parts on the real and the colorized images,
+        "d_real_loss" and "d_fake_loss" (paper efthymiadis' figure 9); and "gradient_penalty" for a critic}."""
+        losses = {
+            "d_real_loss": self.real_loss(self.discriminate(scaled_l, true_ab, training)),
+            "d_fake_loss": self.fake_loss(self.discriminate(scaled_l, fake_ab, training)),
+        }
+        loss = losses["d_real_loss"] + losses["d_fake_loss"]
         if self.gradient_penalty_weight:
             critic = lambda ab: self.discriminate(scaled_l, ab, training)  # noqa: E731
-            penalty = wasserstein_gradient_penalty(critic, true_ab, fake_ab, self.seed_generator)
-            loss += self.gradient_penalty_weight * penalty
-        return self.discriminator_loss_weight * loss, penalty
+            losses["gradient_penalty"] = wasserstein_gradient_penalty(critic, true_ab, fake_ab, self.seed_generator)
+            loss += self.gradient_penalty_weight * losses["gradient_penalty"]
+        return {"d_loss": self.discriminator_loss_weight * loss, **losses}
 
     def g_losses(self, data, outputs, training):
         """The generator's loss terms by name, and "g_loss", their weighted sum that G minimises.
@@ -163,10 +167,10 @@ class ConditionalGAN(ColorizationModel):
         """One discriminator (critic) update on `batch`, against G's output for it."""
         variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
-            d_loss, penalty = self.d_losses(batch["L"], batch["ab"], tf.stop_gradient(fake_ab), training=True)
-            scaled_loss = self.d_optimizer.scale_loss(d_loss / self.replicas())
+            d_losses = self.d_losses(batch["L"], batch["ab"], tf.stop_gradient(fake_ab), training=True)
+            scaled_loss = self.d_optimizer.scale_loss(d_losses["d_loss"] / self.replicas())
         self.d_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
-        self.record_losses(batch, d_loss=d_loss, **self.penalty_log(penalty))
+        self.record_losses(batch, **d_losses)
 
     def g_update(self, tape, batch, outputs):
         """One generator update on `batch`; `tape` recorded the pass that gave its outputs."""
@@ -180,14 +184,10 @@ class ConditionalGAN(ColorizationModel):
     def test_step(self, data):
         data = self.unpack(data)
         outputs = self.generator(data, training=False)
-        d_loss, penalty = self.d_losses(data["L"], data["ab"], outputs["ab"], training=False)
+        d_losses = self.d_losses(data["L"], data["ab"], outputs["ab"], training=False)
         g_losses = self.g_losses(data, outputs, training=False)
-        self.record_losses(data, d_loss=d_loss, **g_losses, **self.penalty_log(penalty))
+        self.record_losses(data, **d_losses, **g_losses)
         return self.score(data, outputs["ab"])
-
-    def penalty_log(self, penalty):
-        """{"gradient_penalty": penalty} for a WGAN-GP critic, else nothing to log."""
-        return {"gradient_penalty": penalty} if self.gradient_penalty_weight else {}
 
     def get_config(self):
         return {

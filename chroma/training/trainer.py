@@ -55,7 +55,19 @@ class Run(NamedTuple):
     run: an optimizer that updates k times a step (a critic at d_steps=k)
     makes k * total_steps updates.
     paper: the paper's reported figures, keyed like chroma's metrics.
-    monitor: the validation metric whose best value is kept as best.weights.h5.
+    monitor: the logged value (a validation metric, or a loss) whose best
+    epoch is kept as best.weights.h5.
+    scored_at: which weights the results table scores: "last" (the run's
+    end) or "best" (best.weights.h5, the epoch `monitor` rates best: papers
+    villarenteria table 3 and efthymiadis 3.2 report such epochs).
+    scored_in: how the table's model runs: "inference" (dropout off, batch
+    norm's moving averages), "dropout" (pix2pix's noise: dropout on, moving
+    averages; paper nampouri 4.2) or "training" (Keras training mode:
+    dropout on and batch norm with each test batch's own statistics; paper
+    agosti VI, "kept in training mode also during evaluation").
+    sample_epochs: epochs -> the epochs (from 1) whose colorizations of the
+    held-out samples the harness shows side by side in <run>_epochs.png
+    (bruvik's figure 8: the last two; efthymiadis' figure 7: the CNN's run).
     metrics: what fit reports every epoch, for training and validation
     (names of chroma.metrics.SCALED_LAB_METRICS; paper agosti's figure 3
     follows UIQI too).
@@ -74,6 +86,9 @@ class Run(NamedTuple):
     compile_args: Callable
     paper: dict
     monitor: str = "val_l1_ab"
+    scored_at: str = "last"
+    scored_in: str = "inference"
+    sample_epochs: Callable | None = None
     metrics: tuple = TRAINING_METRICS
     note: str = ""
     overrides: Callable | None = None
@@ -232,11 +247,13 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
         checkpoint,
         keras.callbacks.ModelCheckpoint(
             out_dir / "best.weights.h5", monitor=run.monitor,
-            mode="max" if run.monitor.removeprefix("val_") in HIGHER_IS_BETTER else "min",
+            mode=monitor_mode(run.monitor),
             save_best_only=True, save_weights_only=True,
         ),
         keras.callbacks.TensorBoard(out_dir / "logs"),
-        SampleImages(sample_batch, out_dir / "logs" / "samples"),
+        SampleImages(sample_batch, out_dir / "logs" / "samples",
+                     kept_epochs=run.sample_epochs(settings.epochs) if run.sample_epochs else (),
+                     kept_dir=out_dir / "epoch_samples"),
     ]
     started = time.perf_counter()
     if initial_epoch < settings.epochs:
@@ -251,6 +268,11 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
     print(f"{run.name}: {settings.epochs - initial_epoch} epochs in {time.perf_counter() - started:.0f} s; "
           f"{report.summary()}", file=sys.stderr)
     return model
+
+
+def monitor_mode(monitor):
+    """"max" for a logged metric where larger is better, "min" for losses and errors."""
+    return "max" if monitor.removeprefix("val_") in HIGHER_IS_BETTER else "min"
 
 
 def stack_batches(dataset, count):

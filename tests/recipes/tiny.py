@@ -110,7 +110,8 @@ def l1_recipe(total_steps):
 
 
 RUNS = [
-    Run("gan", "tiny cGAN", gan, cosine_recipe, paper={"l1_ab": 0.1}, metrics=METRICS),
+    Run("gan", "tiny cGAN", gan, cosine_recipe, paper={"l1_ab": 0.1}, metrics=METRICS,
+        sample_epochs=lambda epochs: (1, epochs), scored_at="best"),
     Run("pretrained_gan", "tiny cGAN, pretrained", gan, constant_recipe, paper={}, metrics=METRICS,
         pretrain=Pretraining(pretraining)),
     Run("regression_pretrained_gan", "tiny cGAN, generator pretrained by L1", gan, constant_recipe, paper={},
@@ -124,3 +125,6 @@ RUNS = [
 ]
 
 LOSS_TABLE = ("Tiny losses by epoch", {"gan": {"d_loss, first epoch": 0.7}})
+BEST_EPOCH_TABLE = ("Tiny best epochs", {"gan": {"epochs": EPOCHS}})
+REFERENCE_ROWS = [{"model": "a figure from the literature", "paper": {"psnr": 25.0}, "note": "no model"}]
+TRAINING_SAMPLES = True

@@ -1,0 +1,132 @@
+"""How the harness scores a trained run: at its best or last epoch, in inference, dropout or training mode."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from chroma import evaluation
+from chroma.data.specs import dataset_from_spec
+from chroma.models.network_generator import NetworkGenerator
+from chroma.models.patchgan import PatchDiscriminator
+from chroma.models.unet import UNetGenerator
+from chroma.reproduce import check_protocol, load_experiment, score_run, select_runs
+from chroma.training import ConditionalGAN, Run
+
+COLUMNS = ("l1_ab", "psnr")
+SIZE = 32
+
+
+def photos():
+    return dataset_from_spec("samples?take=4", SIZE, batch_size=2)
+
+
+def batch_norm_gan():
+    network = keras.Sequential([
+        keras.Input((None, None, 1)), keras.layers.Conv2D(4, 3, padding="same"), keras.layers.BatchNormalization(),
+        keras.layers.Conv2D(2, 3, padding="same", activation="tanh"),
+    ])
+    model = ConditionalGAN(NetworkGenerator(network), PatchDiscriminator(base_filters=4, n_layers=1), seed=0)
+    model({"L": tf.zeros((1, SIZE, SIZE, 1))})
+    return model
+
+
+def run(**protocol):
+    return Run("tiny", "tiny", build=None, compile_args=None, paper={}, **protocol)
+
+
+def write_history(out_dir, column, values):
+    lines = ["epoch," + column] + [f"{epoch},{value}" for epoch, value in enumerate(values)]
+    (out_dir / "history.csv").write_text("\n".join(lines) + "\n")
+
+
+def evaluate(model, training=False):
+    return evaluation.evaluate(lambda batch: model(batch, training=training), photos(), COLUMNS)
+
+
+@pytest.mark.parametrize("monitor, values, best", [("val_l1_ab", [0.5, 0.2, 0.4], 2), ("val_psnr", [20, 19, 23], 3)])
+def test_a_run_scored_at_its_best_epoch_is_scored_with_best_weights_and_says_which(monitor, values, best, tmp_path):
+    model = batch_norm_gan()
+    model.save_weights(tmp_path / "best.weights.h5")
+    expected = evaluate(model)
+    write_history(tmp_path, monitor, values)
+    for weight in model.generator.trainable_weights:  # the last epoch's weights differ from the best's
+        weight.assign(weight + 0.3)
+    assert evaluate(model)["l1_ab"] != pytest.approx(expected["l1_ab"])
+
+    scores, note = score_run(run(scored_at="best", monitor=monitor), model, tmp_path, photos(), COLUMNS)
+    assert scores == pytest.approx(expected)
+    assert note == f"best epoch {best} of 3 by {monitor}"
+
+
+def test_a_run_scored_at_its_last_epoch_keeps_its_weights(tmp_path):
+    model = batch_norm_gan()
+    scores, note = score_run(run(), model, tmp_path, photos(), COLUMNS)  # no best.weights.h5 needed
+    assert scores == pytest.approx(evaluate(model)) and note == ""
+
+
+def test_best_epoch_scoring_needs_its_monitor_in_the_history(tmp_path):
+    write_history(tmp_path, "val_l1_ab", [0.5])
+    with pytest.raises(ValueError, match="best epoch by val_g_loss, which its history lacks"):
+        score_run(run(scored_at="best", monitor="val_g_loss"), batch_norm_gan(), tmp_path, photos(), COLUMNS)
+
+
+def test_training_mode_normalises_with_the_test_batch_and_leaves_the_moving_averages(tmp_path):
+    model = batch_norm_gan()
+    averages = [weight.numpy() for weight in model.non_trainable_weights]
+    scores, note = score_run(run(scored_in="training"), model, tmp_path, photos(), COLUMNS)
+    assert note == "scored in training mode"
+    assert scores["l1_ab"] != pytest.approx(evaluate(model)["l1_ab"], abs=1e-4)
+    for weight, before in zip(model.non_trainable_weights, averages):
+        np.testing.assert_array_equal(weight.numpy(), before)
+
+
+def test_dropout_scoring_turns_dropout_on_only_while_scoring(tmp_path):
+    generator = UNetGenerator(base_filters=4, depth=5)  # dropout in its three innermost decoder blocks
+    for weight in generator.trainable_weights:  # N(0, 0.02) leaves a tiny net's output nearly gray
+        weight.assign(weight * 5.0)
+    model = ConditionalGAN(generator, PatchDiscriminator(base_filters=4, n_layers=1), seed=0)
+    deterministic = evaluate(model)
+    scores, note = score_run(run(scored_in="dropout"), model, tmp_path, photos(), COLUMNS)
+    assert note == "scored with dropout on"
+    assert scores["l1_ab"] != pytest.approx(deterministic["l1_ab"], abs=1e-4)
+    assert evaluate(model) == pytest.approx(deterministic)
+
+
+def test_an_unknown_protocol_is_refused_before_training():
+    with pytest.raises(ValueError, match="scored_at must be one of"):
+        check_protocol(run(scored_at="median"))
+    with pytest.raises(ValueError, match="scored_in must be one of"):
+        check_protocol(run(scored_in="eval"))
+
+
+def protocols(paper):
+    return {item.key: (item.scored_at, item.scored_in, item.monitor) for item in select_runs(load_experiment(paper))}
+
+
+def test_each_recipe_scores_its_runs_as_its_paper_did():
+    # villarenteria table 3-4: Models A, A.2, B at their best epoch; the reference as its own paper reports it.
+    villarenteria = protocols("villarenteria")
+    for reference in ("reference", "reference_no_classes"):
+        assert villarenteria.pop(reference)[:2] == ("last", "inference")
+    assert set(villarenteria.values()) == {("best", "inference", "val_g_reconstruction_loss")}
+    # efthymiadis 3.2: the CNN + classifier at its lowest total loss (epoch 110 of 200); the others last.
+    efthymiadis = protocols("efthymiadis")
+    assert efthymiadis.pop("cnn_classifier") == ("best", "inference", "loss")
+    assert {protocol[:2] for protocol in efthymiadis.values()} == {("last", "inference")}
+    # nampouri 4.2: dropout at test time as pix2pix; agosti VI: training mode during evaluation.
+    assert {protocol[:2] for protocol in protocols("nampouri").values()} == {("last", "dropout")}
+    assert {protocol[:2] for protocol in protocols("agosti").values()} == {("last", "training")}
+    assert {protocol[:2] for protocol in protocols("bruvik").values()} == {("last", "inference")}
+
+
+@pytest.mark.parametrize("paper", ["villarenteria", "efthymiadis"])
+def test_a_best_epoch_monitor_is_a_value_the_run_logs(paper):
+    experiment = load_experiment(paper)
+    settings = experiment.settings("smoke")
+    for item in select_runs(experiment):
+        if item.scored_at != "best":
+            continue
+        model = item.build(item.settings_for(settings))
+        model.compile(**item.compile_args(total_steps=1))
+        assert item.monitor.removeprefix("val_") in model.loss_trackers, item.key
