@@ -1,9 +1,12 @@
 """`chroma colorize`: colour every photo of some files and folders at its full size.
 
-Photos are decoded with chroma's Pillow loader (CMYK, 16-bit, transparent,
-palette and gray files all become RGB; EXIF rotation is applied) and coloured
-by an exported SavedModel's `colorize_image` signature. A .keras model is
-wrapped by the very functions that export would save, so both run the same graph.
+Photos are decoded with chroma's Pillow loader, as training images are (CMYK,
+16-bit, transparent, palette and gray files all become RGB; EXIF rotation is
+applied), and coloured by an exported SavedModel's `colorize_image` signature.
+Its `serving_default` decodes the same pixels from a file's bytes in TensorFlow
+(chroma.data.decode.decode_photo, which names the few exceptions), so a photo served
+gets the colours it gets here. A .keras model is wrapped by the very functions
+that export would save, so both run the same graph.
 With `samples`, each photo gets that many colorizations from `colorize_samples`,
 which keeps the generator's dropout on (paper agosti, figure 4).
 """

@@ -8,7 +8,8 @@ anyway). The SavedModel holds only TensorFlow ops: serving it needs
 TensorFlow, not chroma.
 
 Signatures (inputs -> outputs):
-  serving_default: image_bytes, a scalar string of JPEG/PNG/GIF/BMP/WebP bytes -> colorized
+  serving_default: image_bytes, a scalar string of JPEG/PNG/GIF/BMP/WebP bytes -> colorized; decoded by
+    decode_photo to the pixels training and `chroma colorize` decode from the file (transparency on white)
   colorize_image: image, uint8 RGB (H, W, 3) -> colorized, uint8 RGB (H, W, 3)
   colorize_lab: scaled_l (B, S, S, 1) float32 -> scaled_ab (B, S, S, 2) float32
   colorize_samples, only for a generator with dropout: image, uint8 RGB (H, W, 3),
@@ -31,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from chroma.color import rgb_to_scaled_lab, scaled_lab_to_rgb
+from chroma.data.decode import decode_photo
 from chroma.data.pipeline import preprocess
 from chroma.models.blocks import SwitchableDropout
 from chroma.models.generator import Generator
@@ -120,15 +122,7 @@ def serving_functions(generator, image_size):
 
     @tf.function(input_signature=[tf.TensorSpec((), tf.string, name="image_bytes"), *image_features])
     def serving_default(image_bytes, *values):
-        # JPEG with the accurate inverse DCT, as Pillow decodes it for training and `chroma colorize`
-        # (decode_image's default, the fast one, is up to 7 levels off): the same file, the same colours.
-        image = tf.cond(
-            tf.io.is_jpeg(image_bytes),
-            lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
-            lambda: tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False),
-        )
-        image.set_shape((None, None, 3))
-        return {"colorized": colorize_rgb(image, values)[0]}
+        return {"colorized": colorize_rgb(decode_photo(image_bytes), values)[0]}
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image"), *image_features])
     def colorize_image(image, *values):

@@ -9,6 +9,7 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image
 
+import chroma.colorize
 from chroma import cli
 from chroma.colorize import output_path
 from chroma.data import MAX_PIXELS, load_rgb
@@ -115,6 +116,65 @@ def test_colorized_pixels_are_the_models(image_folder, generator, saved_model, t
     assert colorize(image_folder / "loose.png", "--model", tmp_path / "tiny.keras", "--image-size", IMAGE_SIZE,
                     "-o", from_keras) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(from_keras / "loose.png")), colorized)
+
+
+def encoded_photos(folder):
+    """One photo in every encoding serving takes, transparent where the format allows, written to `folder`; the names.
+
+    A 64x64 astronaut, fully transparent in its top quarter, opaque in its bottom one, and with an alpha rising
+    from 3 to 255 left to right in between.
+    """
+    photo = skimage.data.astronaut()[::8, ::8]
+    alpha = np.concatenate([
+        np.zeros((16, 64), np.uint8), np.tile(np.arange(3, 256, 4, dtype=np.uint8), (32, 1)),
+        np.full((16, 64), 255, np.uint8),
+    ])
+    rgba = Image.fromarray(np.dstack([photo, alpha]))
+    gray = np.asarray(Image.fromarray(photo).convert("L"))
+    palette = Image.fromarray(photo).quantize(32)
+    flipped = Image.fromarray(photo[:, ::-1])
+    low_byte = np.arange(0, 256, 4, dtype=np.uint16)  # 16-bit levels between the 8-bit ones, to round or cut
+    rgba.save(folder / "rgba.png")
+    Image.fromarray(np.dstack([gray, alpha]), "LA").save(folder / "gray_alpha.png")
+    rgba.quantize(32, method=Image.Quantize.FASTOCTREE).save(folder / "palette_alpha.png")  # tRNS: 32 alphas
+    palette.save(folder / "palette_4_bit.png", bits=4)  # TensorFlow's opaque alpha for 4 bits is 15, not 255
+    Image.fromarray(gray > 100).save(folder / "one_bit.png")
+    Image.fromarray(gray.astype(np.uint16) * 256 + low_byte).save(folder / "gray_16_bit.png")
+    # Pillow cannot write 16-bit colour; TensorFlow can.
+    rgba_16_bit = np.dstack([photo, alpha]).astype(np.uint16) * 256 + low_byte[:, None]
+    (folder / "rgba_16_bit.png").write_bytes(tf.io.encode_png(rgba_16_bit).numpy())
+    Image.fromarray(photo).save(folder / "photo.jpg", quality=90)
+    palette.save(folder / "animated_transparent.gif", transparency=0, save_all=True, append_images=[flipped])
+    Image.fromarray(photo).save(folder / "photo.bmp")
+    rgba.save(folder / "rgba.webp", quality=80)
+    rgba.save(folder / "animated_rgba.webp", save_all=True, append_images=[flipped.convert("RGBA")], lossless=True)
+    return sorted(path.name for path in folder.iterdir())
+
+
+def test_colorize_and_serving_give_the_same_colours_for_every_encoding(saved_model, tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = encoded_photos(photos)
+    colorized = {}
+    save = chroma.colorize.save
+
+    def keep_and_save(rgb, path):
+        colorized[path.name] = rgb
+        save(rgb, path)
+
+    monkeypatch.setattr(chroma.colorize, "save", keep_and_save)
+    assert colorize(photos, "--model", saved_model, "-o", tmp_path / "colorized") == 0
+    assert sorted(colorized) == names
+
+    serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    for name in names:
+        served = serve(image_bytes=tf.constant((photos / name).read_bytes()))["colorized"].numpy()
+        np.testing.assert_array_equal(served, colorized[name], err_msg=name)
+    # Transparent pixels are white, but a GIF's black: TensorFlow's GIF decoder paints them so.
+    assert (load_rgb(str(photos / "rgba.png"))[:16] == 255).all()
+    with Image.open(photos / "animated_transparent.gif") as gif:
+        transparent = np.asarray(gif) == gif.info["transparency"]
+    assert transparent.any() and (load_rgb(str(photos / "animated_transparent.gif"))[transparent] == 0).all()
 
 
 def test_awkward_files_are_converted_or_skipped(bad_image_folder, saved_model, tmp_path, capsys):

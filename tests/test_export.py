@@ -18,6 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from chroma import cli, data
+from chroma.data.decode import decode_photo
 from chroma.export import dropout_layers, export_saved_model, load_generator, serving_functions
 from chroma.models.baseline0 import MeanColorBaseline
 from chroma.models.generator import BatchInput, Generator
@@ -124,6 +125,28 @@ def test_saved_model_serves_encoded_photos_without_chroma(exported, loaded, tmp_
     colorized_gray = np.load(tmp_path / "gray.png.npy")
     assert colorized_gray.shape == gray.shape + (3,)
     assert np.abs(lightness(colorized_gray) - lightness(np.stack([gray] * 3, axis=-1))).mean() < 1.0
+
+
+def test_decode_photo_rounds_as_training_decoding_does():
+    """Every pair of colour and alpha composited on white, and every 16-bit gray level, as chroma.data.load_rgb."""
+    colour, alpha = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
+    every_pair = Image.fromarray(np.dstack([colour, 255 - colour, colour, alpha]))
+    every_gray_level = Image.fromarray(np.arange(65536, dtype=np.uint16).reshape(256, 256))
+    for image in (every_pair, every_gray_level):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        decoded = decode_photo(tf.constant(buffer.getvalue())).numpy()
+        np.testing.assert_array_equal(decoded, data.load_rgb(buffer.getvalue(), max_side=256), err_msg=image.mode)
+
+
+def test_webp_animation_without_alpha_is_refused():
+    # TensorFlow decodes WebP animations only as RGBA; asked for the file's own channels it writes out of bounds.
+    photo = skimage.data.astronaut()[::8, ::8]
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format="WEBP", save_all=True, append_images=[Image.fromarray(photo[::-1])])
+    assert buffer.getvalue()[20] == 0x02  # the VP8X flags: an animation, without alpha
+    with pytest.raises(tf.errors.InvalidArgumentError, match="channels"):
+        decode_photo(tf.constant(buffer.getvalue()))
 
 
 def test_saved_model_cli_lists_the_three_signatures(exported):
@@ -284,7 +307,7 @@ class CaptionTint(Generator):
         from chroma.models.caption_tokenizer import CaptionTokenizer
 
         self.tokenizer = CaptionTokenizer(vocabulary=["sky", "red", "grass"])
-        self.built = True  # no weights; a symbolic pass on L alone would lack the caption
+        self.built = True  # no weights to create; its TF ops cannot run on a symbolic batch
 
     def batch_inputs(self):
         return {"tokens": BatchInput("caption", self.tokenizer)}

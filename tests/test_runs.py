@@ -276,11 +276,6 @@ def test_captions_reach_the_step_as_word_ids_made_in_tf_data(tmp_path):
             self.conv = keras.layers.Conv2D(2, 3, padding="same", activation="tanh")
             self.build({"L": (None, None, None, 1)})
 
-        def build(self, batch_shape):
-            # As CaptionChromaGANGenerator: the symbolic batch brings token ids, since Generator.build's has only L.
-            tokens = keras.KerasTensor((batch_shape["L"][0], self.tokenizer.sequence_length), dtype="int64")
-            self.call({"L": keras.KerasTensor(batch_shape["L"]), "tokens": tokens})
-
         def batch_inputs(self):
             return {"tokens": BatchInput("caption", self.tokenizer)}
 

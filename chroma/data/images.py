@@ -90,8 +90,9 @@ def _clean(image, max_side, min_side):
     if width * height > MAX_PIXELS:
         raise UnreadableImage("too large", f"{width}x{height} pixels")
     try:
+        image_format = image.format  # exif_transpose returns a copy without it
         image = ImageOps.exif_transpose(image)  # also decodes the pixels
-        image = _to_rgb(image)
+        image = _to_rgb(image, image_format)
         if max(image.size) > max_side:
             image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     except Exception as error:  # truncated data, broken EXIF, unknown modes, ...
@@ -101,8 +102,8 @@ def _clean(image, max_side, min_side):
     return np.asarray(image, dtype=np.uint8)
 
 
-def _to_rgb(image):
-    """Any Pillow mode -> 8-bit RGB: alpha on white, 16-bit scaled (not clipped)."""
+def _to_rgb(image, image_format):
+    """Any Pillow mode -> 8-bit RGB: alpha on white (a GIF's on black), 16-bit scaled (not clipped)."""
     if image.mode == "RGB":
         return image
     if image.mode in _SIXTEEN_BIT_MODES:
@@ -112,10 +113,12 @@ def _to_rgb(image):
         gray = np.round(values / 257.0).astype(np.uint8)
         return Image.fromarray(gray).convert("RGB")
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        # Transparent regions would otherwise keep arbitrary (often black) colour.
+        # Transparent regions would otherwise keep arbitrary (often black) colour. A GIF's go black: serving
+        # decodes with TensorFlow (chroma.data.decode.decode_photo), whose GIF decoder paints them black and reports
+        # no alpha, and the same file must give the same pixels there.
         rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+        background = (0, 0, 0, 255) if image_format == "GIF" else (255, 255, 255, 255)
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, background), rgba).convert("RGB")
     return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
 
 

@@ -28,7 +28,8 @@ import keras
 class BatchInput(NamedTuple):
     """A batch feature a generator reads beyond "L", and how it is made.
 
-    source: the batch key it is computed from ("L", "caption").
+    source: the batch key it is computed from: "L", or a string feature,
+        one per image ("caption").
     compute: the batch's `source` (B, ...) -> this input (B, ...).
     per_image: the same for an image and its mirror image (a class vector,
         not a map), so it may be computed once per stored image and cached.
@@ -66,7 +67,11 @@ class Generator(keras.Model):
         return inputs
 
     def build(self, batch_shape):
-        self.call({key: keras.KerasTensor(shape) for key, shape in batch_shape.items()})
+        batch = {key: keras.KerasTensor(shape) for key, shape in batch_shape.items()}
+        for feature in self.batch_inputs().values():
+            # A source other than L is a string per image (a caption), given symbolically too.
+            batch.setdefault(feature.source, keras.KerasTensor((batch_shape["L"][0],), dtype="string"))
+        self.call(batch)
 
     def check_sides(self, scaled_l, multiple):
         """Refuses L whose known height or width is not a multiple of the network's total stride."""
