@@ -18,7 +18,7 @@ from chroma import evaluation, reports
 from chroma.data import samples, subset
 from chroma.data.specs import dataset_from_spec
 from chroma.export import export_saved_model
-from chroma.reproduce import fit_baseline0, load_experiment, sample_columns, select_runs, titled
+from chroma.reproduce import fit_baseline0, load_experiment, sample_column, select_runs, titled
 from chroma.training import Settings, read_history, train
 
 TRAIN_DATA = "samples?take=7"
@@ -51,7 +51,8 @@ def run_demo(out_dir="runs/demo", model_dir="saved_models/demo_unet_cgan", image
         [evaluation.COLUMN_TITLES[name] for name in METRICS], "demo",
     )
     reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / "losses.png", "U-Net cGAN, demo")
-    columns = sample_columns([("original", None, photos), ("grayscale", None, photos), ("U-Net cGAN", model, photos)])
+    columns = [sample_column("original", None, photos), sample_column("grayscale", None, photos),
+               sample_column("U-Net cGAN", model, photos)]
     reports.sample_grid(columns, out_dir / "samples.png",
                         "training photos: original, gray, colorized")
 

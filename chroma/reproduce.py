@@ -17,6 +17,7 @@ kept on at inference (paper agosti's figure 4); TRAINING_SAMPLES = True: the
 sample grid of training images too (agosti's figure 5).
 """
 
+import gc
 import importlib.util
 import sys
 from pathlib import Path
@@ -102,8 +103,13 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
              "ours": titled(evaluation.evaluate(lambda batch: baseline0(batch)["ab"], eval_data, experiment.COLUMNS,
                                                 lpips_model, fid_model))}]
     rows += [{**row, "ours": {}, "paper": titled(row["paper"])} for row in getattr(experiment, "REFERENCE_ROWS", [])]
-    samples = [("original", None, eval_data), ("grayscale", None, eval_data)]
-    training_samples = []
+    # Sample grids are gathered column by column as each run ends, so no trained model outlives its run.
+    held_out = [sample_column(title, None, eval_data) for title in ("original", "grayscale")]
+    on_training = None
+    if getattr(experiment, "TRAINING_SAMPLES", False):
+        training_images = dataset_from_spec(settings.train_data, settings.image_size, settings.batch_size,
+                                            drop_gray=settings.drop_gray)
+        on_training = [sample_column(title, None, training_images) for title in ("original", "grayscale")]
     runs = select_runs(experiment, run_keys)
     for run in runs:
         check_protocol(run)
@@ -133,15 +139,16 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         if getattr(experiment, "DIVERSE_SAMPLES", 0) and dropouts:
             reports.sample_grid(diverse_columns(model, dropouts, run_eval_data, experiment.DIVERSE_SAMPLES),
                                 out_dir / f"{run.key}_diverse.png", f"{run.name}: dropout on at inference ({scale})")
-        samples.append((run.name, model, run_eval_data))
-        if getattr(experiment, "TRAINING_SAMPLES", False):
-            training_samples.append((run.name, model, dataset_from_spec(
+        held_out.append(sample_column(run.name, model, run_eval_data))
+        if on_training is not None:
+            on_training.append(sample_column(run.name, model, dataset_from_spec(
                 settings.train_data, run_settings.image_size, settings.batch_size, drop_gray=settings.drop_gray)))
-    reports.sample_grid(sample_columns(samples), out_dir / "samples.png",
-                        f"{experiment.TITLE}: held-out images ({scale})")
-    if training_samples:
-        originals = [(title, None, training_samples[0][2]) for title in ("original", "grayscale")]
-        reports.sample_grid(sample_columns(originals + training_samples), out_dir / "training_samples.png",
+        # Peak memory is one run's: the next run trains only after this one's model is freed.
+        del model
+        gc.collect()
+    reports.sample_grid(held_out, out_dir / "samples.png", f"{experiment.TITLE}: held-out images ({scale})")
+    if on_training is not None:
+        reports.sample_grid(on_training, out_dir / "training_samples.png",
                             f"{experiment.TITLE}: training images ({scale})")
     columns = [evaluation.COLUMN_TITLES.get(name, name) for name in experiment.COLUMNS]
     paths = reports.write_results(out_dir, f"{experiment.TITLE} — {scale} scale, scored on {settings.eval_data}",
@@ -236,24 +243,18 @@ def fit_baseline0(settings):
     return model
 
 
-def sample_columns(samples):
-    """Figure 7's layout: original, grayscale, then each model's colorization of the same images.
-
-    samples: (title, model or None, eval dataset) in column order; "original"
-    and "grayscale" take no model. Each model sees the images at its own size.
-    """
-    columns = []
-    for title, model, dataset in samples:
-        batch = first_images(dataset)
-        scaled_l, scaled_ab = batch["L"], batch["ab"]
-        if title == "original":
-            ab = scaled_ab
-        elif model is None:
-            ab = tf.zeros_like(scaled_ab)
-        else:
-            ab = model(batch, training=False)
-        columns.append((title, list(np.asarray(color.scaled_lab_to_rgb(scaled_l, ab)))))
-    return columns
+def sample_column(title, model, dataset):
+    """One column of figure 7's layout (original, grayscale, then each model): (title, RGB images) of the
+    dataset's first images. "original" and "grayscale" take no model; a model sees them at its own size."""
+    batch = first_images(dataset)
+    scaled_l, scaled_ab = batch["L"], batch["ab"]
+    if title == "original":
+        ab = scaled_ab
+    elif model is None:
+        ab = tf.zeros_like(scaled_ab)
+    else:
+        ab = model(batch, training=False)
+    return title, list(np.asarray(color.scaled_lab_to_rgb(scaled_l, ab)))
 
 
 def diverse_columns(model, dropouts, dataset, count):

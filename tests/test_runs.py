@@ -316,3 +316,34 @@ def test_a_run_over_bad_files_trains_on_the_usable_colour_ones_and_says_what_it_
     gray = sorted(name for name, is_gray in bad_image_folder.converted.items() if is_gray)
     dropped = re.search(r"dropped (\d+) already-gray images \(([^)]*)\)", summary)
     assert dropped and int(dropped[1]) == len(gray) and sorted(dropped[2].split(", ")) == gray
+
+
+def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path):
+    """Peak memory is the largest run's, not the sum: no trained model outlives its run's report."""
+    import gc
+    import types
+    import weakref
+
+    from chroma.reproduce import reproduce
+    from chroma.training import Run, Settings
+
+    tiny = load_experiment(str(RECIPE))
+    built, alive_at_build = [], []
+
+    def build(settings):
+        gc.collect()
+        alive_at_build.append(sum(ref() is not None for ref in built))
+        model = tiny.gan(settings)
+        built.append(weakref.ref(model))
+        return model
+
+    experiment = types.SimpleNamespace(
+        PAPER="three", TITLE="three tiny runs", COLUMNS=("l1_ab",),
+        RUNS=[Run(key, key, build, tiny.constant_recipe, paper={}, metrics=("l1_ab",)) for key in ("a", "b", "c")],
+        settings=lambda scale, coco=None, data=None: Settings(
+            train_data="samples?take=2", eval_data="samples?skip=6", image_size=16, batch_size=2, epochs=1, smoke=True),
+    )
+    reproduce(experiment, "smoke", runs_root=tmp_path / "runs", index_path=tmp_path / "RESULTS.md")
+    assert alive_at_build == [0, 0, 0]
+    gc.collect()
+    assert [ref() for ref in built] == [None, None, None]
