@@ -83,6 +83,16 @@ def run_reproduce(args):
 
     strategy = training.make_strategy(args.strategy, args.tpu)
     experiment = reproduce.load_experiment(args.experiment)
+    if args.estimate is not None:
+        from chroma.estimate import cost_table, estimate
+
+        if args.scale != "paper":
+            raise ValueError("--estimate projects the paper's recipe: use it with --scale paper")
+        costs = estimate(experiment, args.estimate, coco=args.coco, data=args.data, assets=dict(args.asset or []),
+                         run_keys=args.run, strategy=strategy, precision=args.precision)
+        print(f"{experiment.TITLE}: cost of the paper's recipe on this machine ({args.estimate} steps measured a phase)")
+        print(cost_table(costs))
+        return
     try:
         md_path, csv_path = reproduce.reproduce(
             experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,
@@ -191,6 +201,12 @@ def build_parser():
     reproduce.add_argument("--tpu", help="TPU address for --strategy tpu ('local' on a TPU VM, or grpc://IP:8470)")
     reproduce.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"), default="float32",
                            help="mixed_bfloat16 for CPUs with AMX and TPUs, mixed_float16 (with loss scaling) for GPUs (default: float32)")
+    reproduce.add_argument(
+        "--estimate", type=int, metavar="STEPS",
+        help="with --scale paper: train each run (and its pretraining) STEPS steps at the paper's settings on "
+        "stand-in photos, and print seconds per step, images/s, peak memory and the projected hours of the paper's "
+        "whole recipe on this machine; writes nothing to the runs directory",
+    )
     reproduce.set_defaults(handler=run_reproduce)
 
     demo = commands.add_parser(

@@ -55,7 +55,7 @@ PAPER = "bruvik"
 TITLE = "Image Colorization using GAN and Inception-ResNet-v2 (Bruvik & Penfold)"
 ASSETS = {
     "inception": "Inception-ResNet-v2 (5.3.3): imagenet (the Keras cache file, 1000 classes), a local .h5, a TF-Hub "
-                 "SavedModel directory (1001 classes, the paper's embedding), or none (random)",
+                 "SavedModel directory (1001 classes, the paper's embedding), or none / random (random weights)",
     "deeplabv3": "the segmentation prior's DeepLabV3 (4.3): a SavedModel directory (see "
                  "chroma/models/segmentation_prior.py), or random (a seeded stand-in with no semantics)",
 }
@@ -91,7 +91,7 @@ def inception(settings):
     if weights is None and not settings.smoke:
         raise ValueError("SCALE=paper needs --asset inception=imagenet|/path/to/inception_resnet_v2.h5|"
                          "/path/to/tfhub_savedmodel (or none for a random Inception network)")
-    if weights is None or weights.lower() == "none":
+    if weights is None or weights.lower() in ("none", "random"):
         return InceptionEmbedding(weights=None, probabilities=False)
     if weights == "imagenet" or weights.endswith(".h5"):
         return InceptionEmbedding(weights=weights, probabilities=False)

@@ -33,7 +33,7 @@ from chroma.training import ConditionalGAN, Run, Settings, smoke_settings, unkno
 PAPER = "nampouri"
 TITLE = "Image Colorization with Conditional GANs (Nampouri et al.)"
 ASSETS = {"resnet18": "the ResNet-18 encoder's ImageNet weights (A.2): a keras-hub preset directory, a .weights.h5 "
-                      "of a ResNetUNetGenerator's encoder, or none (random; smoke runs without it are random too)"}
+                      "of a ResNetUNetGenerator's encoder, or none / random (random weights; smoke runs without it too)"}
 # The paper reports test L1; PSNR, SSIM and colourfulness are chroma's additions.
 COLUMNS = ("l1_ab", "psnr", "ssim", "colorfulness")
 
@@ -74,7 +74,8 @@ def unet_cgan(settings):
 
 
 def resnet_cgan(settings):
-    generator = ResNetUNetGenerator(backbone_weights=settings.assets.get("resnet18"))
+    weights = settings.assets.get("resnet18")
+    generator = ResNetUNetGenerator(backbone_weights=None if weights == "random" else weights)
     return ConditionalGAN(generator, discriminator(settings.smoke), seed=settings.seed)
 
 

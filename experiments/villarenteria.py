@@ -65,7 +65,7 @@ from chroma.training import (
 PAPER = "villarenteria"
 TITLE = "Image Colorization with GANs and Image Captioning (Villa-Renteria et al.)"
 ASSETS = {"vgg16": "VGG-16's ImageNet weights for the trunk and the class oracle: imagenet (the Keras cache "
-                   "file), a local .h5, or none (random, with a warning)"}
+                   "file), a local .h5, or none / random (random weights, with a warning)"}
 COLUMNS = ("mse_unit", "mse_8bit", "ssim", "psnr")
 
 # The public ChromaGAN release's generator loss weights (MSE, class KL, Wasserstein) and gradient penalty, on its
@@ -115,7 +115,7 @@ def vgg_weights(settings):
     if weights is None and not settings.smoke:
         raise ValueError("SCALE=paper needs --asset vgg16=imagenet (the Keras cache file), a local VGG-16 "
                          "weights file, or 'none' to train from random weights")
-    if weights in (None, "none"):
+    if weights in (None, "none", "random"):
         if not settings.smoke:
             warnings.warn("vgg16=none: VGG-16 trunk and class oracle start from random weights, so the "
                           "class loss has a meaningless target", stacklevel=2)

@@ -155,12 +155,14 @@ def unknown_scale(scale):
     return ValueError(f"unknown scale {scale!r}; choose smoke or paper")
 
 
-def train(run, settings, out_dir, strategy=None, precision="float32", verbose="auto", start_from=None):
+def train(run, settings, out_dir, strategy=None, precision="float32", verbose="auto", start_from=None,
+          callbacks=()):
     """Trains `run` under `settings`, resuming from `out_dir` if it holds a checkpoint.
 
     start_from: a trained model of the same run whose networks' weights this
     one starts from (fine-tuning after a pretraining phase); a checkpoint in
-    out_dir, if any, still takes precedence.
+    out_dir, if any, still takes precedence. callbacks: Keras callbacks to
+    run beside the engine's own (chroma.estimate's step timer).
 
     Writes to out_dir: checkpoints/ (the resumable state), best.weights.h5,
     history.csv (one row per epoch, across resumptions), logs/ (TensorBoard:
@@ -254,6 +256,7 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
         SampleImages(sample_batch, out_dir / "logs" / "samples",
                      kept_epochs=run.sample_epochs(settings.epochs) if run.sample_epochs else (),
                      kept_dir=out_dir / "epoch_samples"),
+        *callbacks,
     ]
     started = time.perf_counter()
     if initial_epoch < settings.epochs:

@@ -1,0 +1,174 @@
+"""What a paper-scale reproduction costs on this machine, measured before the hardware is rented.
+
+`chroma reproduce <paper> --scale paper --estimate STEPS` builds every run of a
+recipe at the paper's settings and trains it, and its pretraining phase, for
+STEPS steps on the bundled photos at the paper's image size (a stand-in with
+the paper's shapes: the cost of a step does not depend on what the photos
+show). Pretrained networks the machine lacks are random, the same compute.
+The measured seconds per step, times the paper's steps (epochs x images /
+batch / batches per step), project the recipe's wall-clock. Everything is
+written to a temporary folder and removed: the runs directory is untouched.
+"""
+
+import contextlib
+import math
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from chroma.data import samples, write_tfrecords
+from chroma.data.specs import parse_data_spec, resolve
+from chroma.data.pipeline import count_elements
+from chroma.training import train
+
+# Images in COCO 2017's splits, for a recipe that reads a whole split this machine does not hold.
+COCO_SPLIT_IMAGES = {"train2017": 118_287, "val2017": 5_000, "test2017": 40_670}
+MEMORY_POLL_SECONDS = 0.05
+
+
+class PhaseCost(NamedTuple):
+    """One training phase of a run, as measured and projected."""
+
+    run: str
+    phase: str  # "training" or "pretraining"
+    batch_size: int
+    seconds_per_step: float
+    images_per_second: float
+    peak_memory_bytes: int
+    paper_steps: int | None  # None where the paper's data size is unknown here
+    projected_seconds: float | None
+
+
+def paper_images(spec):
+    """How many images a data spec names: its take=N, a COCO split's size, or a count of the data on disk;
+    None when it names data this machine does not hold."""
+    location, options = parse_data_spec(spec)
+    if "take" in options:
+        return options["take"]
+    split = options.get("coco_split", "train2017")
+    if location.startswith("coco:") and not (Path(location.removeprefix("coco:")) / split).is_dir():
+        return COCO_SPLIT_IMAGES.get(split)
+    try:
+        return count_elements(resolve(spec))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+class StepTimer(keras.callbacks.Callback):
+    """The seconds between consecutive train steps' ends: a step's cost, data included, once compiled."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+
+    def seconds_per_step(self):
+        gaps = [later - earlier for earlier, later in zip(self.ends, self.ends[1:])]
+        if not gaps:
+            raise ValueError("a step's cost needs at least 2 steps (the first one compiles)")
+        return statistics.median(gaps)
+
+
+@contextlib.contextmanager
+def peak_memory():
+    """Yields a dict whose "bytes" is, after the block, the peak memory the block used: the GPU's peak
+    allocation where TensorFlow has a GPU, else this process's peak resident set, polled."""
+    found = {"bytes": 0}
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        tf.config.experimental.reset_memory_stats(gpus[0].name)
+        yield found
+        found["bytes"] = tf.config.experimental.get_memory_info(gpus[0].name)["peak"]
+        return
+    done = threading.Event()
+
+    def poll():
+        page = resource.getpagesize()
+        while not done.wait(MEMORY_POLL_SECONDS):
+            with open("/proc/self/statm") as statm:
+                found["bytes"] = max(found["bytes"], int(statm.read().split()[1]) * page)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        yield found
+    finally:
+        done.set()
+        poller.join()
+
+
+def stand_in_photos(out_dir, count, image_size):
+    """A TFRecord folder of `count` bundled photos (repeated, each under its own name) at image_size."""
+    bundled = samples()
+    records = [record._replace(name=f"{index:06d}_{record.name}")
+               for index, record in enumerate(bundled.records[index % len(bundled.records)] for index in range(count))]
+    write_tfrecords(bundled._replace(records=records), out_dir, num_shards=1, max_side=image_size, progress=False)
+    return str(out_dir)
+
+
+def measure(run, settings, phase, steps, work_dir, strategy, precision):
+    """Trains `run` for `steps` steps on stand-in photos; its PhaseCost, projected over `settings`' data."""
+    probe = run.build(settings)
+    per_step = settings.batch_size * probe.batches_per_step
+    del probe
+    photos = stand_in_photos(work_dir / f"{phase}_photos", steps * per_step, settings.image_size)
+    held_out = stand_in_photos(work_dir / f"{phase}_held_out", settings.batch_size, settings.image_size)
+    timer = StepTimer()
+    with peak_memory() as memory:
+        train(run, settings._replace(train_data=photos, eval_data=held_out, epochs=1),
+              work_dir / phase, strategy=strategy, precision=precision, verbose=0, callbacks=[timer])
+    seconds = timer.seconds_per_step()
+    images = paper_images(settings.train_data)
+    paper_steps = settings.epochs * max(1, images // per_step) if images is not None else None
+    return PhaseCost(run.name, phase, settings.batch_size, seconds, per_step / seconds, memory["bytes"],
+                     paper_steps, paper_steps * seconds if paper_steps is not None else None)
+
+
+def estimate(experiment, steps, coco=None, data=None, assets=None, run_keys=None, strategy=None,
+             precision="float32"):
+    """[PhaseCost] of every run (and pretraining phase) of `experiment` at paper scale, STEPS steps each."""
+    from chroma.reproduce import select_runs  # the harness imports this module
+
+    if steps < 2:
+        raise ValueError(f"--estimate needs at least 2 steps (the first one compiles), got {steps}")
+    # Settings name the paper's data; only their sizes are read, and paths that are not here stay unread.
+    settings = experiment.settings("paper", coco=coco or "/coco", data=data or "/data")
+    random_weights = {name: "random" for name in getattr(experiment, "ASSETS", {})}
+    settings = settings._replace(assets={**random_weights, **(assets or {})})
+    costs = []
+    with tempfile.TemporaryDirectory(prefix="chroma-estimate-") as work_dir:
+        for run in select_runs(experiment, run_keys):
+            run_settings = run.settings_for(settings)
+            print(f"== estimating {experiment.PAPER}: {run.name}", file=sys.stderr)
+            if run.pretrain is not None:
+                costs.append(measure(run.pretraining_run(), run.pretrain.settings(run_settings), "pretraining", steps,
+                                     Path(work_dir) / run.key, strategy, precision))
+            costs.append(measure(run, run_settings, "training", steps, Path(work_dir) / run.key, strategy,
+                                 precision))
+            keras.backend.clear_session()
+    return costs
+
+
+def cost_table(costs):
+    """Markdown: one row per phase, then the total of the projected wall-clock."""
+    lines = ["| run | phase | batch | s / step | images / s | peak memory (GB) | paper steps | projected hours |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for cost in costs:
+        hours = f"{cost.projected_seconds / 3600:.1f}" if cost.projected_seconds is not None else "unknown"
+        steps = f"{cost.paper_steps:,}" if cost.paper_steps is not None else "unknown (give DATA)"
+        lines.append(f"| {cost.run} | {cost.phase} | {cost.batch_size} | {cost.seconds_per_step:.3f} | "
+                     f"{cost.images_per_second:.1f} | {cost.peak_memory_bytes / 1e9:.2f} | {steps} | {hours} |")
+    known = [cost.projected_seconds for cost in costs if cost.projected_seconds is not None]
+    total = f"{math.fsum(known) / 3600:.1f}" + ("" if len(known) == len(costs) else " (known phases)")
+    lines.append(f"| **total** | | | | | {max(cost.peak_memory_bytes for cost in costs) / 1e9:.2f} | | {total} |")
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""`chroma reproduce --estimate`: a paper-scale recipe's cost, measured in a few steps, projected over the paper's."""
+
+import pytest
+
+from chroma import cli
+from chroma.estimate import PhaseCost, StepTimer, cost_table, estimate, paper_images
+from chroma.reproduce import load_experiment
+from test_runs import RECIPE
+
+
+def test_the_papers_data_size_is_read_from_its_spec_without_the_data(tmp_path):
+    assert paper_images("coco:/nowhere?split=train2017&take=8000") == 8000
+    assert paper_images("coco:/nowhere?split=train2017") == 118_287  # all of COCO's train split
+    assert paper_images("samples?skip=6") == 2  # data on disk is counted
+    assert paper_images(str(tmp_path / "imagenet27" / "train")) is None  # not on this machine
+
+
+def test_a_step_costs_the_median_gap_after_the_first_compiled_step():
+    timer = StepTimer()
+    for step, end in enumerate([30.0, 31.0, 32.5, 33.5]):  # the first step's 30 s include compiling
+        timer.on_train_batch_end(step)
+        timer.ends[-1] = end
+    assert timer.seconds_per_step() == pytest.approx(1.0)  # the median of 1, 1.5 and 1
+    timer.ends = [3.0]
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        timer.seconds_per_step()
+
+
+def test_estimate_measures_every_phase_and_projects_the_papers_steps(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    costs = estimate(load_experiment(str(RECIPE)), steps=2, run_keys=["gan", "regression_pretrained_gan"])
+    assert [(cost.run, cost.phase) for cost in costs] == [
+        ("tiny cGAN", "training"),
+        ("tiny cGAN, generator pretrained by L1 (pretraining)", "pretraining"),
+        ("tiny cGAN, generator pretrained by L1", "training"),
+    ]
+    gan, pretraining, _ = costs
+    assert gan.paper_steps == 12 * (4 // 2)  # 12 epochs of "samples?take=4" at batch 2
+    assert pretraining.paper_steps == 2 * (2 // 2)  # its own 2 epochs of 2 images
+    for cost in costs:
+        assert cost.seconds_per_step > 0 and cost.peak_memory_bytes > 0
+        assert cost.projected_seconds == pytest.approx(cost.paper_steps * cost.seconds_per_step)
+        assert cost.images_per_second == pytest.approx(cost.batch_size / cost.seconds_per_step)
+    assert list(tmp_path.iterdir()) == []  # nothing written where it ran
+
+
+def test_cost_table_totals_the_known_phases():
+    costs = [PhaseCost("A", "training", 16, 2.0, 8.0, 3e9, 1800, 3600.0),
+             PhaseCost("B", "training", 16, 1.0, 16.0, 5e9, None, None)]
+    table = cost_table(costs)
+    assert "| A | training | 16 | 2.000 | 8.0 | 3.00 | 1,800 | 1.0 |" in table
+    assert "| B | training | 16 | 1.000 | 16.0 | 5.00 | unknown (give DATA) | unknown |" in table
+    assert table.splitlines()[-1] == "| **total** | | | | | 5.00 | | 1.0 (known phases) |"
+
+
+def test_estimate_is_for_the_paper_scale(capsys):
+    assert cli.main(["reproduce", "nampouri", "--estimate", "3"]) == 2
+    assert "use it with --scale paper" in capsys.readouterr().err
