@@ -75,7 +75,7 @@ def settings(scale, coco=None, data=None):
 
 def progression(epochs, count=5):
     """`count` epochs spread over a run of `epochs`, first and last included (figure 7)."""
-    return sorted({1, *(round(epochs * step / (count - 1)) for step in range(1, count))})
+    return sorted({max(1, round(epochs * step / (count - 1))) for step in range(count)})
 
 
 def pretraining(settings):

@@ -226,6 +226,7 @@ def test_each_recipe_draws_the_figures_and_tables_its_paper_has():
             for run in select_runs(load_experiment(paper))}
     assert tuple(runs["bruvik", "ours"].sample_epochs(15)) == (14, 15)  # figure 8: epochs 14 and 15
     assert runs["efthymiadis", "cnn"].sample_epochs(100) == [1, 25, 50, 75, 100]  # figure 7: over 100 epochs
+    assert runs["efthymiadis", "cnn"].sample_epochs(2) == [1, 2]  # a short run: its own epochs, no epoch 0
     assert list(runs["villarenteria", "model_a2"].sample_epochs(5)) == [1, 2, 3, 4, 5]  # figure 6: the diverged
     assert load_experiment("agosti").TRAINING_SAMPLES  # figure 5: training images
     literature, = load_experiment("bruvik").REFERENCE_ROWS  # table 2's first column
