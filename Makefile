@@ -8,7 +8,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install test demo benchmark clean
 
-# make reproduce-<paper> [SCALE=smoke|paper] [COCO=/data/coco] [DATA=spec] [ASSETS="name=path ..."] [STRATEGY=...] [TPU=address] [PRECISION=...]
+# make reproduce-<paper> [SCALE=smoke|paper] [COCO=/data/coco] [DATA=spec] [ASSETS="name=path ..."] [STRATEGY=...] [TPU=address] [PRECISION=...] [JIT=1]
 # ASSETS: where this machine keeps pretrained networks, one --asset each (`chroma reproduce --help` lists the names).
 SCALE ?= smoke
 STRATEGY ?= default
@@ -32,7 +32,8 @@ demo: install
 
 reproduce-%: install
 	$(BIN)/chroma reproduce $* --scale $(SCALE) --strategy $(STRATEGY) --precision $(PRECISION) \
-		$(if $(COCO),--coco $(COCO)) $(if $(DATA),--data $(DATA)) $(if $(TPU),--tpu $(TPU)) $(foreach asset,$(ASSETS),--asset $(asset))
+		$(if $(COCO),--coco $(COCO)) $(if $(DATA),--data $(DATA)) $(if $(TPU),--tpu $(TPU)) $(foreach asset,$(ASSETS),--asset $(asset)) \
+		$(if $(filter 1,$(JIT)),--jit)
 
 benchmark: install
 	$(BIN)/python benchmarks/train_step.py

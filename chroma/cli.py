@@ -78,11 +78,30 @@ def asset_argument(text):
     return name, path
 
 
+def training_data(experiment, args):
+    """The data spec of every training phase `chroma reproduce` runs: each run's and its pretraining's."""
+    from chroma import reproduce
+
+    settings = experiment.settings(args.scale, coco=args.coco, data=args.data)
+    specs = []
+    for run in reproduce.select_runs(experiment, args.run):
+        run_settings = run.settings_for(settings)
+        specs.append(run_settings.train_data)
+        if run.pretrain is not None:
+            specs.append(run.pretrain.settings(run_settings).train_data)
+    return specs
+
+
 def run_reproduce(args):
     from chroma import reproduce, training
+    from chroma.training.hardware import check_tpu_data, is_chief
 
-    strategy = training.make_strategy(args.strategy, args.tpu)
     experiment = reproduce.load_experiment(args.experiment)
+    if args.estimate is not None and args.jit:
+        raise ValueError("--estimate measures the steps uncompiled; run it without --jit")
+    if args.strategy == "tpu" and args.estimate is None:
+        check_tpu_data(training_data(experiment, args))
+    strategy = training.make_strategy(args.strategy, args.tpu)
     if args.estimate is not None:
         from chroma.estimate import cost_table, estimate
 
@@ -97,12 +116,14 @@ def run_reproduce(args):
         md_path, csv_path = reproduce.reproduce(
             experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,
             assets=dict(args.asset or []), run_keys=args.run, strategy=strategy, precision=args.precision,
+            jit=args.jit,
         )
     except training.TrainingDiverged as error:
         print(f"chroma: {error}", file=sys.stderr)
         raise SystemExit(1) from error
     print(Path(md_path).read_text())
-    print(f"wrote {md_path}, {csv_path} and RESULTS.md", file=sys.stderr)
+    writer = "wrote" if is_chief(strategy) else "the chief wrote"  # a multi-worker run's other workers write none
+    print(f"{writer} {md_path}, {csv_path} and RESULTS.md", file=sys.stderr)
 
 
 def run_demo(args):
@@ -201,6 +222,9 @@ def build_parser():
     reproduce.add_argument("--tpu", help="TPU address for --strategy tpu ('local' on a TPU VM, or grpc://IP:8470)")
     reproduce.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"), default="float32",
                            help="mixed_bfloat16 for CPUs with AMX and TPUs, mixed_float16 (with loss scaling) for GPUs (default: float32)")
+    reproduce.add_argument("--jit", action="store_true",
+                           help="compile the train and test steps with XLA (GPUs; a TPU compiles them anyway): "
+                                "faster steps after a compilation of seconds to minutes per run")
     reproduce.add_argument(
         "--estimate", type=int, metavar="STEPS",
         help="with --scale paper: train each run (and its pretraining) STEPS steps at the paper's settings on "

@@ -31,6 +31,7 @@ from chroma.export import dropout_layers, dropout_on
 from chroma.metrics import LPIPS, fid_inception
 from chroma.models.baseline0 import MeanColorBaseline
 from chroma.training import read_history, train
+from chroma.training.hardware import is_chief, wait_for_workers
 from chroma.training.trainer import monitor_mode
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
@@ -77,13 +78,15 @@ def known_assets(experiment):
 
 
 def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=None, run_keys=None, strategy=None,
-              precision="float32", index_path="RESULTS.md"):
+              precision="float32", index_path="RESULTS.md", jit=False):
     """Trains (or resumes) every run, then writes results.md/.csv, loss curves and a sample grid.
 
     assets: {name: where this machine keeps a pretrained network}, from the
     names of known_assets(experiment); the runs read theirs in
     Settings.assets, and "lpips" / "fid" fill those columns (without them
-    they stay empty).
+    they stay empty). jit: XLA-compiled steps (chroma.training.train).
+    Under a multi-worker strategy only the chief scores the runs and writes
+    these; the other workers train beside it (train_beside_chief).
     """
     assets = dict(assets or {})
     known = known_assets(experiment)
@@ -92,9 +95,11 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         listed = "".join(f"\n  {name}: {text}" for name, text in known.items()) or " none"
         raise ValueError(f"{experiment.PAPER} reads no asset named {', '.join(unknown)}. Its assets:{listed}")
     settings = experiment.settings(scale, coco=coco, data=data)._replace(assets=assets)
+    out_dir = Path(runs_root) / experiment.PAPER / scale
+    if not is_chief(strategy):
+        return train_beside_chief(experiment, settings, out_dir, run_keys, strategy, precision, jit)
     lpips_model = LPIPS(weights=assets["lpips"]) if "lpips" in assets else None
     fid_model = fid_inception(assets["fid"]) if "fid" in assets else None
-    out_dir = Path(runs_root) / experiment.PAPER / scale
     eval_data = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size,
                                   drop_gray=settings.drop_gray)
     baseline0 = fit_baseline0(settings)
@@ -116,7 +121,7 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
     for run in runs:
         print(f"== {experiment.PAPER} / {scale}: {run.name}", file=sys.stderr)
         run_settings = run.settings_for(settings)
-        model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision)
+        model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision, jit)
         run_eval_data = dataset_from_spec(settings.eval_data, run_settings.image_size, settings.batch_size,
                                           drop_gray=settings.drop_gray)
         scores, protocol = score_run(run, model, out_dir / run.key, run_eval_data, experiment.COLUMNS,
@@ -164,7 +169,17 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
                        "paper": paper_epochs.get(run.key, {})} for run in runs if run.scored_at == "best"]
         reports.append_table(out_dir, heading, epoch_rows, BEST_EPOCH_COLUMNS)
     reports.update_results_index(runs_root, index_path)
+    wait_for_workers(strategy)
     return paths
+
+
+def train_beside_chief(experiment, settings, out_dir, run_keys, strategy, precision, jit):
+    """What a multi-worker run's other workers do: train every run with the chief, which alone scores them and
+    writes the results. Returns the chief's (results.md, results.csv) once it has written them."""
+    for run in select_runs(experiment, run_keys):
+        train_with_pretraining(run, run.settings_for(settings), out_dir / run.key, strategy, precision, jit)
+    wait_for_workers(strategy)
+    return out_dir / "results.md", out_dir / "results.csv"
 
 
 def check_protocol(run):
@@ -212,14 +227,14 @@ def best_epoch(run, history):
     return {"epochs": len(values), "best epoch": int(best) + 1}
 
 
-def train_with_pretraining(run, settings, out_dir, strategy=None, precision="float32"):
+def train_with_pretraining(run, settings, out_dir, strategy=None, precision="float32", jit=False):
     """train(), after the run's pretraining phase (in out_dir/pretrain) if it has one."""
     pretrained = None
     if run.pretrain is not None:
         print(f"{run.name}: pretraining phase", file=sys.stderr)
         pretrained = train(run.pretraining_run(), run.pretrain.settings(settings), Path(out_dir) / "pretrain",
-                           strategy=strategy, precision=precision)
-    return train(run, settings, out_dir, strategy=strategy, precision=precision, start_from=pretrained)
+                           strategy=strategy, precision=precision, jit=jit)
+    return train(run, settings, out_dir, strategy=strategy, precision=precision, start_from=pretrained, jit=jit)
 
 
 def epoch_losses(history):

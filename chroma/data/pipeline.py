@@ -67,6 +67,8 @@ def make_dataset(
     TFRecords: of the shards, then a buffer of encoded records) - always
     before decoding, where it costs nothing. flip: a random left-right mirror
     per example, seeded by `seed` and the example's position, so runs repeat.
+    The dataset's options tell a multi-worker strategy how to split it between
+    its workers (distribute_options).
     """
     if isinstance(source, (str, os.PathLike)):
         if not is_tfrecord_dir(source):
@@ -74,11 +76,13 @@ def make_dataset(
                 f"{source} is not a TFRecord directory (no dataset.json); open image folders with open_source"
             )
         images, _ = read_tfrecords(source, drop_gray, shuffle=shuffle, seed=seed, report=report)
+        if repeat:
+            images = images.repeat()
+        shard_by = tf.data.experimental.AutoShardPolicy.FILE
     else:
         report = SkipReport() if report is None else report
-        images = _decoded_images(source, max_side, drop_gray, shuffle, seed, report)
-    if repeat:
-        images = images.repeat()
+        images = _decoded_images(source, max_side, drop_gray, shuffle, seed, repeat, report)
+        shard_by = tf.data.experimental.AutoShardPolicy.DATA
 
     def to_example(index, record):
         rgb, caption, label, name = record
@@ -86,17 +90,45 @@ def make_dataset(
         l, ab = preprocess(rgb, image_size, flip=flip, seed=flip_seed)
         return {"L": l, "ab": ab, "caption": caption, "label": label, "name": name}
 
-    # Numbering examples after repeat() gives each epoch's copy its own flip. (zip with a
-    # counter, not enumerate(): enumerate over a generator left mid-pass hangs the process at exit.)
-    numbered = tf.data.Dataset.zip(tf.data.Dataset.counter(), images)
-    dataset = numbered.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    # Numbering examples after repeat() gives each epoch's copy its own flip.
+    dataset = _numbered(images, seed, shard_by).map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size:
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(distribute_options(shard_by))
 
 
-def _decoded_images(source, max_side, drop_gray, shuffle, seed, report):
-    """(rgb, caption, label, name) for each usable record, decoded in Python by a parallel map.
+def _numbered(images, seed, shard_by):
+    """(n, record) for each record of `images`, n an int64 that seeds the record's flip.
+
+    n is the record's position, counted by a zip with Dataset.counter() (not
+    enumerate(): enumerate over a generator left mid-pass hangs the process at
+    exit). Sharding by file walks the pipeline back to the TFRecord reader and
+    cannot pass that zip, so TFRecords draw n instead, from a seeded random op
+    in a sequential map: one draw per record in order, the same draws on every
+    new iterator, as repeatable as the count.
+    """
+    if shard_by == tf.data.experimental.AutoShardPolicy.FILE:
+        return images.map(lambda *record: (tf.random.uniform([], maxval=2**62, dtype=tf.int64, seed=seed), record))
+    return tf.data.Dataset.zip(tf.data.Dataset.counter(), images)
+
+
+def distribute_options(shard_by):
+    """tf.data options that say how a multi-worker strategy splits the dataset between its workers.
+
+    FILE: each worker reads its own TFRecord files (a directory needs at
+    least as many as there are workers). DATA: each worker reads every
+    record and keeps its part of each global batch, the only split of
+    records decoded in Python; it needs their order to be the same on every
+    worker, as the seeded shuffle and deterministic maps make it.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = shard_by
+    return options
+
+
+def _decoded_images(source, max_side, drop_gray, shuffle, seed, repeat, report):
+    """(rgb, caption, label, name) for each usable record, decoded in Python by a parallel map; endlessly
+    with repeat.
 
     A map over record indices rather than `Dataset.from_generator`: a generator
     left mid-pass (as fit leaves a repeated dataset) hangs the process at exit,
@@ -120,10 +152,16 @@ def _decoded_images(source, max_side, drop_gray, shuffle, seed, report):
             _count_first_pass(first_pass, record.name, outcome, len(records), report, source.name)
         return rgb, usable, record.caption, np.int32(record.label), record.name
 
-    indices = tf.data.Dataset.range(len(records))
-    if shuffle:
-        # A new seeded order on every pass (repeat() comes after this).
-        indices = indices.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+    def record_order(_):
+        # Made anew for every iterator: a shuffle draws each pass's order from a seed generator that all iterators
+        # of its dataset share, so an iterator made and dropped before (fit's model build under a strategy) would
+        # shift the order by however far it had prefetched, and workers sharding by data would disagree on it.
+        order = tf.data.Dataset.range(len(records))
+        if shuffle:
+            order = order.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)  # a new order every pass
+        return order.repeat() if repeat else order
+
+    indices = tf.data.Dataset.from_tensors(0).flat_map(record_order)
     loaded = indices.map(
         lambda index: tf.numpy_function(load, [index], (tf.uint8, tf.bool, tf.string, tf.int32, tf.string),
                                         stateful=True),

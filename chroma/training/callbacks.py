@@ -25,14 +25,21 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     A NaN or Inf in any logged loss stops training at that batch; nothing is
     saved after it, and `TrainingDiverged` is raised when fit returns, naming
     the last good checkpoint.
+
+    write_to: where this process saves, if not `directory`: a multi-worker
+    run's other workers restore the chief's checkpoints from `directory` and
+    save theirs to a temporary directory (hardware.write_dir).
     """
 
-    def __init__(self, directory, model, max_to_keep=2):
+    def __init__(self, directory, model, max_to_keep=2, write_to=None):
         super().__init__()
         self.directory = str(directory)
         self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
         self.checkpoint = tf.train.Checkpoint(model=model, epochs_done=self.epochs_done)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=max_to_keep)
+        self.writer = self.manager
+        if write_to is not None and str(write_to) != self.directory:
+            self.writer = tf.train.CheckpointManager(self.checkpoint, str(write_to), max_to_keep=max_to_keep)
         self.divergence = None
 
     def restore(self):
@@ -59,11 +66,12 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         if self.divergence is not None:
             return
         self.epochs_done.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
+        self.writer.save(checkpoint_number=epoch + 1)
 
     def on_train_end(self, logs=None):
         if self.divergence is not None:
-            last = self.manager.latest_checkpoint or "none (no epoch finished)"
+            # Read afresh: another worker's manager does not see the chief's saves.
+            last = tf.train.latest_checkpoint(self.directory) or "none (no epoch finished)"
             raise TrainingDiverged(
                 f"training stopped: {self.divergence}. The last good checkpoint is {last}; "
                 "rerunning resumes from it (a lower learning rate or a smaller reconstruction "

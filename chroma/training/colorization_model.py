@@ -1,5 +1,7 @@
 """What every trainable colorizer shares: a generator from L to ab, scored in Lab."""
 
+import warnings
+
 import keras
 import tensorflow as tf
 
@@ -68,6 +70,21 @@ class ColorizationModel(keras.Model):
         # Our trackers replace Keras's own "loss" tracker, which these steps never fill.
         compiled = [self._compile_metrics] if self._compile_metrics is not None else []
         return list(self.loss_trackers.values()) + compiled
+
+    @keras.Model.jit_compile.setter
+    def jit_compile(self, value):
+        # Keras refuses XLA for a model holding any layer without XLA kernels, but the layers that make a
+        # generator's inputs from strings (the caption tokenizer) run in tf.data, never in a step.
+        in_data = {id(layer) for feature in self.generator.batch_inputs().values()
+                   if feature.source != "L" and isinstance(feature.compute, keras.layers.Layer)
+                   for layer in feature.compute._flatten_layers()}
+        unsupported = [layer.name for layer in self._flatten_layers()
+                       if id(layer) not in in_data and not layer.supports_jit]
+        if value and unsupported:
+            warnings.warn(f"{', '.join(unsupported)} cannot be compiled with XLA: {self.name} runs uncompiled",
+                          stacklevel=2)
+            value = False
+        self._jit_compile = value
 
     @staticmethod
     def build_optimizer(optimizer, variables):

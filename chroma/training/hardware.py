@@ -1,5 +1,10 @@
 """Where training runs (a tf.distribute strategy) and at what precision."""
 
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
 import keras
 import tensorflow as tf
 
@@ -13,16 +18,18 @@ def make_strategy(name="default", tpu_address=None):
     - default: one device (the GPU if there is one, else the CPU).
     - mirrored: every local GPU (or the CPU), gradients all-reduced each step.
     - multiworker: synchronous data parallelism across machines; each worker
-      reads its role from the TF_CONFIG environment variable.
+      reads its role from the TF_CONFIG environment variable (see README,
+      "Training on several machines").
     - tpu: a Cloud TPU at `tpu_address` ("local" on a TPU VM, or grpc://IP:8470
-      / the TPU's name); data must then come from TFRecords on gs://.
+      / the TPU's name); data must then come from TFRecords on gs://
+      (check_tpu_data).
     """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return MultiWorkerMirroredStrategy()
     if name == "tpu":
         if not tpu_address:
             raise ValueError("--strategy tpu needs --tpu ADDRESS ('local' on a TPU VM)")
@@ -31,6 +38,86 @@ def make_strategy(name="default", tpu_address=None):
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+
+
+def check_tpu_data(specs):
+    """Refuses training data (data specs) that a TPU cannot read, before connecting to it takes minutes.
+
+    A TPU's input pipeline runs on its hosts, which see neither this
+    machine's disk nor its Python (images decoded by Pillow): they read
+    TFRecords from Cloud Storage, which `chroma data build` writes.
+    """
+    unreadable = [spec for spec in specs if not spec.startswith("gs://")]
+    if unreadable:
+        raise ValueError(
+            f"--strategy tpu trains on TFRecords on gs:// only (a TPU's hosts cannot read local files), got "
+            f"{', '.join(dict.fromkeys(unreadable))}; write them once with `chroma data build SPEC -o gs://bucket/"
+            "folder` and train on that folder")
+
+
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """TensorFlow's MultiWorkerMirroredStrategy with the `reduce` Keras's fit expects of it.
+
+    Under more than one worker, Keras 3's fit reduces (1) its first
+    distributed batch, a dict, to build the model, and (2) every step's logs,
+    scalars, along axis 0. TensorFlow's reduce takes a single value, and an
+    axis the value has (keras-team/keras#20329, tensorflow/tensorflow#72388):
+    this one takes nested values, as MirroredStrategy's does, and reduces a
+    scalar across replicas only, the one thing axis 0 of a scalar can mean.
+    """
+
+    def reduce(self, reduce_op, value, axis=None):
+        reduce_one = super().reduce
+
+        def reduce_each(one):
+            scalar = self.experimental_local_results(one)[0].shape.rank == 0
+            return reduce_one(reduce_op, one, None if scalar else axis)
+
+        return tf.nest.map_structure(reduce_each, value)
+
+
+def is_chief(strategy=None):
+    """Whether this process writes the run's files: the one process of a single-machine strategy, or a
+    multi-worker cluster's chief (the "chief" task, else worker 0). None: the current strategy."""
+    return (strategy or tf.distribute.get_strategy()).extended.should_checkpoint
+
+
+def worker_count(strategy=None):
+    """The processes training together: a multi-worker cluster's workers, else one. None: the current strategy."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    return strategy.num_replicas_in_sync // len(strategy.extended.worker_devices)
+
+
+def wait_for_workers(strategy=None):
+    """Returns once every worker has called it (a collective sum over all replicas); at once on one machine.
+
+    What a multi-worker run's other workers wait at for the chief's results (chroma.reproduce).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    if worker_count(strategy) > 1:
+        strategy.reduce("SUM", strategy.run(tf.function(lambda: tf.constant(1))), axis=None)
+
+
+@contextmanager
+def write_dir(out_dir, strategy):
+    """Where this process writes what `out_dir` should hold: out_dir itself for the chief, a temporary
+    directory, removed on exit, for the other workers.
+
+    Every worker must still write: saving a checkpoint or weights reads
+    variables, which can take a collective step all workers join (TensorFlow's
+    multi-worker guide, "Model saving and loading").
+    """
+    if is_chief(strategy):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        yield Path(out_dir)
+        return
+    temporary = tempfile.mkdtemp(prefix="chroma-worker-")
+    try:
+        yield Path(temporary)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def set_precision(policy="float32"):

@@ -22,7 +22,7 @@ from chroma.data.specs import resolve
 from chroma.metrics import colorization_metrics
 from chroma.training.callbacks import ResumableCheckpoint, SampleImages
 from chroma.training.embedding_cache import compute_embeddings, with_cached_embeddings
-from chroma.training.hardware import optimizer_for, set_precision
+from chroma.training.hardware import optimizer_for, set_precision, worker_count, write_dir
 
 # Metrics computed during fit and validation; the results tables add the rest.
 TRAINING_METRICS = ("l1_ab", "psnr", "ssim")
@@ -121,6 +121,8 @@ class Settings(NamedTuple):
     """How much data and compute a run gets: what a recipe's `settings(scale)` returns.
 
     smoke=True asks `Run.build` for small networks that train on a CPU.
+    batch_size: one machine's batch, which its replicas split; under a
+    multi-worker strategy the global batch is batch_size times the workers.
     assets: {name: where this machine keeps a pretrained network} (a local
     path, "imagenet" for the Keras cache file, ...): the harness fills it
     from `chroma reproduce --asset NAME=PATH`; a recipe's ASSETS names the
@@ -156,38 +158,43 @@ def unknown_scale(scale):
 
 
 def train(run, settings, out_dir, strategy=None, precision="float32", verbose="auto", start_from=None,
-          callbacks=()):
+          callbacks=(), jit=False):
     """Trains `run` under `settings`, resuming from `out_dir` if it holds a checkpoint.
 
     start_from: a trained model of the same run whose networks' weights this
     one starts from (fine-tuning after a pretraining phase); a checkpoint in
     out_dir, if any, still takes precedence. callbacks: Keras callbacks to
-    run beside the engine's own (chroma.estimate's step timer).
+    run beside the engine's own (chroma.estimate's step timer). jit: compile
+    the train and test steps with XLA (Keras's jit_compile; a TPU compiles
+    them whatever it says).
 
     Writes to out_dir: checkpoints/ (the resumable state), best.weights.h5,
     history.csv (one row per epoch, across resumptions), logs/ (TensorBoard:
-    losses, metrics, sample grids) and run.json. Returns the trained model.
+    losses, metrics, sample grids) and run.json. Under a multi-worker
+    strategy only the chief does; the other workers write theirs to
+    temporary directories they remove (hardware.write_dir). Returns the
+    trained model.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     strategy = strategy or tf.distribute.get_strategy()
     set_precision(precision)
     keras.utils.set_random_seed(settings.seed)
 
-    # Data: an infinite shuffled stream cut into epochs of one pass each.
+    # Data: an infinite shuffled stream cut into epochs of one pass each. settings.batch_size is each worker's:
+    # fit splits every global batch between the workers (make_dataset's auto-shard policy says how).
+    batch_size = settings.batch_size * worker_count(strategy)
     train_source, eval_source = resolve(settings.train_data), resolve(settings.eval_data)
-    batches_per_epoch = count_elements(train_source, batch_size=settings.batch_size, drop_gray=settings.drop_gray,
+    batches_per_epoch = count_elements(train_source, batch_size=batch_size, drop_gray=settings.drop_gray,
                                        drop_remainder=True)
     if batches_per_epoch == 0:
-        raise ValueError(f"{settings.train_data} has fewer images than one batch of {settings.batch_size}")
+        raise ValueError(f"{settings.train_data} has fewer images than one batch of {batch_size}")
     report = SkipReport()
     train_data = make_dataset(
-        train_source, settings.image_size, batch_size=settings.batch_size, flip=settings.flip,
+        train_source, settings.image_size, batch_size=batch_size, flip=settings.flip,
         shuffle=True, seed=settings.seed, repeat=True, drop_remainder=True, drop_gray=settings.drop_gray,
         report=report,
     )
-    eval_data = make_dataset(eval_source, settings.image_size, batch_size=settings.batch_size,
-                             drop_gray=settings.drop_gray)
+    eval_data = make_dataset(eval_source, settings.image_size, batch_size=batch_size, drop_gray=settings.drop_gray)
     sample_batch = next(iter(eval_data))
 
     # Models, optimizers and metrics are created in the strategy's scope.
@@ -204,11 +211,60 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
             name: optimizer_for(value) if isinstance(value, keras.optimizers.Optimizer) else value
             for name, value in run.compile_args(total_steps).items()
         }
-        model.compile(**compile_args, metrics=colorization_metrics(run.metrics))
+        model.compile(**compile_args, metrics=colorization_metrics(run.metrics), jit_compile=jit)
         model({key: value[:1] for key, value in sample_batch.items()})
         model.build_optimizers()
         if start_from is not None:
             model.copy_networks_from(start_from)
+    train_data, eval_data = step_datasets(run, settings, model, train_data, train_source, eval_data, eval_source)
+
+    # Every worker resumes from the chief's checkpoint and writes what the chief writes, to `files`.
+    with write_dir(out_dir, strategy) as files:
+        checkpoint = ResumableCheckpoint(out_dir / "checkpoints", model, write_to=files / "checkpoints")
+        initial_epoch = checkpoint.restore()
+        if initial_epoch:
+            print(f"{run.name}: resumed after epoch {initial_epoch} from {checkpoint.manager.latest_checkpoint}",
+                  file=sys.stderr)
+        (files / "run.json").write_text(json.dumps({
+            "run": run.key, "name": run.name, "settings": settings._asdict(), "precision": precision,
+            "replicas": strategy.num_replicas_in_sync, "workers": worker_count(strategy),
+            "global_batch_size": batch_size, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+        }, indent=2))
+
+        callbacks = [
+            # History first: a kill right after the checkpoint then costs no epoch its row.
+            keras.callbacks.CSVLogger(files / "history.csv", append=True),
+            checkpoint,
+            keras.callbacks.ModelCheckpoint(
+                files / "best.weights.h5", monitor=run.monitor,
+                mode=monitor_mode(run.monitor),
+                save_best_only=True, save_weights_only=True,
+            ),
+            keras.callbacks.TensorBoard(files / "logs"),
+            SampleImages(sample_batch, files / "logs" / "samples",
+                         kept_epochs=run.sample_epochs(settings.epochs) if run.sample_epochs else (),
+                         kept_dir=files / "epoch_samples"),
+            *callbacks,
+        ]
+        started = time.perf_counter()
+        if initial_epoch < settings.epochs:
+            with warnings.catch_warnings():
+                # Validation makes one pass over a dataset of unknown length; Keras warns when it ends.
+                warnings.filterwarnings("ignore", "Your input ran out of data")
+                model.fit(
+                    train_data, epochs=settings.epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+                    validation_data=eval_data, callbacks=callbacks, shuffle=False,  # the dataset shuffles itself
+                    verbose=verbose if verbose != "auto" else (1 if sys.stderr.isatty() else 2),
+                )
+    print(f"{run.name}: {settings.epochs - initial_epoch} epochs in {time.perf_counter() - started:.0f} s; "
+          f"{report.summary()}", file=sys.stderr)
+    return model
+
+
+def step_datasets(run, settings, model, train_data, train_source, eval_data, eval_source):
+    """(training, validation) batches as `model`'s train and test steps read them, from make_dataset's batches of
+    `train_source` and `eval_source`: numbers only, with what the generator and the run's losses read, and a
+    train step's batches stacked."""
     # What the generator reads beyond L (chroma.models.generator): an input made from another feature (token ids
     # from captions) is made in tf.data, so no string reaches the step; one made from L by a frozen network is
     # computed in the step, or once per image before the first epoch where it is per image and the settings ask.
@@ -232,45 +288,7 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
     train_data, eval_data = (data.map(numeric_features) for data in (train_data, eval_data))
     if model.batches_per_step > 1:
         train_data = stack_batches(train_data, model.batches_per_step)
-
-    checkpoint = ResumableCheckpoint(out_dir / "checkpoints", model)
-    initial_epoch = checkpoint.restore()
-    if initial_epoch:
-        print(f"{run.name}: resumed after epoch {initial_epoch} from {checkpoint.manager.latest_checkpoint}",
-              file=sys.stderr)
-    (out_dir / "run.json").write_text(json.dumps({
-        "run": run.key, "name": run.name, "settings": settings._asdict(), "precision": precision,
-        "replicas": strategy.num_replicas_in_sync, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-    }, indent=2))
-
-    callbacks = [
-        # History first: a kill right after the checkpoint then costs no epoch its row.
-        keras.callbacks.CSVLogger(out_dir / "history.csv", append=True),
-        checkpoint,
-        keras.callbacks.ModelCheckpoint(
-            out_dir / "best.weights.h5", monitor=run.monitor,
-            mode=monitor_mode(run.monitor),
-            save_best_only=True, save_weights_only=True,
-        ),
-        keras.callbacks.TensorBoard(out_dir / "logs"),
-        SampleImages(sample_batch, out_dir / "logs" / "samples",
-                     kept_epochs=run.sample_epochs(settings.epochs) if run.sample_epochs else (),
-                     kept_dir=out_dir / "epoch_samples"),
-        *callbacks,
-    ]
-    started = time.perf_counter()
-    if initial_epoch < settings.epochs:
-        with warnings.catch_warnings():
-            # Validation makes one pass over a dataset of unknown length; Keras warns when it ends.
-            warnings.filterwarnings("ignore", "Your input ran out of data")
-            model.fit(
-                train_data, epochs=settings.epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
-                validation_data=eval_data, callbacks=callbacks, shuffle=False,  # the dataset shuffles itself
-                verbose=verbose if verbose != "auto" else (1 if sys.stderr.isatty() else 2),
-            )
-    print(f"{run.name}: {settings.epochs - initial_epoch} epochs in {time.perf_counter() - started:.0f} s; "
-          f"{report.summary()}", file=sys.stderr)
-    return model
+    return train_data, eval_data
 
 
 def monitor_mode(monitor):

@@ -1,0 +1,299 @@
+"""TPU-ready steps: every recipe's train and test steps compile with XLA and step as they do uncompiled.
+
+TPUs run XLA-compiled steps only, on numbers of static shapes, so a step may
+hold no Python callback, string or shape known only at run time. Each run's
+model is built twice from one seed at smoke size; one test step, then one
+train step, run on the batches `train()` would feed it, once eagerly and once
+with jit_compile=True, and their logged losses and metrics must agree.
+The recipes' steps compile in processes of their own, a few steps each
+(`python tests/test_xla.py STEP...` prints their logs as JSON), since XLA
+keeps every program it compiled until its process ends; one test per
+process. `--strategy tpu`'s own checks run here without a TPU.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_bruvik_models import TinyClassifier, TinySegmenter
+from test_experiments import inception_resnet_v2_stand_in
+
+from chroma import cli
+from chroma.data import SAMPLE_NAMES, make_dataset, samples
+from chroma.metrics import colorization_metrics
+from chroma.models.inception_embedding import InceptionEmbedding
+from chroma.models.koalarization import KoalarizationGenerator
+from chroma.models.segmentation_prior import SegmentationPrior
+from chroma.reproduce import EXPERIMENTS_DIR, load_experiment, select_runs
+from chroma.training import (
+    RegressionColorizer,
+    Run,
+    make_strategy,
+    read_history,
+    smoke_settings,
+    train,
+)
+from chroma.training.hardware import check_tpu_data
+from chroma.training.trainer import step_datasets
+
+# Four photos make every batch a step reads (a stacked step's are read again) and keep the frozen networks'
+# per-image caches short.
+PHOTOS = SAMPLE_NAMES[:4]
+
+
+def distinct_steps():
+    """{"recipe/run": (Run, Settings)}: every run of every recipe and every pretraining phase at smoke size, once
+    per distinct step; phases with the same build, compile_args, batch_targets and settings but for epochs and
+    batch size (efthymiadis' fine-tuned UGANs and their pretraining, bruvik's batch-16 run and its own) are one
+    step, named after all of them: those two change the schedule's length and a shape's first dimension, not what
+    compiles."""
+    steps = {}
+    for path in sorted(EXPERIMENTS_DIR.glob("*.py")):
+        recipe = load_experiment(str(path))
+        smoke = recipe.settings("smoke")
+        for run in select_runs(recipe):
+            settings = run.settings_for(smoke)
+            phases = [(run.key, run, settings)]
+            if run.pretrain is not None:
+                phases.append((f"{run.key}/pretrain", run.pretraining_run(), run.pretrain.settings(settings)))
+            for key, phase, phase_settings in phases:
+                same = [name for name, (other, other_settings) in steps.items()
+                        if (other.build, other.compile_args, other.batch_targets, step_shape(other_settings))
+                        == (phase.build, phase.compile_args, phase.batch_targets, step_shape(phase_settings))]
+                name = f"{path.stem}/{key}"
+                if same:
+                    steps[f"{same[0]}+{name}"] = steps.pop(same[0])
+                else:
+                    steps[name] = (phase, phase_settings)
+    return steps
+
+
+def step_shape(settings):
+    return settings._replace(epochs=None, batch_size=None)
+
+
+def step_groups(steps, size):
+    """{test id: steps}: each recipe's steps in as few groups of at most `size` as it takes."""
+    by_recipe = {}
+    for step in steps:
+        by_recipe.setdefault(step.split("/")[0], []).append(step)
+    groups = {}
+    for recipe, names in by_recipe.items():
+        count = math.ceil(len(names) / size)
+        for index in range(count):
+            chunk = names[index * len(names) // count:(index + 1) * len(names) // count]
+            groups[recipe if count == 1 else f"{recipe}-{index + 1}"] = chunk
+    return groups
+
+
+STEPS = distinct_steps()
+# A process per test (xdist spreads them over its workers) and up to five steps of 10-30 s each per process.
+STEP_GROUPS = step_groups(STEPS, size=5)
+
+
+def portable_uniform(shape, seed, minval=0.0, maxval=1.0, dtype=tf.float32, **unused):
+    """Uniform numbers from a counter-based integer hash of (seed, position): the same compiled or not."""
+    del unused  # alg, name: there is one algorithm here
+    prime = 2**31 - 1
+    seed = tf.cast(seed, tf.int64)
+    state = (tf.range(tf.cast(tf.reduce_prod(shape), tf.int64)) + seed[0] * 40503 + seed[1] * 69069 + 1) % prime
+    for _ in range(3):
+        state = tf.bitwise.bitwise_xor(state * 48271 % prime, tf.bitwise.right_shift(state, 11))
+    unit = tf.cast(tf.cast(state, tf.float64) / prime, dtype)
+    return tf.reshape(minval + (maxval - minval) * unit, shape)
+
+
+def portable_dropout(x, rate, seed, noise_shape=None, **unused):
+    del unused  # rng_alg, name
+    keep = portable_uniform(tf.shape(x) if noise_shape is None else noise_shape, seed, dtype=x.dtype) >= rate
+    return tf.where(keep, x / (1 - rate), tf.zeros_like(x))
+
+
+def step_batches(run, settings, model):
+    """(the first train step's batch, the first test batch), prepared by train()'s own step_datasets."""
+    source = samples(PHOTOS)
+    train_data = make_dataset(source, settings.image_size, batch_size=settings.batch_size, flip=settings.flip,
+                              shuffle=True, seed=settings.seed, repeat=True, drop_remainder=True,
+                              drop_gray=settings.drop_gray)
+    eval_data = make_dataset(source, settings.image_size, batch_size=settings.batch_size, drop_gray=settings.drop_gray)
+    train_data, eval_data = step_datasets(run, settings, model, train_data, source, eval_data, source)
+    return next(iter(train_data)), next(iter(eval_data))
+
+
+def first_steps(run, settings, jit, batches=None):
+    """(batches, {"test": logs of a test step, "train": then of a train step}) of the run's model built afresh.
+
+    Uncompiled steps run eagerly. The test step comes first: after a train
+    step, Adam's first updates (about the learning rate times the gradient's
+    sign) would turn float noise in near-zero gradients into different weights.
+    TensorFlow's random ops (dropout, the gradient penalty's interpolation)
+    draw other numbers under XLA, by design; both steps draw theirs from
+    portable_uniform instead.
+    """
+    keras.utils.set_random_seed(settings.seed)
+    model = run.build(settings)
+    model.compile(**run.compile_args(1), metrics=colorization_metrics(run.metrics), jit_compile=jit,
+                  run_eagerly=not jit)
+    assert model.jit_compile is jit
+    train_batch, eval_batch = batches or step_batches(run, settings, model)
+    model({key: value[:1] for key, value in eval_batch.items()})
+    model.build_optimizers()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tf.random, "stateless_uniform", portable_uniform)
+        patch.setattr(tf.nn.experimental, "stateless_dropout", portable_dropout)
+        test_logs = model.test_on_batch(eval_batch, return_dict=True)
+        train_logs = model.train_on_batch(train_batch, return_dict=True)
+    logs = {"test": test_logs, "train": train_logs}
+    return (train_batch, eval_batch), {phase: {name: float(value) for name, value in phase_logs.items()}
+                                       for phase, phase_logs in logs.items()}
+
+
+def compiled_and_uncompiled(run, settings):
+    """{"test": (uncompiled logs, compiled logs), "train": (...)} of the run's first steps."""
+    batches, uncompiled = first_steps(run, settings, jit=False)
+    assert all(value.dtype != tf.string for batch in batches for value in batch.values())
+    _, compiled = first_steps(run, settings, jit=True, batches=batches)
+    return {phase: (uncompiled[phase], compiled[phase]) for phase in uncompiled}
+
+
+def assert_alike(logs):
+    for phase, (uncompiled, compiled) in logs.items():
+        assert compiled.keys() == uncompiled.keys(), phase
+        for name in uncompiled:
+            np.testing.assert_allclose(compiled[name], uncompiled[name], rtol=1e-3, atol=1e-4,
+                                       err_msg=f"{phase} step's {name}")
+
+
+def compare_in_this_process(steps):
+    """{step: its compiled_and_uncompiled logs, or {"error": the traceback}}: what `__main__` prints."""
+    # The real Inception-ResNet-v2 builds in seconds; at smoke scale its embedding is cached before training
+    # (Settings.cache_embeddings), outside the step, so the stand-in leaves the step as it is.
+    keras.applications.InceptionResNetV2 = inception_resnet_v2_stand_in
+    results = {}
+    for step in steps:
+        try:
+            results[step] = compiled_and_uncompiled(*STEPS[step])
+        except Exception:  # noqa: BLE001 - each step's test reports its own failure
+            results[step] = {"error": traceback.format_exc()}
+    return results
+
+
+@pytest.mark.parametrize("group", STEP_GROUPS)
+def test_every_recipes_steps_compile_with_xla_and_give_the_uncompiled_losses(group):
+    # LLVM's optimisations take half of XLA's compile time on a CPU and play no part in whether a step compiles.
+    env = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.run([sys.executable, __file__, *STEP_GROUPS[group]], capture_output=True, text=True,
+                             timeout=900, env=env, cwd=Path(__file__).parent.parent, check=False)
+    assert process.returncode == 0, process.stderr[-3000:]
+    results = json.loads(process.stdout.strip().splitlines()[-1])
+    failures = []
+    for step in STEP_GROUPS[group]:
+        try:
+            assert "error" not in results[step], results[step].get("error")
+            assert_alike(results[step])
+        except AssertionError as error:
+            failures.append(f"{step}: {error}")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_the_steps_cover_every_run_of_every_recipe():
+    assert [step for group in STEP_GROUPS.values() for step in group] == list(STEPS)
+    covered = [name for step in STEPS for name in step.split("+")]
+    expected = [f"{path.stem}/{key}" for path in sorted(EXPERIMENTS_DIR.glob("*.py"))
+                for run in select_runs(load_experiment(str(path)))
+                for key in (run.key, *([f"{run.key}/pretrain"] if run.pretrain is not None else []))]
+    assert sorted(covered) == sorted(expected)
+
+
+def test_frozen_savedmodels_compile_into_the_step(tmp_path):
+    """Paper bruvik's frozen networks from TF-Hub SavedModels, computed in the step (no embedding cache)."""
+    tf.saved_model.save(TinyClassifier(), str(tmp_path / "inception"))
+    tf.saved_model.save(TinySegmenter(), str(tmp_path / "deeplab"))
+
+    def build(settings):
+        del settings
+        return RegressionColorizer(KoalarizationGenerator(InceptionEmbedding(source=str(tmp_path / "inception")),
+                                                          SegmentationPrior(str(tmp_path / "deeplab"))))
+
+    run = Run("savedmodels", "frozen SavedModels", build,
+              lambda total_steps: {"optimizer": keras.optimizers.Adam(1e-3), "loss": "l1"}, paper={})
+    assert_alike(compiled_and_uncompiled(run, smoke_settings(epochs=1, image_size=32)))
+
+
+def test_train_with_jit_compiles_the_steps(tmp_path):
+    recipe = load_experiment(str(Path(__file__).parent / "recipes" / "tiny.py"))
+    run, = select_runs(recipe, ["gan"])
+    model = train(run, recipe.settings("smoke")._replace(epochs=1), tmp_path, verbose=0, jit=True)
+    assert model.jit_compile is True
+    assert np.isfinite(read_history(tmp_path)["g_loss"]).all()
+
+
+def test_portable_random_numbers_are_the_same_compiled_and_uniform():
+    draw = lambda: portable_uniform((4, 5000), tf.constant([3, 4]))
+    eager = draw().numpy()
+    np.testing.assert_array_equal(tf.function(draw, jit_compile=True)(), eager)
+    assert eager.min() >= 0 and eager.max() < 1 and abs(eager.mean() - 0.5) < 0.01
+    assert len(np.unique(eager)) > 0.99 * eager.size
+
+
+# --strategy tpu without a TPU
+
+
+def test_a_tpu_strategy_connects_to_the_address_it_is_given(monkeypatch):
+    calls = []
+
+    class Resolver:
+        def __init__(self, tpu):
+            calls.append(("resolver", tpu))
+
+    monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", Resolver)
+    monkeypatch.setattr(tf.config, "experimental_connect_to_cluster", lambda resolver: calls.append("connect"))
+    monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system", lambda resolver: calls.append("initialize"))
+    monkeypatch.setattr(tf.distribute, "TPUStrategy", lambda resolver: ("strategy", type(resolver)))
+    assert make_strategy("tpu", "grpc://10.0.0.2:8470") == ("strategy", Resolver)
+    assert calls == [("resolver", "grpc://10.0.0.2:8470"), "connect", "initialize"]
+    with pytest.raises(ValueError, match="--tpu ADDRESS"):
+        make_strategy("tpu")
+
+
+def test_tpu_training_data_must_be_tfrecords_on_cloud_storage():
+    check_tpu_data(["gs://bucket/coco-train", "gs://bucket/coco-train"])
+    with pytest.raises(ValueError, match=r"TFRecords on gs:// .*got coco:/data/coco\?take=8, /photos; "
+                                         r".*chroma data build SPEC -o gs://"):
+        check_tpu_data(["gs://bucket/coco-train", "coco:/data/coco?take=8", "/photos", "/photos"])
+
+
+def test_reproduce_on_a_tpu_checks_every_phases_data_before_connecting(monkeypatch, capsys, tmp_path):
+    strategies = []
+    monkeypatch.setattr("chroma.training.make_strategy", lambda *args: strategies.append(args))
+    reproduced = {}
+
+    def reproduce(experiment, scale, **kwargs):
+        reproduced.update(kwargs)
+        (tmp_path / "results.md").write_text("table")
+        return tmp_path / "results.md", tmp_path / "results.csv"
+
+    monkeypatch.setattr("chroma.reproduce.reproduce", reproduce)
+    tpu = ["--scale", "paper", "--strategy", "tpu", "--tpu", "local", "--coco", "/data/coco"]
+    assert cli.main(["reproduce", "nampouri", *tpu]) == 2
+    assert "got coco:/data/coco?split=train2017&take=8000; write them" in capsys.readouterr().err
+    # efthymiadis fine-tunes on --data, and pretrains on COCO first.
+    assert cli.main(["reproduce", "efthymiadis", *tpu, "--data", "gs://bucket/imagenet27"]) == 2
+    assert "got coco:/data/coco?split=train2017&take=8000; write" in capsys.readouterr().err
+    assert not strategies
+    assert cli.main(["reproduce", "villarenteria", *tpu, "--data", "gs://bucket/coco-train", "--jit"]) == 0
+    assert strategies == [("tpu", "local")] and reproduced["jit"] is True
+    assert cli.main(["reproduce", "villarenteria", "--scale", "paper", "--estimate", "2", "--jit"]) == 2
+    assert "without --jit" in capsys.readouterr().err
+
+
+if __name__ == "__main__":
+    print(json.dumps(compare_in_this_process(sys.argv[1:])))
