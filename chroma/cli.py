@@ -97,8 +97,8 @@ def run_reproduce(args):
     from chroma.training.hardware import check_tpu_data, is_chief
 
     experiment = reproduce.load_experiment(args.experiment)
-    if args.estimate is not None and args.jit:
-        raise ValueError("--estimate measures the steps uncompiled; run it without --jit")
+    if args.estimate_batch is not None and args.estimate is None:
+        raise ValueError("--estimate-batch sets the batch --estimate STEPS measures at: give --estimate too")
     if args.strategy == "tpu" and args.estimate is None:
         check_tpu_data(training_data(experiment, args))
     strategy = training.make_strategy(args.strategy, args.tpu)
@@ -108,7 +108,8 @@ def run_reproduce(args):
         if args.scale != "paper":
             raise ValueError("--estimate projects the paper's recipe: use it with --scale paper")
         costs = estimate(experiment, args.estimate, coco=args.coco, data=args.data, assets=dict(args.asset or []),
-                         run_keys=args.run, strategy=strategy, precision=args.precision)
+                         run_keys=args.run, strategy=strategy, precision=args.precision, jit=args.jit,
+                         measured_batch=args.estimate_batch)
         print(f"{experiment.TITLE}: cost of the paper's recipe on this machine ({args.estimate} steps measured a phase)")
         print(cost_table(costs))
         return
@@ -230,6 +231,11 @@ def build_parser():
         help="with --scale paper: train each run (and its pretraining) STEPS steps at the paper's settings on "
         "stand-in photos, and print seconds per step, images/s, peak memory and the projected hours of the paper's "
         "whole recipe on this machine; writes nothing to the runs directory",
+    )
+    reproduce.add_argument(
+        "--estimate-batch", type=int, metavar="N",
+        help="with --estimate, for a paper's batch this machine cannot hold: measure each phase at batches of N and "
+        "2N and project its step time and peak memory to the paper's batch along the line through both",
     )
     reproduce.set_defaults(handler=run_reproduce)
 

@@ -8,6 +8,12 @@ show). Pretrained networks the machine lacks are random, the same compute.
 The measured seconds per step, times the paper's steps (epochs x images /
 batch / batches per step), project the recipe's wall-clock. Everything is
 written to a temporary folder and removed: the runs directory is untouched.
+
+A paper's batch may not fit the machine at hand (villarenteria's 256 images
+of 224 px). `--estimate-batch N` then measures every phase at batches of N
+and 2N and projects both its step time and its peak memory along the line
+through the two points: a step's compute and activations grow in proportion
+to the batch, its weights and optimizer state not at all.
 """
 
 import contextlib
@@ -39,12 +45,13 @@ class PhaseCost(NamedTuple):
 
     run: str
     phase: str  # "training" or "pretraining"
-    batch_size: int
+    batch_size: int  # the paper's
     seconds_per_step: float
     images_per_second: float
     peak_memory_bytes: int
     paper_steps: int | None  # None where the paper's data size is unknown here
     projected_seconds: float | None
+    measured_batches: tuple = ()  # the smaller batches the figures were projected from; () if measured as they are
 
 
 def paper_images(spec):
@@ -116,31 +123,60 @@ def stand_in_photos(out_dir, count, image_size):
     return str(out_dir)
 
 
-def measure(run, settings, phase, steps, work_dir, strategy, precision):
-    """Trains `run` for `steps` steps on stand-in photos; its PhaseCost, projected over `settings`' data."""
+def measure(run, settings, phase, steps, work_dir, strategy, precision, jit=False, measured_batch=None):
+    """Trains `run` for `steps` steps on stand-in photos; its PhaseCost, projected over `settings`' data.
+
+    measured_batch: measure at this batch and twice it, and project the
+    seconds per step and the peak memory to settings.batch_size along the
+    line through both (used where it is smaller than the paper's batch).
+    """
     probe = run.build(settings)
-    per_step = settings.batch_size * probe.batches_per_step
+    batches_per_step = probe.batches_per_step
     del probe
-    photos = stand_in_photos(work_dir / f"{phase}_photos", steps * per_step, settings.image_size)
-    held_out = stand_in_photos(work_dir / f"{phase}_held_out", settings.batch_size, settings.image_size)
-    timer = StepTimer()
-    with peak_memory() as memory:
-        train(run, settings._replace(train_data=photos, eval_data=held_out, epochs=1),
-              work_dir / phase, strategy=strategy, precision=precision, verbose=0, callbacks=[timer])
-    seconds = timer.seconds_per_step()
+    paper_batch = settings.batch_size
+    batches = (paper_batch,)
+    if measured_batch is not None and 2 * measured_batch <= paper_batch:
+        batches = (measured_batch, 2 * measured_batch)
+    measured = []
+    for batch in batches:
+        at_batch = settings._replace(batch_size=batch)
+        photos = stand_in_photos(work_dir / f"{phase}_{batch}_photos", steps * batch * batches_per_step,
+                                 settings.image_size)
+        held_out = stand_in_photos(work_dir / f"{phase}_{batch}_held_out", batch, settings.image_size)
+        timer = StepTimer()
+        with peak_memory() as memory:
+            train(run, at_batch._replace(train_data=photos, eval_data=held_out, epochs=1),
+                  work_dir / f"{phase}_{batch}", strategy=strategy, precision=precision, verbose=0,
+                  callbacks=[timer], jit=jit)
+        measured.append((batch, timer.seconds_per_step(), memory["bytes"]))
+    seconds, memory_bytes = (along_batch(measured, index, paper_batch) for index in (1, 2))
+    per_step = paper_batch * batches_per_step
     images = paper_images(settings.train_data)
     paper_steps = settings.epochs * max(1, images // per_step) if images is not None else None
-    return PhaseCost(run.name, phase, settings.batch_size, seconds, per_step / seconds, memory["bytes"],
-                     paper_steps, paper_steps * seconds if paper_steps is not None else None)
+    return PhaseCost(run.name, phase, paper_batch, seconds, per_step / seconds, int(memory_bytes),
+                     paper_steps, paper_steps * seconds if paper_steps is not None else None,
+                     batches if len(batches) > 1 else ())
+
+
+def along_batch(measured, index, batch):
+    """Item `index` of [(batch, seconds, bytes)] at `batch`: itself if measured there, else on the line through
+    the two measurements, never below the larger one (timing noise can tilt a line of two points down)."""
+    if len(measured) == 1:
+        return measured[0][index]
+    (small, low), (large, high) = ((point[0], point[index]) for point in measured)
+    return max(high, high + (batch - large) * (high - low) / (large - small))
 
 
 def estimate(experiment, steps, coco=None, data=None, assets=None, run_keys=None, strategy=None,
-             precision="float32"):
-    """[PhaseCost] of every run (and pretraining phase) of `experiment` at paper scale, STEPS steps each."""
+             precision="float32", jit=False, measured_batch=None):
+    """[PhaseCost] of every run (and pretraining phase) of `experiment` at paper scale, STEPS steps each
+    (measure's measured_batch: at smaller batches, projected to the paper's)."""
     from chroma.reproduce import select_runs  # the harness imports this module
 
     if steps < 2:
         raise ValueError(f"--estimate needs at least 2 steps (the first one compiles), got {steps}")
+    if measured_batch is not None and measured_batch < 1:
+        raise ValueError(f"--estimate-batch needs a batch of at least 1 image, got {measured_batch}")
     # Settings name the paper's data; only their sizes are read, and paths that are not here stay unread.
     settings = experiment.settings("paper", coco=coco or "/coco", data=data or "/data")
     random_weights = {name: "random" for name in getattr(experiment, "ASSETS", {})}
@@ -150,11 +186,12 @@ def estimate(experiment, steps, coco=None, data=None, assets=None, run_keys=None
         for run in select_runs(experiment, run_keys):
             run_settings = run.settings_for(settings)
             print(f"== estimating {experiment.PAPER}: {run.name}", file=sys.stderr)
+            phases = [("training", run, run_settings)]
             if run.pretrain is not None:
-                costs.append(measure(run.pretraining_run(), run.pretrain.settings(run_settings), "pretraining", steps,
-                                     Path(work_dir) / run.key, strategy, precision))
-            costs.append(measure(run, run_settings, "training", steps, Path(work_dir) / run.key, strategy,
-                                 precision))
+                phases.insert(0, ("pretraining", run.pretraining_run(), run.pretrain.settings(run_settings)))
+            for phase, phase_run, phase_settings in phases:
+                costs.append(measure(phase_run, phase_settings, phase, steps, Path(work_dir) / run.key, strategy,
+                                     precision, jit, measured_batch))
             keras.backend.clear_session()
     return costs
 
@@ -166,7 +203,9 @@ def cost_table(costs):
     for cost in costs:
         hours = f"{cost.projected_seconds / 3600:.1f}" if cost.projected_seconds is not None else "unknown"
         steps = f"{cost.paper_steps:,}" if cost.paper_steps is not None else "unknown (give DATA)"
-        lines.append(f"| {cost.run} | {cost.phase} | {cost.batch_size} | {cost.seconds_per_step:.3f} | "
+        batch = f"{cost.batch_size}" + (f" (from {', '.join(map(str, cost.measured_batches))})"
+                                        if cost.measured_batches else "")
+        lines.append(f"| {cost.run} | {cost.phase} | {batch} | {cost.seconds_per_step:.3f} | "
                      f"{cost.images_per_second:.1f} | {cost.peak_memory_bytes / 1e9:.2f} | {steps} | {hours} |")
     known = [cost.projected_seconds for cost in costs if cost.projected_seconds is not None]
     total = f"{math.fsum(known) / 3600:.1f}" + ("" if len(known) == len(costs) else " (known phases)")

@@ -3,7 +3,7 @@
 import pytest
 
 from chroma import cli
-from chroma.estimate import PhaseCost, StepTimer, cost_table, estimate, paper_images
+from chroma.estimate import PhaseCost, StepTimer, along_batch, cost_table, estimate, paper_images
 from chroma.reproduce import load_experiment
 from test_runs import RECIPE
 
@@ -42,6 +42,31 @@ def test_estimate_measures_every_phase_and_projects_the_papers_steps(tmp_path, m
         assert cost.projected_seconds == pytest.approx(cost.paper_steps * cost.seconds_per_step)
         assert cost.images_per_second == pytest.approx(cost.batch_size / cost.seconds_per_step)
     assert list(tmp_path.iterdir()) == []  # nothing written where it ran
+
+
+def test_a_batch_too_large_for_this_machine_is_projected_from_two_smaller_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (gan,) = estimate(load_experiment(str(RECIPE)), steps=2, run_keys=["gan"], measured_batch=1)
+    assert (gan.batch_size, gan.measured_batches, gan.paper_steps) == (2, (1, 2), 12 * (4 // 2))
+    assert gan.projected_seconds == pytest.approx(gan.paper_steps * gan.seconds_per_step)
+    assert "| 2 (from 1, 2) |" in cost_table([gan])
+    (as_is,) = estimate(load_experiment(str(RECIPE)), steps=2, run_keys=["gan"], measured_batch=2)
+    assert as_is.measured_batches == ()  # twice 2 is more than the paper's batch: measured at the paper's
+    with pytest.raises(ValueError, match="at least 1 image"):
+        estimate(load_experiment(str(RECIPE)), steps=2, measured_batch=0)
+
+
+def test_projection_follows_the_line_through_two_batches_and_never_falls_below_the_larger():
+    measured = [(4, 1.0, 3e9), (8, 1.5, 4e9)]  # (batch, seconds per step, peak bytes)
+    assert along_batch(measured, 1, 256) == pytest.approx(1.5 + 248 * 0.5 / 4)
+    assert along_batch(measured, 2, 256) == pytest.approx(4e9 + 248 * 1e9 / 4)
+    assert along_batch([(4, 2.0, 3e9), (8, 1.9, 4e9)], 1, 256) == 1.9  # noise, not a faster bigger batch
+    assert along_batch([(16, 2.0, 3e9)], 1, 16) == 2.0
+
+
+def test_estimate_batch_needs_estimate(capsys):
+    assert cli.main(["reproduce", "villarenteria", "--scale", "paper", "--estimate-batch", "8"]) == 2
+    assert "give --estimate too" in capsys.readouterr().err
 
 
 def test_cost_table_totals_the_known_phases():
