@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # ASSETS: where this machine keeps pretrained networks, one --asset each (`chroma reproduce --help` lists the names).
 SCALE ?= smoke
 STRATEGY ?= default
-PRECISION ?= float32
+PRECISION ?= auto
 
 install: $(STAMP)
 

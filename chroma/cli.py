@@ -221,8 +221,10 @@ def build_parser():
     reproduce.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"), default="default",
                            help="tf.distribute strategy: one device, all local GPUs, several machines (TF_CONFIG), or a TPU (default: default)")
     reproduce.add_argument("--tpu", help="TPU address for --strategy tpu ('local' on a TPU VM, or grpc://IP:8470)")
-    reproduce.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"), default="float32",
-                           help="mixed_bfloat16 for CPUs with AMX and TPUs, mixed_float16 (with loss scaling) for GPUs (default: float32)")
+    reproduce.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"), default="auto",
+                           help="auto (the default): mixed_float16 (with loss scaling) on a GPU, mixed_bfloat16 on a TPU "
+                                "or a CPU with native bfloat16 (AVX-512-BF16, AMX), float32 on other CPUs; each run "
+                                "prints its choice and why, and records it in run.json")
     reproduce.add_argument("--jit", action="store_true",
                            help="compile the train and test steps with XLA (GPUs; a TPU compiles them anyway): "
                                 "faster steps after a compilation of seconds to minutes per run")

@@ -22,7 +22,7 @@ from chroma.data.specs import resolve
 from chroma.metrics import colorization_metrics
 from chroma.training.callbacks import ResumableCheckpoint, SampleImages
 from chroma.training.embedding_cache import compute_embeddings, with_cached_embeddings
-from chroma.training.hardware import optimizer_for, set_precision, worker_count, write_dir
+from chroma.training.hardware import choose_precision, optimizer_for, set_precision, worker_count, write_dir
 
 # Metrics computed during fit and validation; the results tables add the rest.
 TRAINING_METRICS = ("l1_ab", "psnr", "ssim")
@@ -164,7 +164,8 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
     start_from: a trained model of the same run whose networks' weights this
     one starts from (fine-tuning after a pretraining phase); a checkpoint in
     out_dir, if any, still takes precedence. callbacks: Keras callbacks to
-    run beside the engine's own (chroma.estimate's step timer). jit: compile
+    run beside the engine's own (chroma.estimate's step timer). precision: a
+    Keras dtype policy, or "auto" for the hardware's (choose_precision). jit: compile
     the train and test steps with XLA (Keras's jit_compile; a TPU compiles
     them whatever it says).
 
@@ -177,6 +178,8 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
     """
     out_dir = Path(out_dir)
     strategy = strategy or tf.distribute.get_strategy()
+    precision, precision_reason = choose_precision(precision, strategy)
+    print(f"{run.name}: precision {precision} ({precision_reason})", file=sys.stderr)
     set_precision(precision)
     keras.utils.set_random_seed(settings.seed)
 
@@ -227,6 +230,7 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
                   file=sys.stderr)
         (files / "run.json").write_text(json.dumps({
             "run": run.key, "name": run.name, "settings": settings._asdict(), "precision": precision,
+            "precision_reason": precision_reason,
             "replicas": strategy.num_replicas_in_sync, "workers": worker_count(strategy),
             "global_batch_size": batch_size, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         }, indent=2))
