@@ -31,7 +31,7 @@ from chroma.export import dropout_layers, dropout_on
 from chroma.metrics import LPIPS, fid_inception
 from chroma.models.baseline0 import MeanColorBaseline
 from chroma.training import read_history, train
-from chroma.training.hardware import is_chief, wait_for_workers
+from chroma.training.hardware import choose_precision, is_chief, wait_for_workers
 from chroma.training.trainer import monitor_mode
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
@@ -156,8 +156,10 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         reports.sample_grid(on_training, out_dir / "training_samples.png",
                             f"{experiment.TITLE}: training images ({scale})")
     columns = [evaluation.COLUMN_TITLES.get(name, name) for name in experiment.COLUMNS]
-    paths = reports.write_results(out_dir, f"{experiment.TITLE} — {scale} scale, scored on {settings.eval_data}",
-                                  rows, columns, experiment.PAPER)
+    trained_in, _ = choose_precision(precision, strategy)  # what train() chose for every run
+    paths = reports.write_results(
+        out_dir, f"{experiment.TITLE} — {scale} scale, trained in {trained_in}, scored on {settings.eval_data}",
+        rows, columns, experiment.PAPER)
     if hasattr(experiment, "LOSS_TABLE"):
         heading, paper_losses = experiment.LOSS_TABLE
         loss_rows = [{"model": run.name, "ours": epoch_losses(read_history(out_dir / run.key)),

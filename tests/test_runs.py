@@ -347,3 +347,5 @@ def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path):
     assert alive_at_build == [0, 0, 0]
     gc.collect()
     assert [ref() for ref in built] == [None, None, None]
+    assert "three tiny runs — smoke scale, trained in float32, scored on samples?skip=6" in (
+        tmp_path / "runs" / "three" / "smoke" / "results.md").read_text()
