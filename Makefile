@@ -35,8 +35,10 @@ reproduce-%: install
 		$(if $(COCO),--coco $(COCO)) $(if $(DATA),--data $(DATA)) $(if $(TPU),--tpu $(TPU)) $(foreach asset,$(ASSETS),--asset $(asset)) \
 		$(if $(filter 1,$(JIT)),--jit)
 
+# make benchmark [ARGS="--only pix2pix --precision float32 ..."]: paper-size train steps, input pipeline, colorize;
+# ~15 minutes on 2 CPU cores. Options and what each figure means: benchmarks/README.md.
 benchmark: install
-	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/train_step.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,78 +1,175 @@
-"""Throughput of the pix2pix train step (paper nampouri's U-Net cGAN) and of the input pipeline.
+"""chroma's benchmark: paper-size train steps, the input pipeline and `chroma colorize`, on this machine.
 
-    .venv/bin/python benchmarks/train_step.py                      # 256x256, batch 4, fp32 and bf16
-    .venv/bin/python benchmarks/train_step.py --steps 20 --precision mixed_float16   # on a GPU
+    make benchmark                                        # all of it, ~15 minutes on 2 CPU cores
+    make benchmark ARGS="--only pix2pix --precision float32 --steps 5"
+    .venv/bin/python benchmarks/train_step.py --smoke     # tiny sizes: checks that it runs, in a few minutes
 
-Prints images/s for each precision (after warm-up steps, which include tracing)
-and for the tf.data pipeline alone, so the two can be compared: training is
-input-bound when the pipeline is the slower one.
+First the machine: CPU model, cores, the CPU flags that decide TensorFlow's
+speed, TensorFlow's build (oneDNN, CUDA), the GPUs, and the precision
+`--precision auto` would train in here, and why. Then, each as one line:
 
-Measured 2026-11-23 on the 2-core CI-class machine (AMD EPYC, AVX2, no AVX-512
-or AMX), `--steps 5`: pipeline 83.6 images/s; float32 0.49 images/s;
-mixed_bfloat16 0.09 images/s. Without AVX-512-BF16 / AMX, TensorFlow's bfloat16
-convolutions run ~10x slower than float32 ones, so bfloat16 pays only on CPUs
-that have them (and on TPUs); on GPUs use mixed_float16.
+- pix2pix, resnet_cgan, wgan_gp: the train steps of paper nampouri's U-Net
+  cGAN (54.4 M-parameter U-Net + 70x70 PatchGAN, BCE + 100 x L1), its
+  ResNet-18 U-Net cGAN (random encoder weights) and paper agosti's WGAN-GP
+  (five critic updates with gradient penalty per step, each on its own batch),
+  built and compiled by the recipes at paper settings except the batch
+  (default 4). Images/s counts the images a step reads (batch x 5 for the
+  WGAN). Warm-up steps (tracing) are not timed; then `--repeats` runs of
+  `--steps` steps are, and their median, min, max and spread (max / min)
+  printed, per precision.
+- input pipeline: make_dataset over TFRecords of the bundled photos (shuffle,
+  flip, repeat) at paper bruvik's batch of 64, beside what the fastest
+  pix2pix step consumes: PASS when the pipeline is at least 5x faster.
+- chroma colorize: a separate `python -m chroma.cli colorize` process on a
+  folder of 12-megapixel JPEGs with the paper-size U-Net exported as a
+  SavedModel: images/s per photo (after the first), the process's peak
+  resident memory and how busy it kept the cores.
+
+A markdown table of every figure ends the output.
+
+Options:
+  --only NAME               only this benchmark (repeatable): pix2pix, resnet_cgan, wgan_gp, pipeline, colorize
+  --precision P             float32, mixed_bfloat16 or mixed_float16 (repeatable); default: float32, and the
+                            precision auto picks where it is another (mixed_bfloat16 on a CPU with native
+                            bfloat16, mixed_float16 on a GPU)
+  --steps N                 timed steps per repetition (default: 3 for pix2pix and resnet_cgan, 1 for wgan_gp)
+  --repeats N               timed repetitions of every train step and of the pipeline (default: 5)
+  --warmup N                untimed train steps first, at least 1: the first traces the step (default: 2)
+  --jit                     compile the train steps with XLA (model.compile(jit_compile=True))
+  --image-size PX           side of the train steps' and the pipeline's images (default: the papers', 256)
+  --batch-size N            train step batch (default: 4)
+  --pipeline-batch-size N   input pipeline batch (default: paper bruvik's, 64)
+  --pipeline-batches N      timed pipeline batches per repetition (default: 10)
+  --pipeline-records N      TFRecords written for it (default: 256)
+  --photos N                JPEGs colorized, at least 2 (default: 4)
+  --photo-size WxH          their size (default: 4000x3000, 12 megapixels)
+  --smoke                   tiny defaults for every size above (64 px, batch 2, 1 step, 2 repetitions, 400x300
+                            photos, ...): checks the script end to end; its figures mean nothing
 """
 
 import argparse
 import os
-import time
+import sys
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from chroma.training.hardware import PRECISIONS, choose_precision  # noqa: E402
 
-from chroma.data import make_dataset, samples  # noqa: E402
-from chroma.models.patchgan import PatchDiscriminator  # noqa: E402
-from chroma.models.unet import UNetGenerator  # noqa: E402
-from chroma.training import ConditionalGAN, optimizer_for, set_precision  # noqa: E402
+# This folder's modules: Python puts a script's own folder first on its path.
+from colorize_throughput import measure_colorize, paper_colorizer, stand_in_photos  # noqa: E402
+from input_throughput import bruvik_sizes, measure_pipeline, stand_in_tfrecords, verdict  # noqa: E402
+from machine_info import machine_lines  # noqa: E402
+from rates import summary_table  # noqa: E402
+from step_throughput import STEP_BENCHMARKS, measure_step  # noqa: E402
 
+BENCHMARKS = (*STEP_BENCHMARKS, "pipeline", "colorize")
+PIPELINE_WARMUP_BATCHES = 2  # building the pipeline and the first reads of every shard
 
-def pipeline_images_per_second(image_size, batch_size, steps):
-    dataset = make_dataset(samples(), image_size, batch_size=batch_size, flip=True, shuffle=True, repeat=True)
-    iterator = iter(dataset)
-    next(iterator)
-    started = time.perf_counter()
-    for _ in range(steps):
-        next(iterator)
-    return steps * batch_size / (time.perf_counter() - started)
-
-
-def train_step_images_per_second(precision, image_size, batch_size, steps, warmup):
-    set_precision(precision)
-    try:
-        model = ConditionalGAN(UNetGenerator(), PatchDiscriminator())
-        model.compile(
-            optimizer_for(keras.optimizers.Adam(2e-4, beta_1=0.5)),
-            optimizer_for(keras.optimizers.Adam(2e-4, beta_1=0.5)),
-        )
-        batch = next(iter(make_dataset(samples(), image_size, batch_size=batch_size, repeat=True)))
-        data = tf.data.Dataset.from_tensors({"L": batch["L"], "ab": batch["ab"]}).repeat()
-        model.fit(data, epochs=1, steps_per_epoch=warmup, shuffle=False, verbose=0)  # traces the step
-        started = time.perf_counter()
-        model.fit(data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
-        return steps * batch_size / (time.perf_counter() - started)
-    finally:
-        set_precision("float32")
+# None: the paper's (image size, pipeline batch size) or each benchmark's own (steps).
+PAPER_DEFAULTS = dict(image_size=None, batch_size=4, steps=None, repeats=5, warmup=2, pipeline_batch_size=None,
+                      pipeline_batches=10, pipeline_records=256, photos=4, photo_size=(4000, 3000))
+SMOKE_DEFAULTS = dict(image_size=64, batch_size=2, steps=1, repeats=2, warmup=1, pipeline_batch_size=8,
+                      pipeline_batches=2, pipeline_records=16, photos=2, photo_size=(400, 300))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing, allocation)")
-    parser.add_argument("--precision", action="append", choices=("float32", "mixed_bfloat16", "mixed_float16"),
-                        help="repeatable; default: float32 and mixed_bfloat16")
-    args = parser.parse_args()
-    device = tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("CPU")
-    print(f"device: {device[0].device_type}, {os.cpu_count()} CPU cores; "
-          f"{args.image_size}x{args.image_size}, batch {args.batch_size}, {args.steps} timed steps")
-    print(f"input pipeline alone: {pipeline_images_per_second(args.image_size, args.batch_size, args.steps * 5):8.1f} images/s")
-    for precision in args.precision or ["float32", "mixed_bfloat16"]:
-        rate = train_step_images_per_second(precision, args.image_size, args.batch_size, args.steps, args.warmup)
-        print(f"pix2pix train step, {precision:>14}: {rate:8.2f} images/s")
+def positive_int(text):
+    """A count or size of at least 1 (at least one warm-up step: the first traces the step)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def photo_size(text):
+    """"4000x3000" -> (4000, 3000)."""
+    width, height = text.lower().split("x")
+    return positive_int(width), positive_int(height)
+
+
+def parse_arguments(argv=None):
+    """The options, as the module docstring describes them."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     usage="%(prog)s [options]")
+    parser.add_argument("--only", action="append", choices=BENCHMARKS, metavar="NAME")
+    parser.add_argument("--precision", action="append", choices=PRECISIONS, metavar="P")
+    parser.add_argument("--jit", action="store_true")
+    parser.add_argument("--smoke", action="store_true")
+    for option in ("--image-size", "--batch-size", "--steps", "--repeats", "--warmup", "--pipeline-batch-size",
+                   "--pipeline-batches", "--pipeline-records", "--photos"):
+        parser.add_argument(option, type=positive_int, metavar="N")
+    parser.add_argument("--photo-size", type=photo_size, metavar="WxH")
+    args = parser.parse_args(argv)
+    # Sizes not given take the paper's defaults, or the tiny ones of --smoke.
+    for name, default in (SMOKE_DEFAULTS if args.smoke else PAPER_DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    # Checked before anything runs, rather than after minutes of train steps.
+    if args.photos < 2:
+        parser.error("--photos must be at least 2: the first photo's time includes the model's first call")
+    return args
+
+
+def default_precisions():
+    """float32, and the precision `auto` picks on this machine where it is another."""
+    return list(dict.fromkeys(["float32", choose_precision("auto")[0]]))
+
+
+def run_steps(args, names):
+    """The train step benchmarks among `names`, each at every precision asked."""
+    results = []
+    for name in names:
+        for precision in args.precision or default_precisions():
+            steps = args.steps or STEP_BENCHMARKS[name].default_steps
+            print(f"... {name} [{precision}]: building, {args.warmup} warm-up and {args.repeats} x {steps} timed "
+                  "steps", file=sys.stderr)
+            result = measure_step(name, precision, steps=steps, repeats=args.repeats, warmup=args.warmup,
+                                  jit=args.jit, image_size=args.image_size, batch_size=args.batch_size)
+            print(result.line())
+            results.append(result)
+    return results
+
+
+def run_pipeline(args, work_dir, step_results):
+    print(f"... input pipeline: writing {args.pipeline_records} TFRecords", file=sys.stderr)
+    tfrecords = stand_in_tfrecords(work_dir / "tfrecords", args.pipeline_records)
+    paper_image_size, paper_batch_size = bruvik_sizes()
+    result = measure_pipeline(tfrecords, image_size=args.image_size or paper_image_size,
+                              batch_size=args.pipeline_batch_size or paper_batch_size, batches=args.pipeline_batches,
+                              repeats=args.repeats, warmup=PIPELINE_WARMUP_BATCHES)
+    print(result.line())
+    pix2pix = [step for step in step_results if step.benchmark == "pix2pix"]
+    if pix2pix:
+        # The fastest precision consumes the most images: the pipeline has to keep up with that one.
+        print(verdict(result, max(pix2pix, key=lambda step: step.median)))
+    else:
+        print("input pipeline: no pix2pix step measured to compare it with (add --only pix2pix)")
+    return result
+
+
+def run_colorize(args, work_dir):
+    print(f"... chroma colorize: exporting the U-Net, writing {args.photos} photos of "
+          f"{args.photo_size[0]}x{args.photo_size[1]}", file=sys.stderr)
+    model = paper_colorizer(work_dir / "colorizer", args.image_size)
+    photos = stand_in_photos(work_dir / "photos", args.photos, args.photo_size)
+    result = measure_colorize(photos, model, work_dir / "colorized", log_path=work_dir / "colorize.log")
+    print(result.line())
+    return result
+
+
+def main(argv=None):
+    sys.stdout.reconfigure(line_buffering=True)  # each figure shows as it is measured, also through a pipe
+    args = parse_arguments(argv)
+    names = args.only or BENCHMARKS
+    print("\n".join(machine_lines()))
+    results = run_steps(args, [name for name in BENCHMARKS if name in STEP_BENCHMARKS and name in names])
+    with tempfile.TemporaryDirectory(prefix="chroma-benchmark-") as work_dir:
+        if "pipeline" in names:
+            results.append(run_pipeline(args, Path(work_dir), results))
+        if "colorize" in names:
+            results.append(run_colorize(args, Path(work_dir)))
+    print(f"\n{summary_table(results)}")
 
 
 if __name__ == "__main__":

@@ -87,11 +87,12 @@ class StepTimer(keras.callbacks.Callback):
 
 
 @contextlib.contextmanager
-def peak_memory():
+def peak_memory(pid="self"):
     """Yields a dict whose "bytes" is, after the block, the peak memory the block used: the GPU's peak
-    allocation where TensorFlow has a GPU, else this process's peak resident set, polled."""
+    allocation where TensorFlow has a GPU, else the peak resident set of process `pid` (this one by default),
+    polled until the block ends or the process does."""
     found = {"bytes": 0}
-    gpus = tf.config.list_logical_devices("GPU")
+    gpus = tf.config.list_logical_devices("GPU") if pid == "self" else []
     if gpus:
         tf.config.experimental.reset_memory_stats(gpus[0].name)
         yield found
@@ -102,8 +103,11 @@ def peak_memory():
     def poll():
         page = resource.getpagesize()
         while not done.wait(MEMORY_POLL_SECONDS):
-            with open("/proc/self/statm") as statm:
-                found["bytes"] = max(found["bytes"], int(statm.read().split()[1]) * page)
+            try:
+                with open(f"/proc/{pid}/statm") as statm:
+                    found["bytes"] = max(found["bytes"], int(statm.read().split()[1]) * page)
+            except OSError:  # the process has ended
+                return
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
