@@ -134,7 +134,9 @@ def measure(run, settings, phase, steps, work_dir, strategy, precision, jit=Fals
     seconds per step and the peak memory to settings.batch_size along the
     line through both (used where it is smaller than the paper's batch).
     """
-    probe = run.build(settings)
+    # Built on the stand-in photos, as train() builds it below: a model that reads its data to build (a caption
+    # vocabulary) must not read the paper's, which this machine may not hold.
+    probe = run.build(settings._replace(train_data="samples", eval_data="samples"))
     batches_per_step = probe.batches_per_step
     del probe
     paper_batch = settings.batch_size
@@ -182,7 +184,10 @@ def estimate(experiment, steps, coco=None, data=None, assets=None, run_keys=None
     if measured_batch is not None and measured_batch < 1:
         raise ValueError(f"--estimate-batch needs a batch of at least 1 image, got {measured_batch}")
     # Settings name the paper's data; only their sizes are read, and paths that are not here stay unread.
-    settings = experiment.settings("paper", coco=coco or "/coco", data=data or "/data")
+    try:
+        settings = experiment.settings("paper", coco=coco or "/coco", data=data)
+    except ValueError:  # a recipe that needs DATA as well (efthymiadis' imagenet27)
+        settings = experiment.settings("paper", coco=coco or "/coco", data="/data")
     random_weights = {name: "random" for name in getattr(experiment, "ASSETS", {})}
     settings = settings._replace(assets={**random_weights, **(assets or {})})
     costs = []
