@@ -58,7 +58,8 @@ def evaluate(colorizer, dataset, metrics=DEFAULT_METRICS, lpips_model=None, fid_
     trackers = [ColorizationMetric(name) for name in names]
     for batch in dataset:
         scaled_l = batch["L"]
-        predicted_ab = colorizer(batch)
+        # A network of the user's own may answer in its mixed-precision compute dtype.
+        predicted_ab = tf.cast(colorizer(batch), tf.float32)
         true_lab = tf.concat([scaled_l, batch["ab"]], axis=-1)
         predicted_lab = tf.concat([scaled_l, predicted_ab], axis=-1)
         for tracker in trackers:

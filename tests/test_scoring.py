@@ -44,6 +44,14 @@ def evaluate(model, training=False):
     return evaluation.evaluate(lambda batch: model(batch, training=training), photos(), COLUMNS)
 
 
+def test_a_network_answering_in_bfloat16_is_scored_in_float32():
+    """A user's own network under mixed_bfloat16 may end on a bfloat16 layer."""
+    model = batch_norm_gan()
+    in_float32 = evaluate(model)
+    in_bfloat16 = evaluation.evaluate(lambda batch: tf.cast(model(batch, training=False), tf.bfloat16), photos(), COLUMNS)
+    assert in_bfloat16["l1_ab"] == pytest.approx(in_float32["l1_ab"], rel=1e-2)
+
+
 @pytest.mark.parametrize("monitor, values, best", [("val_l1_ab", [0.5, 0.2, 0.4], 2), ("val_psnr", [20, 19, 23], 3)])
 def test_a_run_scored_at_its_best_epoch_is_scored_with_best_weights_and_says_which(monitor, values, best, tmp_path):
     model = batch_norm_gan()
