@@ -117,7 +117,7 @@ def run_reproduce(args):
         md_path, csv_path = reproduce.reproduce(
             experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,
             assets=dict(args.asset or []), run_keys=args.run, strategy=strategy, precision=args.precision,
-            jit=args.jit,
+            jit=args.jit, process_per_run=process_per_run(args),
         )
     except training.TrainingDiverged as error:
         print(f"chroma: {error}", file=sys.stderr)
@@ -125,6 +125,13 @@ def run_reproduce(args):
     print(Path(md_path).read_text())
     writer = "wrote" if is_chief(strategy) else "the chief wrote"  # a multi-worker run's other workers write none
     print(f"{writer} {md_path}, {csv_path} and RESULTS.md", file=sys.stderr)
+
+
+def process_per_run(args):
+    """--process-per-run as given, else on for paper scale on one machine, where runs take gigabytes."""
+    if args.process_per_run is not None:
+        return args.process_per_run
+    return args.scale == "paper" and args.strategy in ("default", "mirrored")
 
 
 def run_demo(args):
@@ -228,6 +235,12 @@ def build_parser():
     reproduce.add_argument("--jit", action="store_true",
                            help="compile the train and test steps with XLA (GPUs; a TPU compiles them anyway): "
                                 "faster steps after a compilation of seconds to minutes per run")
+    reproduce.add_argument(
+        "--process-per-run", action=argparse.BooleanOptionalAction, default=None,
+        help="train, score and draw each run in a process of its own, so the recipe's peak memory is its largest "
+        "run's (TensorFlow's oneDNN allocator keeps what a run used until its process ends); on by default with "
+        "--scale paper and a single-machine strategy, off otherwise",
+    )
     reproduce.add_argument(
         "--estimate", type=int, metavar="STEPS",
         help="with --scale paper: train each run (and its pretraining) STEPS steps at the paper's settings on "

@@ -19,6 +19,7 @@ sample grid of training images too (agosti's figure 5).
 
 import gc
 import importlib.util
+import multiprocessing
 import sys
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from chroma.data.specs import dataset_from_spec
 from chroma.export import dropout_layers, dropout_on
 from chroma.metrics import LPIPS, fid_inception
 from chroma.models.baseline0 import MeanColorBaseline
-from chroma.training import read_history, train
+from chroma.training import TrainingDiverged, read_history, train
 from chroma.training.hardware import choose_precision, is_chief, wait_for_workers
 from chroma.training.trainer import monitor_mode
 
@@ -78,7 +79,7 @@ def known_assets(experiment):
 
 
 def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=None, run_keys=None, strategy=None,
-              precision="float32", index_path="RESULTS.md", jit=False):
+              precision="float32", index_path="RESULTS.md", jit=False, process_per_run=False):
     """Trains (or resumes) every run, then writes results.md/.csv, loss curves and a sample grid.
 
     assets: {name: where this machine keeps a pretrained network}, from the
@@ -87,6 +88,10 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
     they stay empty). jit: XLA-compiled steps (chroma.training.train).
     Under a multi-worker strategy only the chief scores the runs and writes
     these; the other workers train beside it (train_beside_chief).
+    process_per_run: each run trains, is scored and drawn in a process of its
+    own (train_in_own_process), so the recipe's peak memory is its largest
+    run's: with oneDNN, TensorFlow's CPU allocator keeps every byte a run
+    used until its process ends. The recipe must then be a file.
     """
     assets = dict(assets or {})
     known = known_assets(experiment)
@@ -96,6 +101,8 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         raise ValueError(f"{experiment.PAPER} reads no asset named {', '.join(unknown)}. Its assets:{listed}")
     settings = experiment.settings(scale, coco=coco, data=data)._replace(assets=assets)
     out_dir = Path(runs_root) / experiment.PAPER / scale
+    if process_per_run and strategy_name(strategy) is None:
+        raise ValueError("one process per run trains on this machine alone: not with a multi-worker or TPU strategy")
     if not is_chief(strategy):
         return train_beside_chief(experiment, settings, out_dir, run_keys, strategy, precision, jit)
     lpips_model = LPIPS(weights=assets["lpips"]) if "lpips" in assets else None
@@ -120,37 +127,16 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         check_protocol(run)
     for run in runs:
         print(f"== {experiment.PAPER} / {scale}: {run.name}", file=sys.stderr)
-        run_settings = run.settings_for(settings)
-        model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision, jit)
-        run_eval_data = dataset_from_spec(settings.eval_data, run_settings.image_size, settings.batch_size,
-                                          drop_gray=settings.drop_gray)
-        scores, protocol = score_run(run, model, out_dir / run.key, run_eval_data, experiment.COLUMNS,
-                                     lpips_model, fid_model)
-        note = "; ".join(part for part in (run.note, protocol) if part)
-        rows.append({"model": run.name, "ours": titled(scores), "paper": titled(run.paper), "note": note})
-        reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / f"{run.key}_losses.png",
-                                f"{run.name} ({scale})")
-        if run.pretrain is not None:  # e.g. paper bruvik's figure 10
-            reports.plot_gan_losses(read_history(out_dir / run.key / "pretrain"),
-                                    out_dir / f"{run.key}_pretraining_losses.png", f"{run.name}, pretraining ({scale})")
-        history = read_history(out_dir / run.key)
-        reports.plot_metric_curves(history, {key: evaluation.COLUMN_TITLES.get(key, key) for key in run.metrics},
-                                   out_dir / f"{run.key}_metrics.png", f"{run.name} ({scale})")
-        if run.sample_epochs is not None:
-            epochs = run.sample_epochs(run_settings.epochs)
-            reports.epoch_samples(out_dir / run.key / "epoch_samples", epochs, out_dir / f"{run.key}_epochs.png",
-                                  f"{run.name}: held-out images at epochs {', '.join(map(str, epochs))} ({scale})")
-        dropouts = dropout_layers(model.generator)
-        if getattr(experiment, "DIVERSE_SAMPLES", 0) and dropouts:
-            reports.sample_grid(diverse_columns(model, dropouts, run_eval_data, experiment.DIVERSE_SAMPLES),
-                                out_dir / f"{run.key}_diverse.png", f"{run.name}: dropout on at inference ({scale})")
-        held_out.append(sample_column(run.name, model, run_eval_data))
+        if process_per_run:
+            row, columns = in_own_process(experiment, scale, run, runs_root, coco, data, assets, strategy, precision,
+                                          jit)
+        else:
+            row, columns = train_and_draw(experiment, scale, run, settings, out_dir, strategy, precision, jit,
+                                          lpips_model, fid_model)
+        rows.append(row)
+        held_out.append(columns["held_out"])
         if on_training is not None:
-            on_training.append(sample_column(run.name, model, dataset_from_spec(
-                settings.train_data, run_settings.image_size, settings.batch_size, drop_gray=settings.drop_gray)))
-        # Peak memory is one run's: the next run trains only after this one's model is freed.
-        del model
-        gc.collect()
+            on_training.append(columns["on_training"])
     reports.sample_grid(held_out, out_dir / "samples.png", f"{experiment.TITLE}: held-out images ({scale})")
     if on_training is not None:
         reports.sample_grid(on_training, out_dir / "training_samples.png",
@@ -173,6 +159,93 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
     reports.update_results_index(runs_root, index_path)
     wait_for_workers(strategy)
     return paths
+
+
+def train_and_draw(experiment, scale, run, settings, out_dir, strategy, precision, jit, lpips_model, fid_model):
+    """Trains one run, scores it and draws its figures: (its results row, {"held_out": its sample column,
+    "on_training": its column of training images, or None}). Its model is gone when this returns."""
+    run_settings = run.settings_for(settings)
+    model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision, jit)
+    run_eval_data = dataset_from_spec(settings.eval_data, run_settings.image_size, settings.batch_size,
+                                      drop_gray=settings.drop_gray)
+    scores, protocol = score_run(run, model, out_dir / run.key, run_eval_data, experiment.COLUMNS,
+                                 lpips_model, fid_model)
+    note = "; ".join(part for part in (run.note, protocol) if part)
+    row = {"model": run.name, "ours": titled(scores), "paper": titled(run.paper), "note": note}
+    reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / f"{run.key}_losses.png",
+                            f"{run.name} ({scale})")
+    if run.pretrain is not None:  # e.g. paper bruvik's figure 10
+        reports.plot_gan_losses(read_history(out_dir / run.key / "pretrain"),
+                                out_dir / f"{run.key}_pretraining_losses.png", f"{run.name}, pretraining ({scale})")
+    history = read_history(out_dir / run.key)
+    reports.plot_metric_curves(history, {key: evaluation.COLUMN_TITLES.get(key, key) for key in run.metrics},
+                               out_dir / f"{run.key}_metrics.png", f"{run.name} ({scale})")
+    if run.sample_epochs is not None:
+        epochs = run.sample_epochs(run_settings.epochs)
+        reports.epoch_samples(out_dir / run.key / "epoch_samples", epochs, out_dir / f"{run.key}_epochs.png",
+                              f"{run.name}: held-out images at epochs {', '.join(map(str, epochs))} ({scale})")
+    dropouts = dropout_layers(model.generator)
+    if getattr(experiment, "DIVERSE_SAMPLES", 0) and dropouts:
+        reports.sample_grid(diverse_columns(model, dropouts, run_eval_data, experiment.DIVERSE_SAMPLES),
+                            out_dir / f"{run.key}_diverse.png", f"{run.name}: dropout on at inference ({scale})")
+    columns = {"held_out": sample_column(run.name, model, run_eval_data), "on_training": None}
+    if getattr(experiment, "TRAINING_SAMPLES", False):
+        columns["on_training"] = sample_column(run.name, model, dataset_from_spec(
+            settings.train_data, run_settings.image_size, settings.batch_size, drop_gray=settings.drop_gray))
+    # Peak memory is one run's: the next run trains only after this one's model is freed.
+    del model
+    gc.collect()
+    return row, columns
+
+
+def strategy_name(strategy):
+    """make_strategy's name for a strategy a process of its own can make again, or None (multi-worker, TPU)."""
+    if strategy is None or type(strategy) is tf.distribute.get_strategy().__class__:
+        return "default"
+    if type(strategy) is tf.distribute.MirroredStrategy:
+        return "mirrored"
+    return None
+
+
+def in_own_process(experiment, scale, run, runs_root, coco, data, assets, strategy, precision, jit):
+    """train_and_draw in a fresh Python process (spawned, not forked: TensorFlow's threads do not survive a
+    fork), which loads the recipe from its file again. Its output is this process's; its divergence too."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=train_in_own_process, args=(
+        sender, experiment.__file__, scale, run.key, runs_root, coco, data, assets, strategy_name(strategy),
+        precision, jit), name=f"chroma-{run.key}")
+    process.start()
+    sender.close()
+    try:
+        outcome = receiver.recv()
+    except EOFError:
+        outcome = None
+    process.join()
+    if outcome is None:
+        raise RuntimeError(f"{run.name}: its process ended with exit code {process.exitcode} before it reported")
+    if "diverged" in outcome:
+        raise TrainingDiverged(outcome["diverged"])
+    return outcome["row"], outcome["columns"]
+
+
+def train_in_own_process(sender, recipe_path, scale, run_key, runs_root, coco, data, assets, strategy, precision,
+                         jit):
+    """What in_own_process's child runs: one run's train_and_draw, its outcome sent back through `sender`."""
+    from chroma.training import make_strategy
+
+    experiment = load_experiment(recipe_path)
+    settings = experiment.settings(scale, coco=coco, data=data)._replace(assets=assets)
+    run, = select_runs(experiment, [run_key])
+    lpips_model = LPIPS(weights=assets["lpips"]) if "lpips" in assets else None
+    fid_model = fid_inception(assets["fid"]) if "fid" in assets else None
+    try:
+        row, columns = train_and_draw(experiment, scale, run, settings, Path(runs_root) / experiment.PAPER / scale,
+                                      make_strategy(strategy), precision, jit, lpips_model, fid_model)
+    except TrainingDiverged as error:
+        sender.send({"diverged": str(error)})
+        return
+    sender.send({"row": row, "columns": columns})
 
 
 def train_beside_chief(experiment, settings, out_dir, run_keys, strategy, precision, jit):

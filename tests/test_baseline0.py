@@ -61,6 +61,22 @@ def test_fit_does_not_depend_on_batching():
     np.testing.assert_allclose(one_by_one, all_at_once, atol=1e-5)
 
 
+def test_a_mixed_precision_policy_leaves_the_table_in_float32():
+    """reproduce fits baseline0 after earlier runs may have set mixed_bfloat16 as the global policy."""
+    import keras
+
+    batch = photo_batch()
+    in_float32 = fitted(batch).mean_colors().numpy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = fitted(batch)
+        predicted = ab_of(model, batch["L"])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert predicted.dtype == tf.float32
+    np.testing.assert_allclose(model.mean_colors().numpy(), in_float32, atol=1e-6)
+
+
 def test_baseline0_beats_gray_output_on_its_training_photos():
     batch = photo_batch(("astronaut", "coffee", "chelsea", "rocket"))
     model = fitted(batch)

@@ -107,12 +107,13 @@ def checkpoint_numbers(out_dir):
     return sorted(int(path.name.split("-")[1].split(".")[0]) for path in (out_dir / "checkpoints").glob("ckpt-*.index"))
 
 
-def test_a_diverging_run_makes_chroma_reproduce_exit_1_and_keeps_its_last_good_checkpoint(tmp_path, capsys):
+@pytest.mark.parametrize("process", ["--no-process-per-run", "--process-per-run"])
+def test_a_diverging_run_makes_chroma_reproduce_exit_1_and_keeps_its_last_good_checkpoint(process, tmp_path, capsys):
     """A regression whose learning rate is far too large: its loss overflows (epoch 6 of 12)."""
     from chroma import cli
 
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["reproduce", str(RECIPE), "--run", "exploding", "--runs-dir", str(tmp_path)])
+        cli.main(["reproduce", str(RECIPE), "--run", "exploding", "--runs-dir", str(tmp_path), process])
     assert exit_info.value.code == 1
     message = capsys.readouterr().err.splitlines()[-1]
     match = re.fullmatch(r"chroma: training stopped: loss is (nan|inf) at (step \d+ of )?(the end of )?epoch (\d+)\. "
@@ -349,3 +350,59 @@ def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path):
     assert [ref() for ref in built] == [None, None, None]
     assert "three tiny runs — smoke scale, trained in float32, scored on samples?skip=6" in (
         tmp_path / "runs" / "three" / "smoke" / "results.md").read_text()
+
+
+PROCESS_PER_RUN_RECIPE = """
+import os
+from pathlib import Path
+
+from chroma.reproduce import load_experiment
+from chroma.training import Run, Settings
+
+tiny = load_experiment({tiny!r})
+PAPER, TITLE, COLUMNS = "apart", "two runs, a process each", ("l1_ab",)
+
+
+def build(settings):
+    with (Path({pids!r}) / str(os.getpid())).open("w"):
+        return tiny.gan(settings)
+
+
+RUNS = [Run(key, key, build, tiny.constant_recipe, paper={{"l1_ab": 0.5}}, metrics=("l1_ab",)) for key in ("a", "b")]
+
+
+def settings(scale, coco=None, data=None):
+    return Settings(train_data="samples?take=2", eval_data="samples?skip=6", image_size=16, batch_size=2, epochs=1,
+                    smoke=True)
+"""
+
+
+def test_one_process_per_run_trains_each_run_apart_and_reports_them_together(tmp_path):
+    """--process-per-run: a run's memory goes back to the system with its process, before the next one trains."""
+    from chroma.reproduce import reproduce
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    recipe = tmp_path / "apart.py"
+    recipe.write_text(PROCESS_PER_RUN_RECIPE.format(tiny=str(RECIPE), pids=str(pids)))
+    md_path, csv_path = reproduce(load_experiment(str(recipe)), "smoke", runs_root=tmp_path / "runs",
+                                  index_path=tmp_path / "RESULTS.md", process_per_run=True)
+    built_in = {int(path.name) for path in pids.iterdir()}
+    assert len(built_in) == 2 and os.getpid() not in built_in  # each run's model was built in a process of its own
+    with csv_path.open() as file:
+        table = {row["model"]: row for row in csv.DictReader(file)}
+    for key in ("a", "b"):
+        assert float(table[key]["ours"]) > 0 and float(table[key]["paper"]) == 0.5
+        assert (md_path.parent / key / "best.weights.h5").exists() and (md_path.parent / f"{key}_losses.png").exists()
+    samples = np.asarray(Image.open(md_path.parent / "samples.png"))
+    assert samples.std() > 0  # the runs' sample columns came back from their processes and were drawn
+
+
+def test_one_process_per_run_is_refused_with_a_multi_worker_strategy():
+    from chroma.reproduce import reproduce
+
+    class ElsewhereStrategy(tf.distribute.MirroredStrategy):
+        pass
+
+    with pytest.raises(ValueError, match="one process per run"):
+        reproduce(load_experiment(str(RECIPE)), "smoke", strategy=ElsewhereStrategy(), process_per_run=True)

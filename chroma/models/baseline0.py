@@ -24,7 +24,8 @@ class MeanColorBaseline(Generator):
     """
 
     def __init__(self, levels=256, **kwargs):
-        super().__init__(**kwargs)
+        # A table of means, kept and looked up in float32 whatever the mixed-precision policy of the runs around it.
+        super().__init__(**{"dtype": "float32", **kwargs})
         self.levels = levels
         self.ab_sums = self.add_weight(
             shape=(levels, 2), initializer="zeros", trainable=False,
