@@ -10,6 +10,16 @@ import time
 import warnings
 from pathlib import Path
 
+EXPORT_MAX_PIXELS = 64 * 1024 * 1024  # chroma.data.MAX_PIXELS, which `chroma colorize` reads files within
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 DATA_SPEC_HELP = (
     "where images come from: 'samples' (the colour photos bundled with scikit-image), "
     "a folder of images (searched recursively; first-level subfolders are class labels), "
@@ -147,7 +157,7 @@ def run_export(args):
     if output.exists() and not args.overwrite and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"{output} already exists and is not empty; pass --overwrite to replace it")
     generator = load_generator(args.model)
-    export_saved_model(generator, output, args.image_size)
+    export_saved_model(generator, output, args.image_size, max_pixels=args.max_pixels)
     print(f"exported {type(generator).__name__} ({args.image_size}x{args.image_size}) to {output}; signatures:")
     for line in describe_signatures(output):
         print(f"  {line}")
@@ -286,6 +296,9 @@ def build_parser():
     export.add_argument("--image-size", type=int, required=True, help="square side the model was trained at, in pixels")
     export.add_argument("-o", "--output", help="SavedModel folder (default: saved_models/<model file name without .keras>)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing SavedModel at --output")
+    export.add_argument("--max-pixels", type=positive_int, default=EXPORT_MAX_PIXELS, metavar="N",
+                        help="the largest image (width x height) the SavedModel's image signatures accept; larger "
+                        "ones are refused, from their header, before decoding (default: %(default)s, 64 Mi)")
     export.set_defaults(handler=run_export)
 
     colorize = commands.add_parser(

@@ -18,6 +18,8 @@ A generator that reads captions (paper villarenteria's Models B and C) also
 takes `caption`, a string (colorize_lab: one per image), in every signature:
 whatever a generator declares it makes its inputs from beside L
 (chroma.models.generator.BatchInput) is a string input of each.
+Every image signature refuses an image of more pixels than the limit fixed at
+export; serving_default reads the size from the bytes' header, before decoding.
 """
 
 import contextlib
@@ -32,7 +34,8 @@ import keras
 import tensorflow as tf
 
 from chroma.color import rgb_to_scaled_lab, scaled_lab_to_rgb
-from chroma.data.decode import decode_photo
+from chroma.data import MAX_PIXELS
+from chroma.data.decode import decode_photo, within_pixel_limit
 from chroma.data.pipeline import preprocess
 from chroma.models.blocks import SwitchableDropout
 from chroma.models.generator import Generator
@@ -89,8 +92,11 @@ def dropout_on(layers):
             layer.at_inference = at_inference
 
 
-def serving_functions(generator, image_size):
+def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
     """The signatures as concrete functions, name -> function, for `generator` trained at image_size.
+
+    An image of more than max_pixels pixels is refused with an InvalidArgument
+    error before it is decoded (its header gives the size) or converted.
 
     Called in memory they behave as the exported signatures do: keyword
     inputs, a dict of outputs. `colorize_samples` is there only when the
@@ -111,6 +117,12 @@ def serving_functions(generator, image_size):
 
     def colorize_rgb(image, values, copies=1):
         """uint8 RGB (H, W, 3) and its features -> `copies` colorizations of it, uint8 (copies, H, W, 3)."""
+        height, width = tf.unstack(tf.cast(tf.shape(image)[:2], tf.int64))
+        check = tf.debugging.Assert(height * width <= max_pixels, [tf.strings.format(
+            "image of {}x{} pixels is over the limit of {} pixels set at export (chroma export --max-pixels)",
+            (width, height, max_pixels))])
+        with tf.control_dependencies([check]):
+            image = tf.identity(image)
         full_l, _ = rgb_to_scaled_lab(image)
         # The generator sees the image resized exactly as in training (chroma.data.preprocess).
         small_l, _ = preprocess(image, image_size)
@@ -122,7 +134,7 @@ def serving_functions(generator, image_size):
 
     @tf.function(input_signature=[tf.TensorSpec((), tf.string, name="image_bytes"), *image_features])
     def serving_default(image_bytes, *values):
-        return {"colorized": colorize_rgb(decode_photo(image_bytes), values)[0]}
+        return {"colorized": colorize_rgb(decode_photo(within_pixel_limit(image_bytes, max_pixels)), values)[0]}
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image"), *image_features])
     def colorize_image(image, *values):
@@ -158,8 +170,10 @@ def serving_functions(generator, image_size):
     return {name: function.get_concrete_function() for name, function in functions.items()}
 
 
-def export_saved_model(generator, directory, image_size):
+def export_saved_model(generator, directory, image_size, max_pixels=MAX_PIXELS):
     """Writes `generator` (scaled L -> scaled ab, trained at image_size) as a SavedModel in `directory`.
+
+    Its image signatures refuse images of more than max_pixels pixels.
 
     An earlier SavedModel there is replaced; a non-empty folder that is not
     one is refused rather than deleted. The model is written beside and moved
@@ -178,10 +192,11 @@ def export_saved_model(generator, directory, image_size):
         # Dropout's random seed state (colorize_samples draws its masks from it) is a Keras variable that
         # TensorFlow's object graph does not reach through the layers; listing every variable saves it.
         module.generator_variables = generator.variables
-        functions = serving_functions(generator, image_size)
+        functions = serving_functions(generator, image_size, max_pixels)
         tf.saved_model.save(module, str(staging), signatures=functions)
         metadata = {
             "image_size": image_size,
+            "max_pixels": max_pixels,
             "model": type(generator).__name__,
             "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "signatures": list(functions),

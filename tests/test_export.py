@@ -3,10 +3,12 @@
 import datetime
 import io
 import json
+import struct
 import subprocess
 import sys
 import textwrap
 import warnings
+import zlib
 from pathlib import Path
 
 import keras
@@ -125,6 +127,79 @@ def test_saved_model_serves_encoded_photos_without_chroma(exported, loaded, tmp_
     colorized_gray = np.load(tmp_path / "gray.png.npy")
     assert colorized_gray.shape == gray.shape + (3,)
     assert np.abs(lightness(colorized_gray) - lightness(np.stack([gray] * 3, axis=-1))).mean() < 1.0
+
+
+def png_bomb(side):
+    """A gray PNG of side x side black pixels: a few hundred KB that decode to side**2 bytes and more."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    compressor, row = zlib.compressobj(9), b"\0" * (side + 1)  # each row: filter type 0, then its pixels
+    pixels = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def test_saved_model_refuses_bombs_and_bad_bytes_and_keeps_serving_without_chroma(exported, tmp_path):
+    """A 16000 x 16000 PNG of ~250 KB is refused from its header: decoded it would take gigabytes."""
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb(16000))
+    assert bomb.stat().st_size < 400_000
+    inputs = {"bomb": bomb.read_bytes(), "empty": b"", "text": b"not an image at all",
+              "truncated": png_bytes(COFFEE)[:3000], "photo": png_bytes(COFFEE)}
+    (tmp_path / "inputs.json").write_text(json.dumps({name: value.hex() for name, value in inputs.items()}))
+    script = textwrap.dedent(f"""
+        import json, resource, sys
+        import tensorflow as tf
+        serve = tf.saved_model.load({str(exported)!r}).signatures["serving_default"]
+        answers = {{}}
+        for name, value in json.load(open("inputs.json")).items():
+            try:
+                answers[name] = list(serve(image_bytes=tf.constant(bytes.fromhex(value)))["colorized"].shape)
+            except tf.errors.InvalidArgumentError as error:
+                answers[name] = "InvalidArgument: " + error.message
+        answers["peak GB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        assert "chroma" not in sys.modules
+        print(json.dumps(answers))
+    """)
+    served = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert served.returncode == 0, served.stderr[-3000:]
+    answers = json.loads(served.stdout.strip().splitlines()[-1])
+    assert "image of 16000x16000 pixels is over the limit of 67108864 pixels set at export" in answers["bomb"]
+    for name in ("empty", "text", "truncated"):
+        assert answers[name].startswith("InvalidArgument: "), (name, answers[name])
+    assert answers["photo"] == list(COFFEE.shape)  # served after every refusal: the process goes on
+    assert answers["peak GB"] < 3  # the bomb's 256 MB of pixels, and the decoder's gigabytes, never came to be
+
+
+def test_the_pixel_limit_is_fixed_at_export_for_bytes_and_arrays(baseline, tmp_path, capsys):
+    baseline.save(tmp_path / "baseline.keras")
+    limit = COFFEE.shape[0] * COFFEE.shape[1] - 1
+    assert cli.main(["export", "--model", str(tmp_path / "baseline.keras"), "--image-size", str(IMAGE_SIZE),
+                     "-o", str(tmp_path / "small"), "--max-pixels", str(limit)]) == 0
+    assert json.loads((tmp_path / "small" / "chroma.json").read_text())["max_pixels"] == limit
+    signatures = tf.saved_model.load(str(tmp_path / "small")).signatures
+    refusal = f"image of 457x301 pixels is over the limit of {limit} pixels set at export"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=refusal):
+        signatures["serving_default"](image_bytes=tf.constant(png_bytes(COFFEE)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=refusal):
+        signatures["colorize_image"](image=tf.constant(COFFEE))
+    assert signatures["colorize_image"](image=tf.constant(COFFEE[:300]))["colorized"].shape == (300, 457, 3)
+    assert cli.EXPORT_MAX_PIXELS == data.MAX_PIXELS  # the default: what `chroma colorize` reads files within
+
+
+def test_every_format_tells_its_size_from_its_header():
+    from chroma.data.decode import header_size
+
+    for name, options in SERVED_FORMATS.items():
+        buffer = io.BytesIO()
+        Image.fromarray(COFFEE).save(buffer, **options)
+        assert [int(side) for side in header_size(tf.constant(buffer.getvalue()))] == [301, 457], name
+    upside_down = io.BytesIO()  # a BMP stored top-down gives a negative height
+    Image.fromarray(COFFEE).save(upside_down, format="BMP")
+    top_down = bytearray(upside_down.getvalue())
+    top_down[22:26] = struct.pack("<i", -301)
+    assert [int(side) for side in header_size(tf.constant(bytes(top_down)))] == [301, 457]
 
 
 def test_decode_photo_rounds_as_training_decoding_does():

@@ -12,6 +12,68 @@ PNG_GRAY = 0  # IHDR's colour type (byte 25) for gray without an alpha channel; 
 WEBP_ANIMATION = 0x02  # in the flags of a WebP VP8X header, byte 20
 
 
+def header_size(image_bytes):
+    """(height, width), int64, read from the header of JPEG, PNG, GIF, BMP or WebP bytes without decoding them.
+
+    (0, 0) for bytes of no such format (decoding them then fails with its own
+    error). A JPEG's size is in its frame header, which
+    tf.image.extract_jpeg_shape finds; the others' are at fixed offsets:
+    PNG's IHDR (big-endian), GIF's logical screen, BMP's info header (a
+    negative height means rows stored top-down), and WebP's lossy (VP8),
+    lossless (VP8L) or extended (VP8X) header.
+    """
+    header = tf.strings.substr(tf.strings.substr(image_bytes, 0, 32) + b"\0" * 32, 0, 32)
+    header_bytes = tf.cast(tf.reshape(tf.io.decode_raw(header, tf.uint8), (32,)), tf.int64)
+
+    def little_endian(offset, length):
+        return sum(header_bytes[offset + index] * 256**index for index in range(length))
+
+    def big_endian(offset, length):
+        return sum(header_bytes[offset + length - 1 - index] * 256**index for index in range(length))
+
+    def signed(value, bits):
+        return tf.where(value >= 2 ** (bits - 1), value - 2**bits, value)
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)
+        return shape[0], shape[1]
+
+    def webp_lossless():
+        bits = little_endian(21, 4)
+        return (bits // 2**14) % 2**14 + 1, bits % 2**14 + 1
+
+    is_webp = (tf.strings.substr(header, 0, 4) == b"RIFF") & (tf.strings.substr(header, 8, 4) == b"WEBP")
+    return tf.case(
+        [
+            (tf.io.is_jpeg(image_bytes), jpeg),
+            (tf.strings.substr(header, 0, 8) == PNG_SIGNATURE, lambda: (big_endian(20, 4), big_endian(16, 4))),
+            (tf.strings.substr(header, 0, 3) == b"GIF", lambda: (little_endian(8, 2), little_endian(6, 2))),
+            (tf.strings.substr(header, 0, 2) == b"BM",
+             lambda: (tf.abs(signed(little_endian(22, 4), 32)), signed(little_endian(18, 4), 32))),
+            (is_webp & (tf.strings.substr(header, 12, 4) == b"VP8 "),
+             lambda: (little_endian(28, 2) % 2**14, little_endian(26, 2) % 2**14)),
+            (is_webp & (tf.strings.substr(header, 12, 4) == b"VP8L"), webp_lossless),
+            (is_webp & (tf.strings.substr(header, 12, 4) == b"VP8X"),
+             lambda: (little_endian(27, 3) + 1, little_endian(24, 3) + 1)),
+        ],
+        default=lambda: (tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+    )
+
+
+def within_pixel_limit(image_bytes, max_pixels):
+    """image_bytes, once its header says it has at most max_pixels pixels; else an InvalidArgument error that
+    gives its size and the limit. Nothing that depends on the result runs before the check: a few hundred KB
+    of PNG can describe an image of gigabytes (a decompression bomb)."""
+    height, width = header_size(image_bytes)
+    check = tf.debugging.Assert(
+        (width >= 0) & (height * width <= max_pixels),
+        [tf.strings.format("image of {}x{} pixels is over the limit of {} pixels set at export (chroma export "
+                           "--max-pixels)", (width, height, max_pixels))],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(image_bytes)
+
+
 def on_white(image):
     """uint8 gray, gray + alpha, RGB or RGBA (H, W, 1 to 4) -> uint8 RGB (H, W, 3), alpha composited on white.
 
