@@ -1,16 +1,44 @@
-"""The README's code runs as written."""
+"""The README's Python runs as written, each block in a folder that holds what it names."""
 
+import re
 from pathlib import Path
 
+import pytest
+import skimage.data
 import tensorflow as tf
+from PIL import Image
+
+from chroma import data
+from chroma.export import export_saved_model
+from chroma.models.baseline0 import MeanColorBaseline
 
 README = Path(__file__).parent.parent / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
-def test_the_notebook_example_trains_and_colorizes_a_photo():
-    """The "In a notebook" code, as a reader would paste it."""
-    code = README.read_text().split("**In a notebook**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+@pytest.fixture(scope="module")
+def readers_folder(tmp_path_factory):
+    """A folder with what the blocks read: saved_models/baseline0 (exported) and photo.jpg."""
+    folder = tmp_path_factory.mktemp("reader")
+    baseline = MeanColorBaseline()
+    baseline.compile()
+    for batch in data.make_dataset(data.samples(), 32, batch_size=8):
+        baseline.train_step(batch)
+    export_saved_model(baseline, folder / "saved_models" / "baseline0", 32)
+    Image.fromarray(skimage.data.chelsea()).save(folder / "photo.jpg")
+    return folder
+
+
+def test_the_readme_has_python_to_run():
+    assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("block", range(len(BLOCKS)))
+def test_each_python_block_runs(block, readers_folder, monkeypatch):
+    monkeypatch.chdir(readers_folder)
     names = {}
-    exec(compile(code, str(README), "exec"), names)  # noqa: S102 - the documentation's own code
-    assert names["colorized"].shape == (1, 64, 64, 3)
-    assert names["ab"].dtype == tf.float32
+    exec(compile(BLOCKS[block], f"{README}, Python block {block + 1}", "exec"), names)  # noqa: S102
+    images = {name: value for name, value in names.items() if name in ("colorized", "rgb")}
+    assert images, "each block ends with a colorized image"
+    for image in images.values():
+        assert image.shape[-1] == 3 and tf.reduce_max(image) > 0
