@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from chroma.color import rgb_to_scaled_lab, scaled_lab_to_rgb
 from chroma.data import MAX_PIXELS
-from chroma.data.decode import decode_photo, within_pixel_limit
+from chroma.data.decode import checked_size, decode_photo, within_pixel_limit
 from chroma.data.pipeline import preprocess
 from chroma.models.blocks import SwitchableDropout
 from chroma.models.generator import Generator
@@ -118,11 +118,7 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
     def colorize_rgb(image, values, copies=1):
         """uint8 RGB (H, W, 3) and its features -> `copies` colorizations of it, uint8 (copies, H, W, 3)."""
         height, width = tf.unstack(tf.cast(tf.shape(image)[:2], tf.int64))
-        check = tf.debugging.Assert(height * width <= max_pixels, [tf.strings.format(
-            "image of {}x{} pixels is over the limit of {} pixels set at export (chroma export --max-pixels)",
-            (width, height, max_pixels))])
-        with tf.control_dependencies([check]):
-            image = tf.identity(image)
+        image = checked_size(image, height, width, max_pixels)
         full_l, _ = rgb_to_scaled_lab(image)
         # The generator sees the image resized exactly as in training (chroma.data.preprocess).
         small_l, _ = preprocess(image, image_size)

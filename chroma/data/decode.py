@@ -61,17 +61,22 @@ def header_size(image_bytes):
 
 
 def within_pixel_limit(image_bytes, max_pixels):
-    """image_bytes, once its header says it has at most max_pixels pixels; else an InvalidArgument error that
-    gives its size and the limit. Nothing that depends on the result runs before the check: a few hundred KB
-    of PNG can describe an image of gigabytes (a decompression bomb)."""
+    """image_bytes, once its header says it has at most max_pixels pixels (see checked_size). A few hundred
+    KB of PNG can describe an image of gigabytes (a decompression bomb): this refuses it undecoded."""
     height, width = header_size(image_bytes)
+    return checked_size(image_bytes, height, width, max_pixels)
+
+
+def checked_size(tensor, height, width, max_pixels):
+    """tensor, once height x width is at most max_pixels; else an InvalidArgument error that gives the size
+    and the limit. Nothing that depends on the result runs before the check."""
     check = tf.debugging.Assert(
         (width >= 0) & (height * width <= max_pixels),
         [tf.strings.format("image of {}x{} pixels is over the limit of {} pixels set at export (chroma export "
                            "--max-pixels)", (width, height, max_pixels))],
     )
     with tf.control_dependencies([check]):
-        return tf.identity(image_bytes)
+        return tf.identity(tensor)
 
 
 def on_white(image):
