@@ -105,8 +105,7 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         raise ValueError("one process per run trains on this machine alone: not with a multi-worker or TPU strategy")
     if not is_chief(strategy):
         return train_beside_chief(experiment, settings, out_dir, run_keys, strategy, precision, jit)
-    lpips_model = LPIPS(weights=assets["lpips"]) if "lpips" in assets else None
-    fid_model = fid_inception(assets["fid"]) if "fid" in assets else None
+    lpips_model, fid_model = metric_networks(assets)
     eval_data = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size,
                                   drop_gray=settings.drop_gray)
     baseline0 = fit_baseline0(settings)
@@ -160,6 +159,11 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
     wait_for_workers(strategy)
     return paths
 
+
+def metric_networks(assets):
+    """(LPIPS, FID's Inception) from the assets that name their weights; None for each one not given."""
+    return (LPIPS(weights=assets["lpips"]) if "lpips" in assets else None,
+            fid_inception(assets["fid"]) if "fid" in assets else None)
 
 def train_and_draw(experiment, scale, run, settings, out_dir, strategy, precision, jit, lpips_model, fid_model):
     """Trains one run, scores it and draws its figures: (its results row, {"held_out": its sample column,
@@ -237,8 +241,7 @@ def train_in_own_process(sender, recipe_path, scale, run_key, runs_root, coco, d
     experiment = load_experiment(recipe_path)
     settings = experiment.settings(scale, coco=coco, data=data)._replace(assets=assets)
     run, = select_runs(experiment, [run_key])
-    lpips_model = LPIPS(weights=assets["lpips"]) if "lpips" in assets else None
-    fid_model = fid_inception(assets["fid"]) if "fid" in assets else None
+    lpips_model, fid_model = metric_networks(assets)
     try:
         row, columns = train_and_draw(experiment, scale, run, settings, Path(runs_root) / experiment.PAPER / scale,
                                       make_strategy(strategy), precision, jit, lpips_model, fid_model)

@@ -109,7 +109,7 @@ class SampleImages(keras.callbacks.Callback):
         self.kept_dir = Path(kept_dir) if kept_dir else None
 
     def on_epoch_end(self, epoch, logs=None):
-        predicted_ab = tf.cast(self.model(self.batch, training=False), tf.float32)
+        predicted_ab = self.model(self.batch, training=False)
         gray = color.scaled_lab_to_rgb(self.scaled_l, tf.zeros_like(self.scaled_ab))
         predicted = color.scaled_lab_to_rgb(self.scaled_l, predicted_ab)
         truth = color.scaled_lab_to_rgb(self.scaled_l, self.scaled_ab)

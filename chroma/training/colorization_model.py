@@ -28,8 +28,12 @@ class ColorizationModel(keras.Model):
         self.loss_trackers = {}
 
     def call(self, batch, training=False):
-        """A batch dict (or a train step's stacked batches, of which the first) -> scaled ab (B,H,W,2)."""
-        return self.generator(first_batch(batch), training=training)["ab"]
+        """A batch dict (or a train step's stacked batches, of which the first) -> scaled ab (B,H,W,2), float32.
+
+        float32 whatever the generator's last layer computes in: a network of the user's own may end in its
+        mixed-precision compute dtype, and scoring and drawing read ab as float32.
+        """
+        return tf.cast(self.generator(first_batch(batch), training=training)["ab"], tf.float32)
 
     def networks(self):
         """The trainable networks, by attribute name; subclasses add theirs (the discriminator)."""
