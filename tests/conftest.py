@@ -187,3 +187,12 @@ def two_replicas():
     process = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
     return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+# The longest tests, a minute or more each in processes of their own (each recipe's XLA group, the multi-worker
+# clusters), are handed out first: collected last, they would leave one pytest-xdist worker alone at the end.
+LONGEST_FIRST = ("tests/test_xla.py::test_every_recipes_steps", "tests/test_multiworker.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
