@@ -137,6 +137,7 @@ def _decoded_images(source, max_side, drop_gray, shuffle, seed, repeat, report):
     records = source.records
     lock = threading.Lock()
     first_pass = SkipReport(report.keep)
+    counted = set()  # the record indices first_pass has counted
 
     def load(index):
         record = records[index]
@@ -149,7 +150,7 @@ def _decoded_images(source, max_side, drop_gray, shuffle, seed, repeat, report):
             outcome = "gray" if drop_gray and is_grayscale(rgb) else None
             usable = outcome is None
         with lock:
-            _count_first_pass(first_pass, record.name, outcome, len(records), report, source.name)
+            _count_first_pass(first_pass, counted, index, record.name, outcome, len(records), report, source.name)
         return rgb, usable, record.caption, np.int32(record.label), record.name
 
     def record_order(_):
@@ -178,10 +179,16 @@ def _decoded_images(source, max_side, drop_gray, shuffle, seed, repeat, report):
 _EMPTY_RGB = np.zeros((1, 1, 3), np.uint8)
 
 
-def _count_first_pass(first_pass, name, outcome, total, report, source_name):
-    """Counts one record of the first pass; when the pass is complete, reports it once."""
-    if first_pass.seen >= total:
+def _count_first_pass(first_pass, counted, index, name, outcome, total, report, source_name):
+    """Counts record `index` the first time it is decoded; once every record is counted, reports them once.
+
+    By index, not by how many came before: the parallel map decodes the next
+    pass's first records while this pass's slow ones (a huge JPEG) are still
+    decoding, and those must neither count twice nor push a record out.
+    """
+    if index in counted:
         return  # later passes repeat the same news
+    counted.add(index)
     first_pass.seen += 1
     if outcome == "gray":
         first_pass.drop_gray(name)
