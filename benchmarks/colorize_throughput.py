@@ -62,8 +62,13 @@ def colorize_process(photos, model, out_dir, log):
 
 
 def measure_colorize(photos, model, out_dir, log_path):
-    """Runs `chroma colorize photos --model model -o out_dir` on 2 photos or more; its Throughput, one rate per
-    photo after the first (the first pays for the model's first call), with start-up, peak memory and CPU use."""
+    """Runs `chroma colorize photos --model model -o out_dir` on 3 photos or more; its Throughput, one rate per
+    photo but the first and the last, with start-up, peak memory and CPU use.
+
+    colorize saves a photo while it colours the next, and prints a photo's line once it is saved, so
+    lines come one colorization apart; the first photo pays for the model's first call, and the last
+    line follows the one before by a save alone.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with open(log_path, "w") as log, colorize_process(photos, model, out_dir, log) as process:
@@ -78,7 +83,7 @@ def measure_colorize(photos, model, out_dir, log_path):
     total_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if process.returncode:
         raise RuntimeError(f"chroma colorize exited with status {process.returncode}:\n{Path(log_path).read_text()}")
-    rates = tuple(1 / (later[0] - earlier[0]) for earlier, later in pairwise(written))
+    rates = tuple(1 / (later[0] - earlier[0]) for earlier, later in pairwise(written[:-1]))
     steady_cpu = (written[-1][1] - written[0][1]) / (written[-1][0] - written[0][0])
     cores = os.cpu_count()
     note = (f"peak resident memory {memory['bytes'] / 1e9:.2f} GB; CPU use {100 * steady_cpu / cores:.0f}% of "

@@ -12,6 +12,7 @@ which keeps the generator's dropout on (paper agosti, figure 4).
 """
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -107,6 +108,28 @@ def save(rgb, path):
         image.save(path)
 
 
+def save_all(colorizations, paths):
+    for rgb, path in zip(colorizations, paths):
+        save(rgb, path)
+
+
+def decoded_ahead(images, pool):
+    """Each image's pixels as colorize reads them (or its UnreadableImage), the next decoding in `pool` meanwhile."""
+    def read(path):
+        try:
+            # max_side: no resizing, every image keeps its size; MAX_PIXELS still bounds memory.
+            return load_rgb(str(path), max_side=MAX_PIXELS, min_side=1)
+        except UnreadableImage as error:
+            return error
+
+    upcoming = pool.submit(read, images[0][0]) if images else None
+    for index in range(len(images)):
+        current = upcoming.result()
+        if index + 1 < len(images):
+            upcoming = pool.submit(read, images[index + 1][0])
+        yield current
+
+
 def colorize_files(inputs, model_path, output_dir, image_size=256, samples=None):
     """Colorizes every image of `inputs` into output_dir; returns (colorized, skipped) counts.
 
@@ -129,31 +152,48 @@ def colorize_files(inputs, model_path, output_dir, image_size=256, samples=None)
     # Inputs, then each output written: none of them is ever overwritten.
     taken = {path.resolve() for path, _ in images}
     colorized, skipped = 0, 0
-    for number, (path, relative) in enumerate(images, start=1):
-        destination, note = output_path(relative, output_dir)
-        destinations = [destination] if samples is None else sample_paths(destination, samples)
-        written = ", ".join(map(str, destinations))
-        try:
-            # max_side: no resizing, every image keeps its size; MAX_PIXELS still bounds memory.
-            rgb = load_rgb(str(path), max_side=MAX_PIXELS, min_side=1)
-            clashes = [str(target) for target in destinations if target.resolve() in taken]
-            problem = f"{clashes[0]} is an input or an earlier output" if clashes else ""
-        except UnreadableImage as error:
-            problem = str(error)
-        if problem:
-            skipped += 1
-            print(f"{line_break}skipped {path}: {problem}", file=sys.stderr)
-        else:
-            for colours, target in zip(colorize(rgb), destinations):
-                save(colours, target)
-                taken.add(target.resolve())
-            colorized += 1
-            if not progress:
-                print(f"[{number}/{len(images)}] {path} -> {written}{note}", flush=True)
-            elif note:
-                print(f"{line_break}{written}{note}", file=sys.stderr)
+    writing = None  # the previous photo's save and its report, under way while this photo is coloured
+
+    def report(number, path, written, note):
+        if not progress:
+            print(f"[{number}/{len(images)}] {path} -> {written}{note}", flush=True)
+        elif note:
+            print(f"{line_break}{written}{note}", file=sys.stderr)
         if progress:
             progress.update(number)
+
+    def finish_writing():
+        if writing:
+            save_job, line = writing
+            save_job.result()
+            report(*line)
+
+    # One thread decodes the next photo and one encodes the last while the network colours this one,
+    # so the cores stay busy (Pillow and TensorFlow both release the GIL while they work).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for number, ((path, relative), rgb) in enumerate(zip(images, decoded_ahead(images, pool)), start=1):
+            destination, note = output_path(relative, output_dir)
+            destinations = [destination] if samples is None else sample_paths(destination, samples)
+            written = ", ".join(map(str, destinations))
+            if isinstance(rgb, UnreadableImage):
+                problem = str(rgb)
+            else:
+                clashes = [str(target) for target in destinations if target.resolve() in taken]
+                problem = f"{clashes[0]} is an input or an earlier output" if clashes else ""
+            if problem:
+                finish_writing()
+                writing = None
+                skipped += 1
+                print(f"{line_break}skipped {path}: {problem}", file=sys.stderr)
+                if progress:
+                    progress.update(number)
+                continue
+            colours = colorize(rgb)
+            finish_writing()
+            taken.update(target.resolve() for target in destinations)
+            writing = pool.submit(save_all, colours, destinations), (number, path, written, note)
+            colorized += 1
+        finish_writing()
     print(f"colorized {colorized}, skipped {skipped}; written to {output_dir}")
     if not colorized:
         raise ValueError(f"none of the {len(images)} images could be colorized")
