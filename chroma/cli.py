@@ -169,6 +169,21 @@ def run_colorize(args):
     colorize_files(args.inputs, args.model, args.output, image_size=args.image_size, samples=args.samples)
 
 
+def run_serve(args):
+    from chroma.serve import serve
+
+    serve(args.model, host=args.host, port=args.port, name=args.name, max_body_mib=args.max_body_mib,
+          max_pixels=args.max_pixels, max_in_flight=args.max_in_flight, max_waiting=args.max_waiting,
+          timeout=args.timeout)
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="chroma",
@@ -285,10 +300,11 @@ def build_parser():
         help="export a .keras colorizer as a SavedModel that colorizes photos of any size",
         description=(
             "Export a .keras model (a generator, or a trained model wrapping one) as a TensorFlow "
-            "SavedModel that needs no chroma to serve. Signatures: serving_default (encoded "
-            "JPEG/PNG bytes -> colorized uint8 RGB at the input's full size), colorize_image "
-            "(uint8 RGB -> the same), colorize_lab (scaled L -> scaled ab at the training size) and, "
-            "for a generator with dropout such as the U-Net, colorize_samples (uint8 RGB and N -> N "
+            "SavedModel that needs no chroma to serve. Signatures: serving_default (a batch of encoded "
+            "JPEG/PNG/GIF/BMP/WebP photos of one size -> colorized uint8 RGB at their full size), "
+            "colorize_encoded (photos of any sizes -> PNGs), colorize_image (uint8 RGB -> the same), "
+            "colorize_lab (scaled L -> scaled ab at the training size) and, for a generator with dropout "
+            "such as the U-Net, colorize_samples and colorize_samples_encoded (a photo and N -> N "
             "different colorizations, dropout kept on)."
         ),
     )
@@ -320,6 +336,36 @@ def build_parser():
                                "the generator's dropout stays on, its only source of noise (paper agosti, figure 4, "
                                "after pix2pix). Needs a generator with dropout, such as the U-Net")
     colorize.set_defaults(handler=run_colorize)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a SavedModel over TensorFlow Serving's REST API, with a page to colorize photos in a browser",
+        description=(
+            "Serve a SavedModel from 'chroma export' over TensorFlow Serving's REST API "
+            "(GET /v1/models/NAME, GET /v1/models/NAME/metadata, POST /v1/models/NAME:predict with "
+            "{\"instances\": [{\"b64\": ...}]}), so a client written for TensorFlow Serving works against it, "
+            "and a page at / where photos dropped or picked are coloured at their full size. Every refused "
+            "request gets a JSON error; the server goes on serving. Ctrl-C stops it."
+        ),
+    )
+    serve.add_argument("--model", required=True, help="the SavedModel folder")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: %(default)s, this machine only; 0.0.0.0: every network)")
+    serve.add_argument("--port", type=int, default=8501, help="port (default: %(default)s, TF Serving's REST port; "
+                       "0: any free one, printed)")
+    serve.add_argument("--name", help="the model's name in URLs (default: the folder's name)")
+    serve.add_argument("--max-body-mib", type=positive_int, default=64, metavar="MIB",
+                       help="the largest request body, base64 photos included (default: %(default)s MiB)")
+    serve.add_argument("--max-pixels", type=positive_int, metavar="N",
+                       help="the largest photo (width x height) served, read from its header before decoding "
+                       "(default: the limit the SavedModel was exported with)")
+    serve.add_argument("--max-in-flight", type=positive_int, default=1, metavar="N",
+                       help="predictions run at once (default: %(default)s: one uses every core)")
+    serve.add_argument("--max-waiting", type=positive_int, default=16, metavar="N",
+                       help="requests that wait for a turn; more are answered 503 (default: %(default)s)")
+    serve.add_argument("--timeout", type=positive_float, default=120.0, metavar="SECONDS",
+                       help="a request waiting and predicting longer is answered 504 (default: %(default)s)")
+    serve.set_defaults(handler=run_serve)
     return parser
 
 

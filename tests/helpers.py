@@ -1,6 +1,8 @@
 """Checks shared by the model tests."""
 
 import json
+import struct
+import zlib
 
 import keras
 import numpy as np
@@ -57,3 +59,14 @@ def dense(inputs, outputs):
 
 def batch_norm(channels):
     return 4 * channels  # gamma, beta and the two moving statistics
+
+
+def png_bomb(side):
+    """A gray PNG of side x side black pixels: a few hundred KB that decode to side**2 bytes and more."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    compressor, row = zlib.compressobj(9), b"\0" * (side + 1)  # each row: filter type 0, then its pixels
+    pixels = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")

@@ -400,8 +400,8 @@ def test_exported_model_c_colorizes_image_bytes_by_their_caption(small, tmp_path
     serve = tf.saved_model.load(str(tmp_path / "model_c")).signatures["serving_default"]
     png = io.BytesIO()
     Image.fromarray(skimage.data.coffee()).save(png, format="PNG")
-    image_bytes = tf.constant(png.getvalue())
-    red = serve(image_bytes=image_bytes, caption=tf.constant("a red cat on a mat"))["colorized"].numpy()
-    sky = serve(image_bytes=image_bytes, caption=tf.constant("a blue sky over a green field"))["colorized"].numpy()
+    image_bytes = tf.constant([png.getvalue()])
+    red = serve(image_bytes=image_bytes, caption=tf.constant(["a red cat on a mat"]))["colorized"][0].numpy()
+    sky = serve(image_bytes=image_bytes, caption=tf.constant(["a blue sky over a green field"]))["colorized"][0]
     assert red.shape == skimage.data.coffee().shape
     assert np.abs(red.astype(int) - sky).max() > 0

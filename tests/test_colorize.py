@@ -168,7 +168,7 @@ def test_colorize_and_serving_give_the_same_colours_for_every_encoding(saved_mod
 
     serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
     for name in names:
-        served = serve(image_bytes=tf.constant((photos / name).read_bytes()))["colorized"].numpy()
+        served = serve(image_bytes=tf.constant([(photos / name).read_bytes()]))["colorized"][0].numpy()
         np.testing.assert_array_equal(served, colorized[name], err_msg=name)
     # Transparent pixels are white, but a GIF's black: TensorFlow's GIF decoder paints them so.
     assert (load_rgb(str(photos / "rgba.png"))[:16] == 255).all()

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import warnings
-import zlib
 from pathlib import Path
 
 import keras
@@ -27,7 +26,7 @@ from chroma.models.generator import BatchInput, Generator
 from chroma.models.unet import UNetGenerator
 from chroma.training import RegressionColorizer
 from chroma.models.network_generator import NetworkGenerator
-from helpers import ab_of
+from helpers import ab_of, png_bomb
 
 IMAGE_SIZE = 32
 # Non-square, odd sizes: any mix-up of height and width or off-by-one resizing shows.
@@ -109,12 +108,24 @@ def test_saved_model_serves_encoded_photos_without_chroma(exported, loaded, tmp_
         serve = tf.saved_model.load({str(exported)!r}).signatures["serving_default"]
         for name in {names!r}:
             image_bytes = open({str(tmp_path)!r} + f"/{{name}}", "rb").read()
-            colorized = serve(image_bytes=tf.constant(image_bytes))["colorized"]
+            colorized = serve(image_bytes=tf.constant([image_bytes]))["colorized"][0]
             np.save({str(tmp_path)!r} + f"/{{name}}.npy", colorized.numpy())
+        # colorize_encoded: the same pixels as PNG, for photos of any sizes in one call.
+        encode = tf.saved_model.load({str(exported)!r}).signatures["colorize_encoded"]
+        photos = [open({str(tmp_path)!r} + f"/{{name}}", "rb").read() for name in ("coffee.png", "gray.png")]
+        for name, png in zip(("coffee.png", "gray.png"), encode(image_bytes=tf.constant(photos))["colorized_bytes"]):
+            np.save({str(tmp_path)!r} + f"/{{name}}.encoded.npy", tf.io.decode_png(png).numpy())
+        try:
+            serve(image_bytes=tf.constant(photos))
+        except tf.errors.InvalidArgumentError as error:
+            print(error.message)
         assert "chroma" not in sys.modules
     """)
     served = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert served.returncode == 0, served.stderr[-3000:]  # e.g. the format TensorFlow could not decode
+    assert "the photos of one serving_default call differ in size" in served.stdout
+    for name in ("coffee.png", "gray.png"):
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}.encoded.npy"), np.load(tmp_path / f"{name}.npy"))
 
     for name in SERVED_FORMATS:
         colorized = np.load(tmp_path / f"{name}.npy")
@@ -127,17 +138,6 @@ def test_saved_model_serves_encoded_photos_without_chroma(exported, loaded, tmp_
     colorized_gray = np.load(tmp_path / "gray.png.npy")
     assert colorized_gray.shape == gray.shape + (3,)
     assert np.abs(lightness(colorized_gray) - lightness(np.stack([gray] * 3, axis=-1))).mean() < 1.0
-
-
-def png_bomb(side):
-    """A gray PNG of side x side black pixels: a few hundred KB that decode to side**2 bytes and more."""
-    def chunk(kind, payload):
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    compressor, row = zlib.compressobj(9), b"\0" * (side + 1)  # each row: filter type 0, then its pixels
-    pixels = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 def test_saved_model_refuses_bombs_and_bad_bytes_and_keeps_serving_without_chroma(exported, tmp_path):
@@ -155,7 +155,7 @@ def test_saved_model_refuses_bombs_and_bad_bytes_and_keeps_serving_without_chrom
         answers = {{}}
         for name, value in json.load(open("inputs.json")).items():
             try:
-                answers[name] = list(serve(image_bytes=tf.constant(bytes.fromhex(value)))["colorized"].shape)
+                answers[name] = list(serve(image_bytes=tf.constant([bytes.fromhex(value)]))["colorized"].shape)
             except tf.errors.InvalidArgumentError as error:
                 answers[name] = "InvalidArgument: " + error.message
         # VmHWM, this program's own peak: ru_maxrss would count the pytest worker's memory at the fork too.
@@ -170,7 +170,7 @@ def test_saved_model_refuses_bombs_and_bad_bytes_and_keeps_serving_without_chrom
     assert "image of 16000x16000 pixels is over the limit of 67108864 pixels set at export" in answers["bomb"]
     for name in ("empty", "text", "truncated"):
         assert answers[name].startswith("InvalidArgument: "), (name, answers[name])
-    assert answers["photo"] == list(COFFEE.shape)  # served after every refusal: the process goes on
+    assert answers["photo"] == [1, *COFFEE.shape]  # served after every refusal: the process goes on
     assert answers["peak GB"] < 3  # the bomb's 256 MB of pixels, and the decoder's gigabytes, never came to be
 
 
@@ -183,7 +183,7 @@ def test_the_pixel_limit_is_fixed_at_export_for_bytes_and_arrays(baseline, tmp_p
     signatures = tf.saved_model.load(str(tmp_path / "small")).signatures
     refusal = f"image of 457x301 pixels is over the limit of {limit} pixels set at export"
     with pytest.raises(tf.errors.InvalidArgumentError, match=refusal):
-        signatures["serving_default"](image_bytes=tf.constant(png_bytes(COFFEE)))
+        signatures["serving_default"](image_bytes=tf.constant([png_bytes(COFFEE)]))
     with pytest.raises(tf.errors.InvalidArgumentError, match=refusal):
         signatures["colorize_image"](image=tf.constant(COFFEE))
     assert signatures["colorize_image"](image=tf.constant(COFFEE[:300]))["colorized"].shape == (300, 457, 3)
@@ -226,14 +226,14 @@ def test_webp_animation_without_alpha_is_refused():
         decode_photo(tf.constant(buffer.getvalue()))
 
 
-def test_saved_model_cli_lists_the_three_signatures(exported):
+def test_saved_model_cli_lists_the_four_signatures(exported):
     saved_model_cli = Path(sys.executable).parent / "saved_model_cli"
     if not saved_model_cli.exists():
         pytest.skip(f"no saved_model_cli beside {sys.executable}")
     shown = subprocess.run(
         [saved_model_cli, "show", "--dir", exported, "--all"], check=True, capture_output=True, text=True
     ).stdout
-    for signature in ("serving_default", "colorize_image", "colorize_lab"):
+    for signature in ("serving_default", "colorize_encoded", "colorize_image", "colorize_lab"):
         assert f"signature_def['{signature}']" in shown
     assert "image_bytes" in shown and "colorized" in shown and "scaled_ab" in shown
 
@@ -268,7 +268,8 @@ def test_in_memory_functions_equal_the_exported_signatures(baseline, loaded):
 def test_colorize_samples_differ_and_colorize_image_stays_deterministic(tmp_path):
     generator = unet_with_dropout()
     export_saved_model(generator, tmp_path / "unet", 16)
-    assert json.loads((tmp_path / "unet" / "chroma.json").read_text())["signatures"][-1] == "colorize_samples"
+    assert json.loads((tmp_path / "unet" / "chroma.json").read_text())["signatures"][-2:] == [
+        "colorize_samples", "colorize_samples_encoded"]
     # Tracing colorize_samples for the export switched dropout on only while it ran.
     assert dropout_layers(generator) and not any(layer.at_inference for layer in dropout_layers(generator))
 
@@ -287,18 +288,26 @@ def test_colorize_samples_differ_and_colorize_image_stays_deterministic(tmp_path
     with pytest.raises(tf.errors.InvalidArgumentError, match="samples must be at least 1"):
         signatures["colorize_samples"](image=photo, samples=tf.constant(0))
 
+    # The same from a photo's bytes, as PNGs: what `chroma serve`'s page asks for.
+    encoded = signatures["colorize_samples_encoded"](image_bytes=tf.constant(png_bytes(photo.numpy())),
+                                                     samples=tf.constant(2))["colorized_bytes"]
+    decoded = np.stack([tf.io.decode_png(png).numpy() for png in encoded])
+    assert decoded.shape == (2, *photo.shape)
+    assert np.abs(skimage.color.rgb2lab(decoded[0])[..., 1:] - skimage.color.rgb2lab(decoded[1])[..., 1:]).mean() > 1
+
 
 def test_a_generator_without_dropout_has_no_samples_signature():
     generator = UNetGenerator(base_filters=4, depth=4, dropout=0.0)
     assert not dropout_layers(generator)
-    assert "colorize_samples" not in serving_functions(generator, 16)  # every sample would be the same
+    functions = serving_functions(generator, 16)
+    assert "colorize_samples" not in functions and "colorize_samples_encoded" not in functions  # all the same
 
 
 def test_chroma_json_says_what_is_inside(exported):
     metadata = json.loads((exported / "chroma.json").read_text())
     assert metadata["image_size"] == IMAGE_SIZE
     assert metadata["model"] == "MeanColorBaseline"
-    assert metadata["signatures"] == ["serving_default", "colorize_image", "colorize_lab"]
+    assert metadata["signatures"] == ["serving_default", "colorize_encoded", "colorize_image", "colorize_lab"]
     exported_at = datetime.datetime.fromisoformat(metadata["exported"])
     assert abs(datetime.datetime.now(datetime.timezone.utc) - exported_at) < datetime.timedelta(hours=1)
 
@@ -336,7 +345,7 @@ def test_cli_export_writes_to_saved_models_by_default(baseline, tmp_path, monkey
     assert cli.main(["export", "--model", "base.keras", "--image-size", "16"]) == 0
     printed = capsys.readouterr().out
     assert "saved_models/base" in printed
-    for signature in ("serving_default", "colorize_image", "colorize_lab"):
+    for signature in ("serving_default", "colorize_encoded", "colorize_image", "colorize_lab"):
         assert signature in printed
     assert "(None, 16, 16, 1)" in printed
     assert (tmp_path / "saved_models" / "base" / "saved_model.pb").is_file()
@@ -404,9 +413,9 @@ def test_caption_models_are_served_with_a_caption(tmp_path):
     """Paper villarenteria's Models B and C: image bytes and a caption string in, the caption's colours out."""
     export_saved_model(CaptionTint(), tmp_path / "tint", image_size=16)
     signatures = tf.saved_model.load(str(tmp_path / "tint")).signatures
-    image_bytes = tf.constant(png_bytes(COFFEE))
-    red = signatures["serving_default"](image_bytes=image_bytes, caption=tf.constant("red"))["colorized"].numpy()
-    grass = signatures["serving_default"](image_bytes=image_bytes, caption=tf.constant("grass"))["colorized"]
+    image_bytes = tf.constant([png_bytes(COFFEE)])
+    red = signatures["serving_default"](image_bytes=image_bytes, caption=tf.constant(["red"]))["colorized"][0].numpy()
+    grass = signatures["serving_default"](image_bytes=image_bytes, caption=tf.constant(["grass"]))["colorized"][0]
     assert red.shape == COFFEE.shape and np.abs(red.astype(int) - grass.numpy()).mean() > 5
     scaled_l = tf.zeros((2, 16, 16, 1))
     ab = signatures["colorize_lab"](scaled_l=scaled_l, caption=tf.constant(["sky", "sky red"]))["scaled_ab"]

@@ -1,6 +1,9 @@
 """The README's Python runs as written, each block in a folder that holds what it names."""
 
+import contextlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,21 @@ from chroma.models.baseline0 import MeanColorBaseline
 
 README = Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+SERVE_URL = "http://127.0.0.1:8501"  # where the README's HTTP client calls `chroma serve`
+
+
+@contextlib.contextmanager
+def serving(model):
+    """`chroma serve --model model` on a free port while the block runs; its base URL."""
+    process = subprocess.Popen([sys.executable, "-m", "chroma.cli", "serve", "--model", str(model), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("serving"), line
+        yield line.split("page ")[1].split("/,")[0]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +55,10 @@ def test_the_readme_has_python_to_run():
 def test_each_python_block_runs(block, readers_folder, monkeypatch):
     monkeypatch.chdir(readers_folder)
     names = {}
-    exec(compile(BLOCKS[block], f"{README}, Python block {block + 1}", "exec"), names)  # noqa: S102
+    source = BLOCKS[block]
+    with serving(readers_folder / "saved_models" / "baseline0") if SERVE_URL in source else contextlib.nullcontext(
+            SERVE_URL) as url:
+        exec(compile(source.replace(SERVE_URL, url), f"{README}, Python block {block + 1}", "exec"), names)  # noqa: S102
     images = {name: value for name, value in names.items() if name in ("colorized", "rgb")}
     assert images, "each block ends with a colorized image"
     for image in images.values():

@@ -1,0 +1,250 @@
+"""`chroma serve`: TensorFlow Serving's REST API over real HTTP on 127.0.0.1, its limits, and its page in a browser."""
+
+import asyncio
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import skimage.data
+import tensorflow as tf
+from PIL import Image
+
+from chroma.export import export_saved_model
+from chroma.models.unet import UNetGenerator
+from chroma.serve import ModelServer, application
+from helpers import png_bomb
+
+pytestmark = pytest.mark.xdist_group("serve")  # the tests share one server process
+
+PHOTO = skimage.data.coffee()[::8, ::8]  # 50x75
+MAX_BODY_MIB = 1
+MAX_PIXELS = 1_000_000
+
+
+def png_bytes(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def b64(data):
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A tiny U-Net with dropout, random weights scaled up so its colours show (and colorize_samples exists)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    generator = UNetGenerator(base_filters=4, depth=4)
+    for weight in generator.trainable_weights:
+        weight.assign(weight * 5.0)
+    return export_saved_model(generator, tmp_path_factory.mktemp("serve") / "tiny_unet", 16)
+
+
+@pytest.fixture(scope="module")
+def server(saved_model, tmp_path_factory):
+    """`chroma serve` in a process of its own on a free port; its base URL."""
+    log = tmp_path_factory.mktemp("serve_log") / "stderr.txt"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chroma.cli", "serve", "--model", str(saved_model), "--port", "0",
+             "--max-body-mib", str(MAX_BODY_MIB), "--max-pixels", str(MAX_PIXELS)],
+            stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )
+    line = process.stdout.readline()
+    if not line.startswith("serving"):
+        process.kill()
+        pytest.fail(f"chroma serve did not start: {line}{log.read_text()[-3000:]}")
+    base = line.split("page ")[1].split("/,")[0]
+    yield base
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def call(url, body=None, data=None):
+    """(HTTP status, parsed JSON answer) of a GET, or of a POST of `body` as JSON (or raw `data`)."""
+    if body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_status_and_metadata_answer_as_tensorflow_serving(server):
+    status, answer = call(f"{server}/v1/models/tiny_unet")
+    assert status == 200
+    assert answer == {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    status, answer = call(f"{server}/v1/models/tiny_unet/versions/1/metadata")
+    assert status == 200 and answer["model_spec"]["name"] == "tiny_unet"
+    signatures = answer["metadata"]["signature_def"]["signature_def"]
+    assert {"serving_default", "colorize_encoded", "colorize_samples_encoded"} <= set(signatures)
+    image_bytes = signatures["serving_default"]["inputs"]["image_bytes"]
+    assert image_bytes["dtype"] == "DT_STRING" and image_bytes["tensor_shape"]["dim"] == [{"size": "-1", "name": ""}]
+    assert signatures["colorize_encoded"]["outputs"]["colorized_bytes"]["dtype"] == "DT_STRING"
+
+
+def test_predict_in_row_and_columnar_formats_gives_the_saved_models_colours(server, saved_model):
+    signatures = tf.saved_model.load(str(saved_model)).signatures
+    expected = signatures["serving_default"](image_bytes=tf.constant([png_bytes(PHOTO)]))["colorized"][0].numpy()
+
+    status, answer = call(f"{server}/v1/models/tiny_unet:predict", {"instances": [b64(png_bytes(PHOTO))]})
+    assert status == 200
+    np.testing.assert_array_equal(np.array(answer["predictions"], np.uint8), expected[None])
+
+    status, answer = call(f"{server}/v1/models/tiny_unet:predict", {
+        "signature_name": "colorize_encoded", "instances": [{"image_bytes": b64(png_bytes(PHOTO))}]})
+    assert status == 200
+    png = base64.b64decode(answer["predictions"][0]["b64"])
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), expected)
+
+    status, answer = call(f"{server}/v1/models/tiny_unet:predict", {
+        "signature_name": "colorize_samples_encoded", "inputs": {"image_bytes": b64(png_bytes(PHOTO)), "samples": 2}})
+    assert status == 200 and len(answer["outputs"]) == 2
+    first, second = (np.asarray(Image.open(io.BytesIO(base64.b64decode(item["b64"])))) for item in answer["outputs"])
+    assert first.shape == PHOTO.shape and np.abs(first.astype(int) - second).mean() > 0.5  # dropout: two colourings
+
+
+def test_bad_requests_get_json_errors_while_a_good_one_is_served(server):
+    predict = f"{server}/v1/models/tiny_unet:predict"
+    bad = {
+        "garbage bytes": (predict, {"instances": [b64(b"not an image at all")]}, 400, "Unknown image file format"),
+        "bomb": (predict, {"instances": [b64(png_bomb(16000))]}, 400,
+                 f"image of 16000x16000 pixels is over this server's limit of {MAX_PIXELS} pixels"),
+        "over-size upload": (predict, {"instances": [b64(os.urandom(MAX_BODY_MIB * 1024 * 1024))]}, 413,
+                             f"over this server's limit of {MAX_BODY_MIB} MiB"),
+        "not base64": (predict, {"instances": [{"b64": "***"}]}, 400, "invalid base64"),
+        "no instances": (predict, {"signature_name": "serving_default"}, 400, "either 'instances'"),
+        "unknown signature": (predict, {"signature_name": "nope", "instances": [b64(b"x")]}, 400,
+                              "\"nope\" not found"),
+        "photos of two sizes": (predict, {"instances": [b64(png_bytes(PHOTO)), b64(png_bytes(PHOTO[:20]))]}, 400,
+                                "differ in size"),
+        "unknown model": (f"{server}/v1/models/other:predict", {"instances": [b64(b"x")]}, 404,
+                          "Servable not found"),
+    }
+    answers = {}
+
+    def send(name, url, body):
+        answers[name] = call(url, body)
+
+    threads = [threading.Thread(target=send, args=(name, url, body)) for name, (url, body, _, _) in bad.items()]
+    threads.append(threading.Thread(target=send, args=("good", predict, {
+        "signature_name": "colorize_encoded", "instances": [b64(png_bytes(PHOTO))]})))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name, (_, _, status, message) in bad.items():
+        assert answers[name][0] == status, (name, answers[name])
+        assert message in answers[name][1]["error"], (name, answers[name])
+    assert answers["good"][0] == 200 and "b64" in answers["good"][1]["predictions"][0]
+    status, answer = call(predict, data=b"{not json")
+    assert status == 400 and "not JSON" in answer["error"]
+    assert call(f"{server}/v1/models/tiny_unet")[0] == 200  # still serving
+
+
+def test_requests_over_the_limits_wait_then_get_503_or_504(saved_model):
+    """One prediction at a time, one request waiting: a third is turned away at once; a slow one times out, and
+    its turn comes back when its work ends."""
+    server = ModelServer(saved_model, max_in_flight=1, max_waiting=1, timeout=1.0)
+    slow = threading.Event()
+
+    def predict(body):
+        if body.get("slow"):
+            slow.wait(5)
+        return {"predictions": ["done"]}
+
+    server.predict = predict
+
+    async def scenario():
+        from aiohttp.test_utils import TestClient, TestServer
+
+        async with TestClient(TestServer(application(server))) as client:
+            url = "/v1/models/tiny_unet:predict"
+            running = asyncio.create_task(client.post(url, json={"slow": True, "instances": [1]}))
+            await asyncio.sleep(0.2)
+            waiting = asyncio.create_task(client.post(url, json={"instances": [1]}))
+            await asyncio.sleep(0.2)
+            turned_away = await client.post(url, json={"instances": [1]})
+            answers = [await task for task in (running, waiting)]
+            slow.set()
+            await asyncio.sleep(0.2)
+            afterwards = await client.post(url, json={"instances": [1]})
+            return [(r.status, await r.json()) for r in (turned_away, *answers, afterwards)]
+
+    turned_away, running, waiting, afterwards = asyncio.run(scenario())
+    assert turned_away[0] == 503 and "busy" in turned_away[1]["error"]
+    assert running[0] == 504 and "longer than this server's limit of 1 s" in running[1]["error"]
+    assert waiting[0] == 504
+    assert afterwards == (200, {"predictions": ["done"]})
+
+
+def chromium_and_driver():
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        message = "needs Debian's chromium and chromium-driver (.ci/run installs them)"
+        if os.environ.get("CHROMA_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return browser, driver
+
+
+def test_the_page_colorizes_a_dropped_photo_in_a_real_browser(server, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser, driver_path = chromium_and_driver()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1600"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(f"{server}/")
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "yes")
+        # Dropped: a drop event carrying the photo, as a file dragged from the desktop brings.
+        driver.execute_script("""
+            const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "coffee.png", {type: "image/png"}));
+            document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer}));
+        """, base64.b64encode(png_bytes(PHOTO)).decode())
+        # Picked: the file input, as a click on "Choose files" gives it.
+        picked = tmp_path / "astronaut.jpg"
+        Image.fromarray(skimage.data.astronaut()[::8, ::8]).save(picked)
+        driver.find_element(By.ID, "pick").send_keys(str(picked))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".compare img.after")) == 2)
+        wait.until(lambda d: all(image.get_attribute("naturalWidth") != "0"
+                                 for image in d.find_elements(By.CSS_SELECTOR, ".compare img.after")))
+        sizes = [(int(image.get_attribute("naturalWidth")), int(image.get_attribute("naturalHeight")))
+                 for image in driver.find_elements(By.CSS_SELECTOR, ".compare img.after")]
+        assert sorted(sizes) == [(64, 64), (75, 50)]  # each at its full size
+        download = driver.find_elements(By.CSS_SELECTOR, "a.download")
+        assert {link.get_attribute("download") for link in download} == {"coffee_colorized.png",
+                                                                          "astronaut_colorized.png"}
+        driver.find_element(By.CSS_SELECTOR, ".photo button").click()  # 4 variations: dropout kept on
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".variations img")) == 4)
+        driver.save_screenshot(str(tmp_path / "page.png"))
+        assert (tmp_path / "page.png").stat().st_size > 10_000
+        assert not driver.find_elements(By.CSS_SELECTOR, ".error")
+    finally:
+        driver.quit()
