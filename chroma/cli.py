@@ -25,7 +25,9 @@ DATA_SPEC_HELP = (
     "a folder of images (searched recursively; first-level subfolders are class labels), "
     "a TFRecord folder written by 'chroma data build', or 'coco:ROOT' for COCO 2017 "
     "(ROOT/<split>/*.jpg and ROOT/annotations/*.json), optionally with a query such as "
-    "'coco:/data/coco?split=train2017&take=8000&skip=0&seed=0' for a seeded random subset"
+    "'coco:/data/coco?split=train2017&take=8000&skip=0&seed=0' for a seeded random subset; or "
+    "'tfds:NAME?split=SPLIT&data_dir=DIR' for a dataset TensorFlow Datasets has prepared in DIR (a folder or "
+    "gs://...), e.g. 'tfds:coco_captions/2017?split=train[:8000]&data_dir=gs://bucket/tfds'; never downloaded"
 )
 
 

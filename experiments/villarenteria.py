@@ -44,8 +44,7 @@ import warnings
 
 import keras
 
-from chroma.data.specs import resolve
-from chroma.data.tfrecords import read_captions
+from chroma.data.specs import captions_of, resolve
 from chroma.models.caption_chromagan import CaptionChromaGANGenerator
 from chroma.models.caption_tokenizer import build_vocabulary
 from chroma.models.chromagan import ChromaGANGenerator
@@ -142,9 +141,7 @@ def caption_model(mode, captioning=None):
     its vocabulary the training captions' 1500 most frequent words."""
 
     def build(settings):
-        source = resolve(settings.train_data)
-        captions = read_captions(source) if isinstance(source, str) else source  # a TFRecord folder, or a Source
-        vocabulary = build_vocabulary(captions).get_vocabulary()
+        vocabulary = build_vocabulary(captions_of(resolve(settings.train_data))).get_vocabulary()
         generator = CaptionChromaGANGenerator(vocabulary, mode=mode, captioning=captioning,
                                               image_size=settings.image_size, vgg_weights=vgg_weights(settings))
         return ConditionalGAN(generator, critic(settings), seed=settings.seed)

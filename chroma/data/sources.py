@@ -243,4 +243,7 @@ def open_source(spec, *, coco_split="train2017", take=None, skip=0, seed=0):
         return coco(spec.removeprefix("coco:"), coco_split, take, skip, seed)
     if is_tfrecord_dir(spec):
         raise ValueError(f"{spec} holds TFRecords: pass it to make_dataset, not open_source")
+    if spec.startswith("tfds:"):
+        raise ValueError(f"{spec} is a TensorFlow Datasets dataset, already stored in shards: read it as it is "
+                         "(chroma.data.specs.resolve gives what make_dataset reads)")
     return subset(folder(spec), take, skip, seed)

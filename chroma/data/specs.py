@@ -3,38 +3,59 @@
 A spec is "samples", an image folder, a TFRecord folder from `chroma data
 build`, or "coco:ROOT", each optionally followed by a query
 "?split=train2017&take=N&skip=M&seed=S" that picks a seeded random subset
-(see `chroma.data.sources.subset`).
+(see `chroma.data.sources.subset`); or "tfds:NAME?split=SPLIT&data_dir=DIR", a
+dataset TensorFlow Datasets has prepared (see `chroma.data.tfds_source`).
 """
 
+import os
 from urllib.parse import parse_qsl
 
 from .images import SkipReport
 from .pipeline import make_dataset
 from .sources import open_source
-from .tfrecords import is_tfrecord_dir
+from .tfds_source import TfdsSplit, is_tfds_spec, open_tfds, read_tfds_captions
+from .tfrecords import is_tfrecord_dir, read_captions
+
+SOURCE_OPTIONS = ("split", "take", "skip", "seed")
+TFDS_OPTIONS = ("split", "data_dir")
+
 
 def parse_data_spec(spec):
-    """'coco:/x?take=8000&seed=1' -> ('coco:/x', {'take': 8000, 'seed': 1})."""
+    """'coco:/x?take=8000&seed=1' -> ('coco:/x', {'take': 8000, 'seed': 1}); a split is 'coco_split', but a
+    tfds: spec's 'split' (and 'data_dir')."""
     location, _, query = spec.partition("?")
+    allowed = TFDS_OPTIONS if is_tfds_spec(location) else SOURCE_OPTIONS
     options = {}
     for key, value in parse_qsl(query, strict_parsing=bool(query)):
-        if key == "split":
+        if key not in allowed:
+            raise ValueError(f"unknown option {key!r} in data spec {spec!r} (use {', '.join(allowed)})")
+        if key == "split" and not is_tfds_spec(location):
             options["coco_split"] = value
-        elif key in ("take", "skip", "seed"):
-            options[key] = int(value)
         else:
-            raise ValueError(f"unknown option {key!r} in data spec {spec!r} (use split, take, skip, seed)")
+            options[key] = int(value) if key in ("take", "skip", "seed") else value
     return location, options
 
 
 def resolve(spec):
-    """A data spec -> what `make_dataset` reads: a Source, or a TFRecord directory's path."""
+    """A data spec -> what `make_dataset` reads: a Source, a TFRecord directory's path, or a TfdsSplit."""
     location, options = parse_data_spec(spec)
+    if is_tfds_spec(location):
+        return open_tfds(location, **options)
     if is_tfrecord_dir(location):
         if options:
             raise ValueError(f"a TFRecord folder takes no query options: {spec!r}")
         return location
     return open_source(location, **options)
+
+
+def captions_of(source):
+    """What build_vocabulary reads from a resolved spec (see resolve): a Source as it is (its records' captions),
+    or for TFRecords and TFDS a dataset of the captions, read without decoding an image."""
+    if isinstance(source, TfdsSplit):
+        return read_tfds_captions(source)
+    if isinstance(source, (str, os.PathLike)):
+        return read_captions(source)
+    return source
 
 
 def dataset_from_spec(spec, image_size, batch_size, report=None, **pipeline_options):
