@@ -70,3 +70,15 @@ def png_bomb(side):
     pixels = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def tiny_unet_with_dropout():
+    """A tiny U-Net with dropout, random weights scaled up from N(0, 0.02), so its colours (and dropout's effect)
+    show in uint8."""
+    from chroma.models.unet import UNetGenerator
+
+    keras.utils.set_random_seed(0)
+    generator = UNetGenerator(base_filters=4, depth=4)
+    for weight in generator.trainable_weights:
+        weight.assign(weight * 5.0)
+    return generator

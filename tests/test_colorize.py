@@ -14,8 +14,8 @@ from chroma import cli
 from chroma.colorize import output_path
 from chroma.data import MAX_PIXELS, load_rgb
 from chroma.export import export_saved_model
-from chroma.models.unet import UNetGenerator
 from chroma.models.network_generator import NetworkGenerator
+from helpers import tiny_unet_with_dropout
 
 IMAGE_SIZE = 16
 
@@ -38,10 +38,7 @@ def saved_model(generator, tmp_path_factory):
 @pytest.fixture(scope="module")
 def unet_with_dropout(tmp_path_factory):
     """A tiny U-Net with dropout as .keras and SavedModel, random weights scaled up so its colours show in uint8."""
-    keras.utils.set_random_seed(0)
-    generator = UNetGenerator(base_filters=4, depth=4)
-    for weight in generator.trainable_weights:
-        weight.assign(weight * 5.0)
+    generator = tiny_unet_with_dropout()
     folder = tmp_path_factory.mktemp("unet")
     generator.save(folder / "unet.keras")
     return folder / "unet.keras", export_saved_model(generator, folder / "saved_model", IMAGE_SIZE)

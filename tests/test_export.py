@@ -26,7 +26,7 @@ from chroma.models.generator import BatchInput, Generator
 from chroma.models.unet import UNetGenerator
 from chroma.training import RegressionColorizer
 from chroma.models.network_generator import NetworkGenerator
-from helpers import ab_of, png_bomb
+from helpers import ab_of, png_bomb, tiny_unet_with_dropout
 
 IMAGE_SIZE = 32
 # Non-square, odd sizes: any mix-up of height and width or off-by-one resizing shows.
@@ -45,15 +45,6 @@ def tiny_generator():
         keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
         keras.layers.Conv2D(2, 3, padding="same", activation="tanh"),
     ]))
-
-
-def unet_with_dropout():
-    """A tiny U-Net, random weights. Scaled up from N(0, 0.02), so its colours (and dropout's effect) show in uint8."""
-    keras.utils.set_random_seed(0)
-    generator = UNetGenerator(base_filters=4, depth=4)
-    for weight in generator.trainable_weights:
-        weight.assign(weight * 5.0)
-    return generator
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +257,7 @@ def test_in_memory_functions_equal_the_exported_signatures(baseline, loaded):
 
 
 def test_colorize_samples_differ_and_colorize_image_stays_deterministic(tmp_path):
-    generator = unet_with_dropout()
+    generator = tiny_unet_with_dropout()
     export_saved_model(generator, tmp_path / "unet", 16)
     assert json.loads((tmp_path / "unet" / "chroma.json").read_text())["signatures"][-2:] == [
         "colorize_samples", "colorize_samples_encoded"]

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -20,9 +19,8 @@ import tensorflow as tf
 from PIL import Image
 
 from chroma.export import export_saved_model
-from chroma.models.unet import UNetGenerator
 from chroma.serve import ModelServer, application
-from helpers import png_bomb
+from helpers import png_bomb, tiny_unet_with_dropout
 
 pytestmark = pytest.mark.xdist_group("serve")  # the tests share one server process
 
@@ -43,14 +41,8 @@ def b64(data):
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    """A tiny U-Net with dropout, random weights scaled up so its colours show (and colorize_samples exists)."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    generator = UNetGenerator(base_filters=4, depth=4)
-    for weight in generator.trainable_weights:
-        weight.assign(weight * 5.0)
-    return export_saved_model(generator, tmp_path_factory.mktemp("serve") / "tiny_unet", 16)
+    """A tiny U-Net with dropout, so the model has colorize_samples_encoded too."""
+    return export_saved_model(tiny_unet_with_dropout(), tmp_path_factory.mktemp("serve") / "tiny_unet", 16)
 
 
 @pytest.fixture(scope="module")
