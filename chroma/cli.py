@@ -31,6 +31,13 @@ DATA_SPEC_HELP = (
 )
 
 
+SET_HELP = (
+    "change one of the recipe's settings, NAME=VALUE; repeatable. Names: image_size, batch_size, epochs, smoke "
+    "(small networks), flip, seed, cache_embeddings, drop_gray; an unknown name or a value of the wrong type is "
+    "refused with the list"
+)
+
+
 def run_baseline0(args):
     import keras
 
@@ -106,6 +113,7 @@ def training_data(experiment, args):
 
 def run_reproduce(args):
     from chroma import reproduce, training
+    from chroma.train_run import UNREAD_COCO, parse_overrides
     from chroma.training.hardware import check_tpu_data, is_chief
 
     experiment = reproduce.load_experiment(args.experiment)
@@ -125,11 +133,13 @@ def run_reproduce(args):
         print(f"{experiment.TITLE}: cost of the paper's recipe on this machine ({args.estimate} steps measured a phase)")
         print(cost_table(costs))
         return
+    overrides = parse_overrides(args.set, experiment.settings(args.scale, coco=args.coco or UNREAD_COCO,
+                                                              data=args.data))
     try:
         md_path, csv_path = reproduce.reproduce(
             experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,
             assets=dict(args.asset or []), run_keys=args.run, strategy=strategy, precision=args.precision,
-            jit=args.jit, process_per_run=process_per_run(args),
+            jit=args.jit, process_per_run=process_per_run(args), overrides=overrides,
         )
     except training.TrainingDiverged as error:
         print(f"chroma: {error}", file=sys.stderr)
@@ -137,6 +147,46 @@ def run_reproduce(args):
     print(Path(md_path).read_text())
     writer = "wrote" if is_chief(strategy) else "the chief wrote"  # a multi-worker run's other workers write none
     print(f"{writer} {md_path}, {csv_path} and RESULTS.md", file=sys.stderr)
+
+
+def run_train(args):
+    from chroma import evaluation, reproduce, training
+    from chroma.train_run import train_one_run
+
+    experiment = reproduce.load_experiment(args.experiment)
+    try:
+        saved_model, rows, changes = train_one_run(
+            experiment, args.run, args.data, args.eval_data, args.output, overrides=args.set, init=args.init,
+            export_dir=args.export, scale=args.scale, coco=args.coco, assets=dict(args.asset or []),
+            strategy=training.make_strategy(args.strategy), precision=args.precision, jit=args.jit)
+    except training.TrainingDiverged as error:
+        print(f"chroma: {error}", file=sys.stderr)
+        raise SystemExit(1) from error
+    title = f"{experiment.PAPER} {args.run} trained on {args.data}, scored on {args.eval_data or args.data}"
+    md_path, _ = evaluation.write_scores(args.output, title, rows)
+    print(md_path.read_text())
+    print(f"SavedModel {saved_model}; run folder {args.output} (results.md, history, best weights)",
+          file=sys.stderr)
+
+
+def run_evaluate(args):
+    from chroma import evaluation
+    from chroma.data.specs import dataset_from_spec
+    from chroma.reproduce import fit_baseline0
+    from chroma.training import Settings
+
+    colorizer, size = evaluation.model_colorizer(args.model, args.image_size)
+    data = dataset_from_spec(args.data, size, args.batch_size)
+    rows = [(str(args.model), evaluation.evaluate(colorizer, data))]
+    if args.baseline_data:
+        baseline0 = fit_baseline0(Settings(train_data=args.baseline_data, eval_data=args.data, image_size=size,
+                                           batch_size=args.batch_size, epochs=1))
+        rows.insert(0, ("baseline0", evaluation.evaluate(lambda batch: baseline0(batch)["ab"], data)))
+    title = f"{args.model} scored on {args.data} at {size}x{size}"
+    if args.output:
+        md_path, csv_path = evaluation.write_scores(args.output, title, rows)
+        print(f"wrote {md_path} and {csv_path}", file=sys.stderr)
+    print(f"{title}\n\n{evaluation.markdown_table(rows)}")
 
 
 def process_per_run(args):
@@ -251,6 +301,7 @@ def build_parser():
         "chroma/metrics/lpips.py) and fid (imagenet or a .h5). Without them smoke runs use random weights",
     )
     reproduce.add_argument("--run", action="append", help="train only this run (a Run key of the recipe); repeatable")
+    reproduce.add_argument("--set", action="append", metavar="NAME=VALUE", help=SET_HELP)
     reproduce.add_argument("--runs-dir", default="runs", help="where runs are written (default: runs)")
     reproduce.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"), default="default",
                            help="tf.distribute strategy: one device, all local GPUs, several machines (TF_CONFIG), or a TPU (default: default)")
@@ -338,6 +389,55 @@ def build_parser():
                                "the generator's dropout stays on, its only source of noise (paper agosti, figure 4, "
                                "after pix2pix). Needs a generator with dropout, such as the U-Net")
     colorize.set_defaults(handler=run_colorize)
+
+    train = commands.add_parser(
+        "train",
+        help="train one run of a paper's recipe on your own photos, export it and score it beside baseline0",
+        description=(
+            "Train one run of a paper's recipe (experiments/<paper>.py) on any data spec, through the engine "
+            "'chroma reproduce' uses (a resumable run folder: rerun the command to resume), then export its "
+            "generator as a SavedModel and print its scores beside baseline0's on --eval-data, also written "
+            "to OUTPUT/results.md and .csv."
+        ),
+    )
+    train.add_argument("experiment", help="paper name (a file in experiments/) or a path to a recipe .py file")
+    train.add_argument("--run", required=True, help="the run to train (a Run key of the recipe, e.g. unet_cgan)")
+    train.add_argument("--data", required=True, help="training images: " + DATA_SPEC_HELP)
+    train.add_argument("--eval-data", help="data spec it is scored on (default: --data, which flatters it)")
+    train.add_argument("-o", "--output", required=True, help="the run folder")
+    train.add_argument("--export", help="SavedModel folder (default: OUTPUT/saved_model)")
+    train.add_argument("--scale", choices=("paper", "smoke"), default="paper",
+                       help="whose settings and networks: the paper's (default) or the small smoke ones")
+    train.add_argument("--set", action="append", metavar="NAME=VALUE", help=SET_HELP)
+    train.add_argument("--init", metavar="PATH",
+                       help="fine-tune: start from a run folder's best weights or a .keras model (its networks "
+                       "that this run has), with fresh optimizers; a network that differs is named")
+    train.add_argument("--coco", help="a COCO root, for a run whose recipe pretrains on COCO")
+    train.add_argument("--asset", type=asset_argument, action="append", metavar="NAME=PATH",
+                       help="a pretrained network the recipe reads (see chroma reproduce --help); repeatable")
+    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+                       help="tf.distribute strategy (default: %(default)s)")
+    train.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+                       default="auto", help="as chroma reproduce --precision (default: %(default)s)")
+    train.add_argument("--jit", action="store_true", help="XLA-compiled steps, as chroma reproduce --jit")
+    train.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a SavedModel or .keras model on any data, beside baseline0",
+        description=(
+            "Score a model on a data spec with chroma's metrics (PSNR, SSIM, MSE, L1 ab, UIQI, colourfulness). "
+            "A SavedModel is scored through its colorize_lab signature, so it needs no chroma code; a .keras "
+            "model needs --image-size. With --baseline-data, baseline0 fitted there is scored beside it."
+        ),
+    )
+    evaluate.add_argument("--model", required=True, help="a SavedModel folder or a .keras file")
+    evaluate.add_argument("--data", required=True, help="images to score on: " + DATA_SPEC_HELP)
+    evaluate.add_argument("--baseline-data", help="data spec baseline0 is fitted on, to score it beside the model")
+    evaluate.add_argument("--image-size", type=positive_int, help="for a .keras model: the size it was trained at")
+    evaluate.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: 8)")
+    evaluate.add_argument("-o", "--output", help="folder for results.md and results.csv")
+    evaluate.set_defaults(handler=run_evaluate)
 
     serve = commands.add_parser(
         "serve",

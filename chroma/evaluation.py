@@ -96,3 +96,47 @@ def _format(value):
     if value is None:
         return "-"
     return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
+
+
+def model_colorizer(path, image_size=None):
+    """(colorizer, the square size it reads) for a model file: a SavedModel, scored through its colorize_lab
+    signature (TensorFlow alone, no chroma code), or a .keras generator (or a trained model around one) trained
+    at image_size. A caption model gets each image's caption."""
+    from pathlib import Path
+
+    from chroma.export import METADATA_FILE, is_saved_model, load_generator
+
+    path = Path(path)
+    if is_saved_model(path):
+        signature = tf.saved_model.load(str(path)).signatures["colorize_lab"]
+        size = signature.structured_input_signature[1]["scaled_l"].shape[1]
+        takes_caption = "caption" in signature.structured_input_signature[1]
+
+        def colorize(batch):
+            inputs = {"scaled_l": batch["L"], **({"caption": batch["caption"]} if takes_caption else {})}
+            return signature(**inputs)["scaled_ab"]
+
+        return colorize, size
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder but not a SavedModel (no saved_model.pb; {METADATA_FILE} is beside it "
+                         "in one)")
+    if image_size is None:
+        raise ValueError(f"{path}: a .keras model needs --image-size, the size it was trained at")
+    generator = load_generator(path)
+    return (lambda batch: generator(batch, training=False)["ab"]), image_size
+
+
+def write_scores(out_dir, title, rows, metrics=DEFAULT_METRICS):
+    """rows: (label, {metric: value}) -> out_dir/results.md (title and table) and results.csv; their paths."""
+    import csv
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path, csv_path = out_dir / "results.md", out_dir / "results.csv"
+    md_path.write_text(f"# {title}\n\n{markdown_table(rows, metrics)}\n", encoding="utf-8")
+    with csv_path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["model", "metric", "value"])
+        writer.writerows([label, name, scores.get(name)] for label, scores in rows for name in metrics)
+    return md_path, csv_path

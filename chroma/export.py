@@ -268,14 +268,19 @@ def load_generator(path):
         raise FileNotFoundError(f"model file {path} does not exist")
     if path.suffix != ".keras":
         raise ValueError(f"{path} is not a .keras model file")
-    for module in MODEL_MODULES:
-        importlib.import_module(module)
-    model = keras.saving.load_model(path, compile=False)
+    model = load_keras_model(path)
     if isinstance(model, ColorizationModel):
         model = model.generator
     if not isinstance(model, Generator):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a chroma generator or a model trained around one")
     return model
+
+
+def load_keras_model(path):
+    """A .keras file of chroma's models, as saved (uncompiled)."""
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+    return keras.saving.load_model(path, compile=False)
 
 
 def describe_signatures(directory):

@@ -79,7 +79,7 @@ def known_assets(experiment):
 
 
 def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=None, run_keys=None, strategy=None,
-              precision="float32", index_path="RESULTS.md", jit=False, process_per_run=False):
+              precision="float32", index_path="RESULTS.md", jit=False, process_per_run=False, overrides=None):
     """Trains (or resumes) every run, then writes results.md/.csv, loss curves and a sample grid.
 
     assets: {name: where this machine keeps a pretrained network}, from the
@@ -92,6 +92,9 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
     own (train_in_own_process), so the recipe's peak memory is its largest
     run's: with oneDNN, TensorFlow's CPU allocator keeps every byte a run
     used until its process ends. The recipe must then be a file.
+    overrides: {setting: value} over the recipe's settings at `scale`
+    (chroma.train_run.parse_overrides); a run's own settings (Run.overrides,
+    such as a CNN's 224 px) still apply on top. The results' title names them.
     """
     assets = dict(assets or {})
     known = known_assets(experiment)
@@ -99,7 +102,8 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
     if unknown:
         listed = "".join(f"\n  {name}: {text}" for name, text in known.items()) or " none"
         raise ValueError(f"{experiment.PAPER} reads no asset named {', '.join(unknown)}. Its assets:{listed}")
-    settings = experiment.settings(scale, coco=coco, data=data)._replace(assets=assets)
+    overrides = dict(overrides or {})
+    settings = experiment.settings(scale, coco=coco, data=data)._replace(assets=assets, **overrides)
     out_dir = Path(runs_root) / experiment.PAPER / scale
     if process_per_run and strategy_name(strategy) is None:
         raise ValueError("one process per run trains on this machine alone: not with a multi-worker or TPU strategy")
@@ -128,10 +132,10 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         print(f"== {experiment.PAPER} / {scale}: {run.name}", file=sys.stderr)
         if process_per_run:
             row, columns = in_own_process(experiment, scale, run, runs_root, coco, data, assets, strategy, precision,
-                                          jit)
+                                          jit, overrides)
         else:
             row, columns = train_and_draw(experiment, scale, run, settings, out_dir, strategy, precision, jit,
-                                          lpips_model, fid_model)
+                                          lpips_model, fid_model, overrides)
         rows.append(row)
         held_out.append(columns["held_out"])
         if on_training is not None:
@@ -142,8 +146,10 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
                             f"{experiment.TITLE}: training images ({scale})")
     columns = [evaluation.COLUMN_TITLES.get(name, name) for name in experiment.COLUMNS]
     trained_in, _ = choose_precision(precision, strategy)  # what train() chose for every run
+    changed = f"; settings changed from the recipe's: {', '.join(f'{k}={v}' for k, v in overrides.items())}"
     paths = reports.write_results(
-        out_dir, f"{experiment.TITLE} — {scale} scale, trained in {trained_in}, scored on {settings.eval_data}",
+        out_dir, f"{experiment.TITLE} — {scale} scale, trained in {trained_in}, scored on {settings.eval_data}"
+                 + (changed if overrides else ""),
         rows, columns, experiment.PAPER)
     if hasattr(experiment, "LOSS_TABLE"):
         heading, paper_losses = experiment.LOSS_TABLE
@@ -165,11 +171,12 @@ def metric_networks(assets):
     return (LPIPS(weights=assets["lpips"]) if "lpips" in assets else None,
             fid_inception(assets["fid"]) if "fid" in assets else None)
 
-def train_and_draw(experiment, scale, run, settings, out_dir, strategy, precision, jit, lpips_model, fid_model):
+def train_and_draw(experiment, scale, run, settings, out_dir, strategy, precision, jit, lpips_model, fid_model,
+                   overrides=None):
     """Trains one run, scores it and draws its figures: (its results row, {"held_out": its sample column,
     "on_training": its column of training images, or None}). Its model is gone when this returns."""
     run_settings = run.settings_for(settings)
-    model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision, jit)
+    model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision, jit, overrides)
     run_eval_data = dataset_from_spec(settings.eval_data, run_settings.image_size, settings.batch_size,
                                       drop_gray=settings.drop_gray)
     scores, protocol = score_run(run, model, out_dir / run.key, run_eval_data, experiment.COLUMNS,
@@ -211,14 +218,14 @@ def strategy_name(strategy):
     return None
 
 
-def in_own_process(experiment, scale, run, runs_root, coco, data, assets, strategy, precision, jit):
+def in_own_process(experiment, scale, run, runs_root, coco, data, assets, strategy, precision, jit, overrides):
     """train_and_draw in a fresh Python process (spawned, not forked: TensorFlow's threads do not survive a
     fork), which loads the recipe from its file again. Its output is this process's; its divergence too."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=train_in_own_process, args=(
         sender, experiment.__file__, scale, run.key, runs_root, coco, data, assets, strategy_name(strategy),
-        precision, jit), name=f"chroma-{run.key}")
+        precision, jit, overrides), name=f"chroma-{run.key}")
     process.start()
     sender.close()
     try:
@@ -234,17 +241,17 @@ def in_own_process(experiment, scale, run, runs_root, coco, data, assets, strate
 
 
 def train_in_own_process(sender, recipe_path, scale, run_key, runs_root, coco, data, assets, strategy, precision,
-                         jit):
+                         jit, overrides):
     """What in_own_process's child runs: one run's train_and_draw, its outcome sent back through `sender`."""
     from chroma.training import make_strategy
 
     experiment = load_experiment(recipe_path)
-    settings = experiment.settings(scale, coco=coco, data=data)._replace(assets=assets)
+    settings = experiment.settings(scale, coco=coco, data=data)._replace(assets=assets, **overrides)
     run, = select_runs(experiment, [run_key])
     lpips_model, fid_model = metric_networks(assets)
     try:
         row, columns = train_and_draw(experiment, scale, run, settings, Path(runs_root) / experiment.PAPER / scale,
-                                      make_strategy(strategy), precision, jit, lpips_model, fid_model)
+                                      make_strategy(strategy), precision, jit, lpips_model, fid_model, overrides)
     except TrainingDiverged as error:
         sender.send({"diverged": str(error)})
         return
@@ -305,14 +312,17 @@ def best_epoch(run, history):
     return {"epochs": len(values), "best epoch": int(best) + 1}
 
 
-def train_with_pretraining(run, settings, out_dir, strategy=None, precision="float32", jit=False):
-    """train(), after the run's pretraining phase (in out_dir/pretrain) if it has one."""
-    pretrained = None
-    if run.pretrain is not None:
+def train_with_pretraining(run, settings, out_dir, strategy=None, precision="float32", jit=False, overrides=None,
+                           start_from=None):
+    """train(), after the run's pretraining phase (in out_dir/pretrain) if it has one and no start_from (a model
+    to fine-tune, see chroma.train_run.initial_model) replaces it."""
+    pretrained = start_from
+    if run.pretrain is not None and start_from is None:
         print(f"{run.name}: pretraining phase", file=sys.stderr)
         pretrained = train(run.pretraining_run(), run.pretrain.settings(settings), Path(out_dir) / "pretrain",
                            strategy=strategy, precision=precision, jit=jit)
-    return train(run, settings, out_dir, strategy=strategy, precision=precision, start_from=pretrained, jit=jit)
+    return train(run, settings, out_dir, strategy=strategy, precision=precision, start_from=pretrained, jit=jit,
+                 overrides=overrides)
 
 
 def epoch_losses(history):

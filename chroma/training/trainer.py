@@ -158,7 +158,7 @@ def unknown_scale(scale):
 
 
 def train(run, settings, out_dir, strategy=None, precision="float32", verbose="auto", start_from=None,
-          callbacks=(), jit=False):
+          callbacks=(), jit=False, overrides=None):
     """Trains `run` under `settings`, resuming from `out_dir` if it holds a checkpoint.
 
     start_from: a trained model of the same run whose networks' weights this
@@ -167,7 +167,8 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
     run beside the engine's own (chroma.estimate's step timer). precision: a
     Keras dtype policy, or "auto" for the hardware's (choose_precision). jit: compile
     the train and test steps with XLA (Keras's jit_compile; a TPU compiles
-    them whatever it says).
+    them whatever it says). overrides: {setting: value} the caller changed
+    from the recipe's (`chroma train --set`), recorded in run.json.
 
     Writes to out_dir: checkpoints/ (the resumable state), best.weights.h5,
     history.csv (one row per epoch, across resumptions), logs/ (TensorBoard:
@@ -233,6 +234,7 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
             "precision_reason": precision_reason,
             "replicas": strategy.num_replicas_in_sync, "workers": worker_count(strategy),
             "global_batch_size": batch_size, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+            "overrides": dict(overrides or {}),
         }, indent=2))
 
         callbacks = [

@@ -1,0 +1,123 @@
+"""`chroma train`: one run of a paper's recipe on any data, with settings overridden, optionally fine-tuned.
+
+The run trains through the same engine as `chroma reproduce` (chroma.training.train: resumable run folder,
+history, TensorBoard, best weights), then exports its generator as a SavedModel and scores it beside
+baseline0 on the evaluation data.
+"""
+
+import sys
+from pathlib import Path
+
+import tensorflow as tf
+
+from chroma import evaluation
+from chroma.data.specs import dataset_from_spec
+from chroma.export import export_saved_model, load_keras_model
+from chroma.reproduce import check_protocol, fit_baseline0, score_run, select_runs, train_with_pretraining
+from chroma.training.colorization_model import ColorizationModel
+
+# Settings a command line may change; the data specs and assets have flags of their own.
+OVERRIDABLE = ("image_size", "batch_size", "epochs", "smoke", "flip", "seed", "cache_embeddings", "drop_gray")
+# A recipe's settings(scale, coco=...) names COCO for its own data; `chroma train` replaces that data, so a
+# recipe that needs a root to build its settings gets this one, which nothing then reads.
+UNREAD_COCO = "/chroma-train-reads-no-coco"
+
+
+def parse_overrides(assignments, settings):
+    """["epochs=5", "batch_size=8"] -> {"epochs": 5, "batch_size": 8}, typed as `settings`' own values."""
+    changes = {}
+    for assignment in assignments or []:
+        name, equals, text = assignment.partition("=")
+        if not equals:
+            raise ValueError(f"--set takes NAME=VALUE, got {assignment!r}")
+        if name not in OVERRIDABLE:
+            raise ValueError(f"unknown setting {name!r}; the settings --set can change: {', '.join(OVERRIDABLE)}")
+        kind = type(getattr(settings, name))
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                value = text.lower() in ("true", "1")
+            else:
+                value = kind(text)
+        except ValueError:
+            raise ValueError(f"--set {name}={text}: {name} is a {kind.__name__} "
+                             f"(now {getattr(settings, name)!r})") from None
+        if kind is int and value < (0 if name == "seed" else 1):
+            raise ValueError(f"--set {name}={text}: must be {'0 or more' if name == 'seed' else 'positive'}")
+        changes[name] = value
+    return changes
+
+
+def initial_model(path, run, settings):
+    """The model of `run` carrying the networks of `path` (fine-tuning): a run folder's best.weights.h5, or a
+    .keras model (a trained model's networks, or a generator); its optimizers start afresh."""
+    path = Path(path)
+    model = run.build(settings)
+    model({"L": tf.zeros((1, settings.image_size, settings.image_size, 1))})
+    if (path / "best.weights.h5").is_file():
+        try:
+            model.load_weights(path / "best.weights.h5")
+        except ValueError as error:
+            raise ValueError(f"--init {path}: its best weights do not fit {run.name}: {error}") from error
+    elif path.suffix == ".keras" and path.is_file():
+        loaded = load_keras_model(path)
+        copy_matching(model, loaded.networks() if isinstance(loaded, ColorizationModel) else {"generator": loaded},
+                      path)
+    else:
+        raise ValueError(f"--init {path}: give a run folder (with best.weights.h5) or a .keras model file")
+    return model
+
+
+def copy_matching(model, networks, path):
+    shared = model.networks().keys() & networks.keys()
+    if not shared:
+        raise ValueError(f"--init {path}: none of its networks ({', '.join(networks)}) is one of "
+                         f"{type(model).__name__}'s ({', '.join(model.networks())})")
+    for name in sorted(shared):
+        copy_variables(model.networks()[name], networks[name].weights, path, name)
+
+
+def copy_variables(network, variables, path, name="generator"):
+    """Assigns `variables` to `network`'s weights in order; the first that differs in shape is named."""
+    targets = network.weights
+    if len(targets) != len(variables):
+        raise ValueError(f"--init {path}: its {name} has {len(variables)} weights, this run's {len(targets)}: "
+                         "not the same network")
+    for target, value in zip(targets, variables):
+        if tuple(target.shape) != tuple(value.shape):
+            raise ValueError(f"--init {path}: {name} weight {target.path} is {tuple(target.shape)} here, "
+                             f"{tuple(value.shape)} there: not the same network")
+    for target, value in zip(targets, variables):
+        target.assign(value)
+
+
+def train_one_run(experiment, run_key, data, eval_data, out_dir, overrides=(), init=None, export_dir=None,
+                  scale="paper", coco=None, assets=None, strategy=None, precision="auto", jit=False):
+    """Trains run `run_key` of `experiment` on data, exports it and scores it beside baseline0 on eval_data.
+
+    Returns (the SavedModel's folder, results rows [(name, scores)]). overrides: NAME=VALUE strings over the
+    recipe's settings at `scale` (see OVERRIDABLE); init: where to start from (see initial_model).
+    """
+    run, = select_runs(experiment, [run_key])
+    check_protocol(run)
+    base = experiment.settings(scale, coco=coco or UNREAD_COCO)
+    settings = base._replace(train_data=data, eval_data=eval_data or data, coco=coco, assets=dict(assets or {}))
+    changes = parse_overrides(overrides, settings)
+    settings = run.settings_for(settings)._replace(**changes)
+    out_dir = Path(out_dir)
+    print(f"{run.name} ({experiment.PAPER}, {scale} recipe) on {data}, scored on {settings.eval_data}"
+          + (f"; settings changed: {', '.join(f'{k}={v}' for k, v in changes.items())}" if changes else ""),
+          file=sys.stderr)
+    start_from = initial_model(init, run, settings) if init else None
+    model = train_with_pretraining(run, settings, out_dir, strategy, precision, jit, overrides=changes,
+                                   start_from=start_from)
+    eval_dataset = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size,
+                                     drop_gray=settings.drop_gray)
+    scores, protocol = score_run(run, model, out_dir, eval_dataset, evaluation.DEFAULT_METRICS)
+    baseline0 = fit_baseline0(settings)
+    rows = [("baseline0", evaluation.evaluate(lambda batch: baseline0(batch)["ab"], eval_dataset)),
+            (f"{run.name}{f' ({protocol})' if protocol else ''}", scores)]
+    saved_model = export_saved_model(model.generator, Path(export_dir or out_dir / "saved_model"),
+                                     settings.image_size)
+    return saved_model, rows, changes

@@ -1,0 +1,111 @@
+"""`chroma train` and `chroma evaluate`: a paper's run on photos of one's own, overridden, fine-tuned, scored."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from chroma import cli
+from chroma.data import samples
+from chroma.models.unet import UNetGenerator
+from chroma.reproduce import load_experiment, select_runs
+from chroma.train_run import OVERRIDABLE, initial_model
+
+pytestmark = pytest.mark.xdist_group("train_command")  # the tests share one trained run
+
+SMALL = ["--scale", "smoke", "--set", "epochs=3", "--set", "image_size=32", "--precision", "float32"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A folder of six photos to train on and one of two to score on, as a user's own photos would be."""
+    root = tmp_path_factory.mktemp("own")
+    bundled = samples().records
+    for folder, records in (("train", bundled[:6]), ("held_out", bundled[6:])):
+        (root / folder).mkdir()
+        for record in records:
+            Image.fromarray(record.load(max_side=128)).save(root / folder / f"{record.name}.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(folders):
+    out = folders / "run"
+    assert cli.main(["train", "nampouri", "--run", "unet_cgan", "--data", str(folders / "train"),
+                     "--eval-data", str(folders / "held_out"), "-o", str(out), *SMALL]) == 0
+    return out
+
+
+def test_train_runs_a_recipe_on_a_folder_with_overrides_and_exports_it(first_run, capsys):
+    with open(first_run / "history.csv") as file:
+        assert len(list(csv.DictReader(file))) == 3  # epochs=3
+    recorded = json.loads((first_run / "run.json").read_text())
+    assert recorded["overrides"] == {"epochs": 3, "image_size": 32}
+    assert recorded["settings"]["image_size"] == 32 and recorded["settings"]["train_data"].endswith("train")
+    assert (first_run / "best.weights.h5").is_file()
+    assert json.loads((first_run / "saved_model" / "chroma.json").read_text())["image_size"] == 32
+    results = (first_run / "results.md").read_text()
+    assert "| baseline0 |" in results and "| U-Net cGAN" in results
+
+
+def test_unknown_and_ill_typed_overrides_are_refused_with_the_names(folders, capsys):
+    names = ", ".join(OVERRIDABLE)
+    for setting, message in (("learning_rate=1e-4", f"unknown setting 'learning_rate'; the settings --set can "
+                                                    f"change: {names}"),
+                             ("epochs=many", "epochs is a int"), ("epochs=0", "must be positive"),
+                             ("flip=maybe", "flip is a bool"), ("epochs", "NAME=VALUE")):
+        assert cli.main(["train", "nampouri", "--run", "unet_cgan", "--data", str(folders / "train"),
+                         "-o", str(folders / "refused"), "--scale", "smoke", "--set", setting]) == 2
+        error = capsys.readouterr().err
+        assert message in error, (setting, error)
+    assert not (folders / "refused").exists()  # refused before anything was written
+
+
+def test_fine_tuning_starts_from_a_runs_best_weights_and_names_a_network_that_differs(first_run, folders, tmp_path):
+    nampouri = load_experiment("nampouri")
+    run, = select_runs(nampouri, ["unet_cgan"])
+    settings = nampouri.settings("smoke")._replace(image_size=32)
+    reference = run.build(settings)
+    reference({"L": np.zeros((1, 32, 32, 1), np.float32)})
+    reference.load_weights(first_run / "best.weights.h5")
+    started = initial_model(first_run, run, settings)
+    for mine, theirs in zip(started.generator.weights, reference.generator.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+    other = UNetGenerator(base_filters=8, depth=5)  # not the recipe's smoke U-Net
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(ValueError, match="generator .* not the same network"):
+        initial_model(tmp_path / "other.keras", run, settings)
+
+    assert cli.main(["train", "nampouri", "--run", "unet_cgan", "--data", str(folders / "train"),
+                     "--eval-data", str(folders / "held_out"), "-o", str(tmp_path / "tuned"), "--init",
+                     str(first_run), *SMALL[:2], "--set", "epochs=1", "--set", "image_size=32",
+                     "--precision", "float32"]) == 0
+    assert json.loads((tmp_path / "tuned" / "run.json").read_text())["overrides"] == {"epochs": 1, "image_size": 32}
+    keras.backend.clear_session()
+
+
+def test_evaluate_scores_an_exported_saved_model_beside_baseline0(first_run, folders, tmp_path, capsys):
+    assert cli.main(["evaluate", "--model", str(first_run / "saved_model"), "--data", str(folders / "held_out"),
+                     "--baseline-data", str(folders / "train"), "-o", str(tmp_path / "scores")]) == 0
+    printed = capsys.readouterr().out
+    assert "at 32x32" in printed and "| baseline0 |" in printed and f"| {first_run / 'saved_model'} |" in printed
+    with open(tmp_path / "scores" / "results.csv") as file:
+        rows = {(row["model"], row["metric"]): float(row["value"]) for row in csv.DictReader(file)}
+    model = str(first_run / "saved_model")
+    assert 5 < rows[(model, "psnr")] < 60 and 0 < rows[(model, "ssim")] <= 1
+    assert cli.main(["evaluate", "--model", str(tmp_path), "--data", str(folders / "held_out")]) == 2
+    assert "not a SavedModel" in capsys.readouterr().err
+
+
+def test_reproduce_takes_the_same_overrides_and_its_table_names_them(tmp_path, capsys):
+    assert cli.main(["reproduce", "nampouri", "--scale", "smoke", "--run", "unet_cgan", "--set", "epochs=1",
+                     "--set", "image_size=32", "--runs-dir", str(tmp_path), "--precision", "float32"]) == 0
+    out = tmp_path / "nampouri" / "smoke"
+    assert "settings changed from the recipe's: epochs=1, image_size=32" in (out / "results.md").read_text()
+    assert json.loads((out / "unet_cgan" / "run.json").read_text())["overrides"] == {"epochs": 1, "image_size": 32}
+    assert cli.main(["reproduce", "nampouri", "--scale", "smoke", "--set", "batch=4"]) == 2
+    assert "unknown setting 'batch'" in capsys.readouterr().err
