@@ -32,9 +32,10 @@ DATA_SPEC_HELP = (
 
 
 SET_HELP = (
-    "change one of the recipe's settings, NAME=VALUE; repeatable. Names: image_size, batch_size, epochs, smoke "
-    "(small networks), flip, seed, cache_embeddings, drop_gray; an unknown name or a value of the wrong type is "
-    "refused with the list"
+    "change a value of the recipe, NAME=VALUE; repeatable. Settings: image_size, batch_size, epochs, smoke "
+    "(small networks), flip, seed, cache_embeddings, drop_gray; and the values its runs compile with, such as "
+    "g_lr and d_lr (constant learning rates), lr, reconstruction_weight, adversarial_loss. An unknown name or a "
+    "value of the wrong type is refused with the names there are"
 )
 
 
@@ -134,7 +135,8 @@ def run_reproduce(args):
         print(cost_table(costs))
         return
     overrides = parse_overrides(args.set, experiment.settings(args.scale, coco=args.coco or UNREAD_COCO,
-                                                              data=args.data))
+                                                              data=args.data),
+                                reproduce.select_runs(experiment, args.run))
     try:
         md_path, csv_path = reproduce.reproduce(
             experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,

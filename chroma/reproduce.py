@@ -31,7 +31,7 @@ from chroma.data.specs import dataset_from_spec
 from chroma.export import dropout_layers, dropout_on
 from chroma.metrics import LPIPS, fid_inception
 from chroma.models.baseline0 import MeanColorBaseline
-from chroma.training import TrainingDiverged, read_history, train
+from chroma.training import Settings, TrainingDiverged, read_history, train
 from chroma.training.hardware import choose_precision, is_chief, wait_for_workers
 from chroma.training.trainer import monitor_mode
 
@@ -103,7 +103,8 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         listed = "".join(f"\n  {name}: {text}" for name, text in known.items()) or " none"
         raise ValueError(f"{experiment.PAPER} reads no asset named {', '.join(unknown)}. Its assets:{listed}")
     overrides = dict(overrides or {})
-    settings = experiment.settings(scale, coco=coco, data=data)._replace(assets=assets, **overrides)
+    settings = experiment.settings(scale, coco=coco, data=data)._replace(
+        assets=assets, **{name: value for name, value in overrides.items() if name in Settings._fields})
     out_dir = Path(runs_root) / experiment.PAPER / scale
     if process_per_run and strategy_name(strategy) is None:
         raise ValueError("one process per run trains on this machine alone: not with a multi-worker or TPU strategy")
@@ -246,7 +247,8 @@ def train_in_own_process(sender, recipe_path, scale, run_key, runs_root, coco, d
     from chroma.training import make_strategy
 
     experiment = load_experiment(recipe_path)
-    settings = experiment.settings(scale, coco=coco, data=data)._replace(assets=assets, **overrides)
+    settings = experiment.settings(scale, coco=coco, data=data)._replace(
+        assets=assets, **{name: value for name, value in overrides.items() if name in Settings._fields})
     run, = select_runs(experiment, [run_key])
     lpips_model, fid_model = metric_networks(assets)
     try:

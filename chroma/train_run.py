@@ -15,6 +15,7 @@ from chroma.data.specs import dataset_from_spec
 from chroma.export import export_saved_model, load_keras_model
 from chroma.reproduce import check_protocol, fit_baseline0, score_run, select_runs, train_with_pretraining
 from chroma.training.colorization_model import ColorizationModel
+from chroma.training.trainer import compile_values
 
 # Settings a command line may change; the data specs and assets have flags of their own.
 OVERRIDABLE = ("image_size", "batch_size", "epochs", "smoke", "flip", "seed", "cache_embeddings", "drop_gray")
@@ -23,16 +24,28 @@ OVERRIDABLE = ("image_size", "batch_size", "epochs", "smoke", "flip", "seed", "c
 UNREAD_COCO = "/chroma-train-reads-no-coco"
 
 
-def parse_overrides(assignments, settings):
-    """["epochs=5", "batch_size=8"] -> {"epochs": 5, "batch_size": 8}, typed as `settings`' own values."""
+def overridable(settings, runs):
+    """{name: current value} of what --set may change: the settings OVERRIDABLE names, and every value the
+    runs' compile arguments expose (chroma.training.trainer.compile_values: g_lr, reconstruction_weight, ...)."""
+    values = {}
+    for run in runs:
+        values.update({name: value for name, value in compile_values(run.compile_args(1)).items()
+                       if name not in values})
+    return {**{name: getattr(settings, name) for name in OVERRIDABLE}, **values}
+
+
+def parse_overrides(assignments, settings, runs):
+    """["epochs=5", "g_lr=1e-4"] -> {"epochs": 5, "g_lr": 0.0001}, each typed as the value it replaces (see
+    overridable); an unknown name or a value of another type is refused with the names there are."""
+    current = overridable(settings, runs)
     changes = {}
     for assignment in assignments or []:
         name, equals, text = assignment.partition("=")
         if not equals:
             raise ValueError(f"--set takes NAME=VALUE, got {assignment!r}")
-        if name not in OVERRIDABLE:
-            raise ValueError(f"unknown setting {name!r}; the settings --set can change: {', '.join(OVERRIDABLE)}")
-        kind = type(getattr(settings, name))
+        if name not in current:
+            raise ValueError(f"unknown setting {name!r}; what --set can change here: {', '.join(current)}")
+        kind = type(current[name])
         try:
             if kind is bool:
                 if text.lower() not in ("true", "false", "1", "0"):
@@ -41,9 +54,8 @@ def parse_overrides(assignments, settings):
             else:
                 value = kind(text)
         except ValueError:
-            raise ValueError(f"--set {name}={text}: {name} is a {kind.__name__} "
-                             f"(now {getattr(settings, name)!r})") from None
-        if kind is int and value < (0 if name == "seed" else 1):
+            raise ValueError(f"--set {name}={text}: {name} is a {kind.__name__} (now {current[name]!r})") from None
+        if kind in (int, float) and value < (0 if name == "seed" else 1e-300):
             raise ValueError(f"--set {name}={text}: must be {'0 or more' if name == 'seed' else 'positive'}")
         changes[name] = value
     return changes
@@ -103,8 +115,9 @@ def train_one_run(experiment, run_key, data, eval_data, out_dir, overrides=(), i
     check_protocol(run)
     base = experiment.settings(scale, coco=coco or UNREAD_COCO)
     settings = base._replace(train_data=data, eval_data=eval_data or data, coco=coco, assets=dict(assets or {}))
-    changes = parse_overrides(overrides, settings)
-    settings = run.settings_for(settings)._replace(**changes)
+    changes = parse_overrides(overrides, settings, [run])
+    settings_changes = {name: value for name, value in changes.items() if name in OVERRIDABLE}
+    settings = run.settings_for(settings)._replace(**settings_changes)
     out_dir = Path(out_dir)
     print(f"{run.name} ({experiment.PAPER}, {scale} recipe) on {data}, scored on {settings.eval_data}"
           + (f"; settings changed: {', '.join(f'{k}={v}' for k, v in changes.items())}" if changes else ""),

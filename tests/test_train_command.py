@@ -13,6 +13,7 @@ from chroma.data import samples
 from chroma.models.unet import UNetGenerator
 from chroma.reproduce import load_experiment, select_runs
 from chroma.train_run import OVERRIDABLE, initial_model
+from chroma.training.trainer import compile_values, with_compile_overrides
 
 pytestmark = pytest.mark.xdist_group("train_command")  # the tests share one trained run
 
@@ -35,7 +36,8 @@ def folders(tmp_path_factory):
 def first_run(folders):
     out = folders / "run"
     assert cli.main(["train", "nampouri", "--run", "unet_cgan", "--data", str(folders / "train"),
-                     "--eval-data", str(folders / "held_out"), "-o", str(out), *SMALL]) == 0
+                     "--eval-data", str(folders / "held_out"), "-o", str(out), *SMALL, "--set", "g_lr=0.001",
+                     "--set", "reconstruction_weight=50"]) == 0
     return out
 
 
@@ -43,7 +45,7 @@ def test_train_runs_a_recipe_on_a_folder_with_overrides_and_exports_it(first_run
     with open(first_run / "history.csv") as file:
         assert len(list(csv.DictReader(file))) == 3  # epochs=3
     recorded = json.loads((first_run / "run.json").read_text())
-    assert recorded["overrides"] == {"epochs": 3, "image_size": 32}
+    assert recorded["overrides"] == {"epochs": 3, "image_size": 32, "g_lr": 0.001, "reconstruction_weight": 50.0}
     assert recorded["settings"]["image_size"] == 32 and recorded["settings"]["train_data"].endswith("train")
     assert (first_run / "best.weights.h5").is_file()
     assert json.loads((first_run / "saved_model" / "chroma.json").read_text())["image_size"] == 32
@@ -51,12 +53,25 @@ def test_train_runs_a_recipe_on_a_folder_with_overrides_and_exports_it(first_run
     assert "| baseline0 |" in results and "| U-Net cGAN" in results
 
 
+def test_a_recipes_compile_values_are_overridden_where_the_engine_compiles_the_run():
+    run, = select_runs(load_experiment("nampouri"), ["unet_cgan"])
+    recipe = run.compile_args(1)
+    assert compile_values(recipe) == {"g_lr": 2e-4, "d_lr": 2e-4, "adversarial_loss": "bce",
+                                      "reconstruction_loss": "l1", "reconstruction_weight": 100.0,
+                                      "discriminator_loss_weight": 0.5}
+    changed = with_compile_overrides(recipe, {"g_lr": 1e-3, "reconstruction_weight": 50.0, "epochs": 2})
+    assert float(changed["g_optimizer"].learning_rate) == pytest.approx(1e-3)
+    assert float(changed["d_optimizer"].learning_rate) == pytest.approx(2e-4)
+    assert changed["reconstruction_weight"] == 50.0 and "epochs" not in changed
+
+
 def test_unknown_and_ill_typed_overrides_are_refused_with_the_names(folders, capsys):
     names = ", ".join(OVERRIDABLE)
-    for setting, message in (("learning_rate=1e-4", f"unknown setting 'learning_rate'; the settings --set can "
-                                                    f"change: {names}"),
+    for setting, message in (("learning_rate=1e-4", f"unknown setting 'learning_rate'; what --set can change here: "
+                                                    f"{names}"),
                              ("epochs=many", "epochs is a int"), ("epochs=0", "must be positive"),
-                             ("flip=maybe", "flip is a bool"), ("epochs", "NAME=VALUE")):
+                             ("flip=maybe", "flip is a bool"), ("g_lr=fast", "g_lr is a float"),
+                             ("epochs", "NAME=VALUE")):
         assert cli.main(["train", "nampouri", "--run", "unet_cgan", "--data", str(folders / "train"),
                          "-o", str(folders / "refused"), "--scale", "smoke", "--set", setting]) == 2
         error = capsys.readouterr().err

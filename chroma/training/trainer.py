@@ -146,6 +146,37 @@ class Settings(NamedTuple):
     drop_gray: bool = False  # leave out images that are already gray (paper agosti IV-B)
 
 
+def compile_values(compile_args):
+    """{name: value} of a recipe's compile arguments that a command line may change: its numbers and words
+    (reconstruction_weight, adversarial_loss, ...), and NAME_lr, the constant learning rate of its optimizer
+    NAME_optimizer ("lr" for "optimizer"; a schedule is not one value)."""
+    values = {}
+    for name, value in compile_args.items():
+        if isinstance(value, keras.optimizers.Optimizer):
+            rate = value.get_config()["learning_rate"]
+            if isinstance(rate, (int, float)):
+                # Read back from a float32 variable: 2e-4 comes back as 1.9999999e-4; 7 digits are float32's.
+                values[learning_rate_name(name)] = float(f"{rate:.7g}")
+        elif isinstance(value, (bool, int, float, str)):
+            values[name] = value
+    return values
+
+
+def learning_rate_name(optimizer_name):
+    return optimizer_name.removesuffix("optimizer") + "lr"
+
+
+def with_compile_overrides(compile_args, overrides):
+    """compile_args with the overrides that name its values (compile_values) applied; others are left alone."""
+    changed = dict(compile_args)
+    for name, value in compile_args.items():
+        if isinstance(value, keras.optimizers.Optimizer) and learning_rate_name(name) in overrides:
+            value.learning_rate = overrides[learning_rate_name(name)]
+        elif name in overrides and not isinstance(value, keras.optimizers.Optimizer):
+            changed[name] = overrides[name]
+    return changed
+
+
 def smoke_settings(epochs, image_size=64, **fields):
     """Every recipe's smoke scale: 6 bundled photos to train on, 2 held out, batch 2, `smoke` (small networks)."""
     return Settings(train_data="samples?take=6", eval_data="samples?skip=6", image_size=image_size, batch_size=2,
@@ -167,8 +198,10 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
     run beside the engine's own (chroma.estimate's step timer). precision: a
     Keras dtype policy, or "auto" for the hardware's (choose_precision). jit: compile
     the train and test steps with XLA (Keras's jit_compile; a TPU compiles
-    them whatever it says). overrides: {setting: value} the caller changed
-    from the recipe's (`chroma train --set`), recorded in run.json.
+    them whatever it says). overrides: {name: value} the caller changed from
+    the recipe's (`chroma train --set`), recorded in run.json: settings
+    (already in `settings`) and the recipe's compile values (compile_values),
+    applied here.
 
     Writes to out_dir: checkpoints/ (the resumable state), best.weights.h5,
     history.csv (one row per epoch, across resumptions), logs/ (TensorBoard:
@@ -213,7 +246,7 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
         total_steps = steps_per_epoch * settings.epochs
         compile_args = {
             name: optimizer_for(value) if isinstance(value, keras.optimizers.Optimizer) else value
-            for name, value in run.compile_args(total_steps).items()
+            for name, value in with_compile_overrides(run.compile_args(total_steps), overrides or {}).items()
         }
         model.compile(**compile_args, metrics=colorization_metrics(run.metrics), jit_compile=jit)
         model({key: value[:1] for key, value in sample_batch.items()})
