@@ -1,6 +1,7 @@
 """Runs that survive: SIGKILL and resume, divergence, best checkpoint, logs."""
 
 import csv
+import json
 import os
 import re
 import signal
@@ -385,8 +386,14 @@ def test_one_process_per_run_trains_each_run_apart_and_reports_them_together(tmp
     pids.mkdir()
     recipe = tmp_path / "apart.py"
     recipe.write_text(PROCESS_PER_RUN_RECIPE.format(tiny=str(RECIPE), pids=str(pids)))
+    # --set's values reach each run's own process: a setting, and a learning rate its compile arguments take.
     md_path, csv_path = reproduce(load_experiment(str(recipe)), "smoke", runs_root=tmp_path / "runs",
-                                  index_path=tmp_path / "RESULTS.md", process_per_run=True)
+                                  index_path=tmp_path / "RESULTS.md", process_per_run=True,
+                                  overrides={"epochs": 2, "g_lr": 0.01})
+    assert "settings changed from the recipe's: epochs=2, g_lr=0.01" in md_path.read_text()
+    for key in ("a", "b"):
+        assert json.loads((md_path.parent / key / "run.json").read_text())["overrides"] == {"epochs": 2, "g_lr": 0.01}
+        assert len((md_path.parent / key / "history.csv").read_text().splitlines()) == 1 + 2
     built_in = {int(path.name) for path in pids.iterdir()}
     assert len(built_in) == 2 and os.getpid() not in built_in  # each run's model was built in a process of its own
     with csv_path.open() as file:
