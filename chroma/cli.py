@@ -83,11 +83,26 @@ def run_data_build(args):
     location, options = parse_data_spec(args.source)
     source = data.open_source(location, **options)
     report = data.SkipReport()
-    summary = data.write_tfrecords(
+    metadata = data.write_tfrecords(
         source, args.output, num_shards=args.shards, max_side=args.max_side, report=report
     )
-    print(f"wrote {summary}")
-    print(report.summary())
+    print(f"wrote {metadata['count']} images to {len(metadata['shards'])} shards in {args.output}, all read back "
+          f"whole; {report.summary()}")
+
+
+def run_data_verify(args):
+    from chroma import data
+
+    if not data.is_tfrecord_dir(args.folder):
+        raise FileNotFoundError(f"{args.folder} holds no dataset.json: not a folder 'chroma data build' wrote")
+    scan = data.verify_tfrecords(args.folder)
+    print(scan.summary())
+    if scan.damaged:
+        print(f"\n{scan.table()}")
+    if scan.lost or scan.problems:
+        return 1
+    print("all well")
+    return 0
 
 
 def asset_argument(text):
@@ -143,7 +158,7 @@ def run_reproduce(args):
             assets=dict(args.asset or []), run_keys=args.run, strategy=strategy, precision=args.precision,
             jit=args.jit, process_per_run=process_per_run(args), overrides=overrides,
         )
-    except training.TrainingDiverged as error:
+    except training.RunStopped as error:
         print(f"chroma: {error}", file=sys.stderr)
         raise SystemExit(1) from error
     print(Path(md_path).read_text())
@@ -161,7 +176,7 @@ def run_train(args):
             experiment, args.run, args.data, args.eval_data, args.output, overrides=args.set, init=args.init,
             export_dir=args.export, scale=args.scale, coco=args.coco, assets=dict(args.asset or []),
             strategy=training.make_strategy(args.strategy), precision=args.precision, jit=args.jit)
-    except training.TrainingDiverged as error:
+    except training.RunStopped as error:
         print(f"chroma: {error}", file=sys.stderr)
         raise SystemExit(1) from error
     title = f"{experiment.PAPER} {args.run} trained on {args.data}, scored on {args.eval_data or args.data}"
@@ -278,6 +293,20 @@ def build_parser():
     build.add_argument("--shards", type=int, default=8, help="number of TFRecord files (default: 8)")
     build.add_argument("--max-side", type=int, default=512, help="longer image side kept, in pixels (default: 512)")
     build.set_defaults(handler=run_data_build)
+    verify = data_commands.add_parser(
+        "verify",
+        help="read every record of a TFRecord folder and report damaged shards",
+        description=(
+            "Read every record of every shard of a folder 'chroma data build' wrote (local or gs://), in parallel: "
+            "check each record's CRCs, decode each image, and compare the counts with dataset.json. Prints a "
+            "table of the damaged shards and where each is damaged. Exit status 0 when all is well, 1 when a "
+            "record is damaged or missing or the counts disagree. A run reading a damaged folder leaves those "
+            "records out, and refuses it when more than a fraction are (the data spec's ?max_damaged=F, "
+            "default 0.01)."
+        ),
+    )
+    verify.add_argument("folder", help="the TFRecord folder (local or gs://)")
+    verify.set_defaults(handler=run_data_verify)
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -476,11 +505,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        return args.handler(args) or 0
     except (FileNotFoundError, ValueError) as error:
         print(f"chroma: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 def console_main():

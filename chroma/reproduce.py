@@ -31,7 +31,7 @@ from chroma.data.specs import dataset_from_spec
 from chroma.export import dropout_layers, dropout_on
 from chroma.metrics import LPIPS, fid_inception
 from chroma.models.baseline0 import MeanColorBaseline
-from chroma.training import Settings, TrainingDiverged, read_history, train
+from chroma.training import RunStopped, Settings, read_history, train
 from chroma.training.hardware import choose_precision, is_chief, wait_for_workers
 from chroma.training.trainer import monitor_mode
 
@@ -221,7 +221,8 @@ def strategy_name(strategy):
 
 def in_own_process(experiment, scale, run, runs_root, coco, data, assets, strategy, precision, jit, overrides):
     """train_and_draw in a fresh Python process (spawned, not forked: TensorFlow's threads do not survive a
-    fork), which loads the recipe from its file again. Its output is this process's; its divergence too."""
+    fork), which loads the recipe from its file again. Its output is this process's; so are its stop (a
+    divergence, a checkpoint not saved) and the errors it reports as the CLI does (bad data)."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=train_in_own_process, args=(
@@ -236,8 +237,8 @@ def in_own_process(experiment, scale, run, runs_root, coco, data, assets, strate
     process.join()
     if outcome is None:
         raise RuntimeError(f"{run.name}: its process ended with exit code {process.exitcode} before it reported")
-    if "diverged" in outcome:
-        raise TrainingDiverged(outcome["diverged"])
+    if "error" in outcome:
+        raise outcome["error"]
     return outcome["row"], outcome["columns"]
 
 
@@ -254,8 +255,8 @@ def train_in_own_process(sender, recipe_path, scale, run_key, runs_root, coco, d
     try:
         row, columns = train_and_draw(experiment, scale, run, settings, Path(runs_root) / experiment.PAPER / scale,
                                       make_strategy(strategy), precision, jit, lpips_model, fid_model, overrides)
-    except TrainingDiverged as error:
-        sender.send({"diverged": str(error)})
+    except (RunStopped, ValueError, FileNotFoundError) as error:
+        sender.send({"error": error})
         return
     sender.send({"row": row, "columns": columns})
 

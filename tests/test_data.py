@@ -451,7 +451,8 @@ def test_tfrecords_refuse_to_overwrite_and_notice_missing_shards(image_folder, t
     with pytest.raises(FileExistsError):
         data.write_tfrecords(data.folder(image_folder), out, progress=False)
     (out / "part-00001-of-00002.tfrecord").unlink()
-    with pytest.raises(FileNotFoundError, match="1 of 2"):
+    with pytest.raises(data.DamagedRecords, match=r"2 of 5 records \(40.0%\) are damaged or missing.*"
+                                                  r"part-00001-of-00002.tfrecord: 2 lost, missing"):
         data.read_tfrecords(out)
 
 

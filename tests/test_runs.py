@@ -1,5 +1,6 @@
 """Runs that survive: SIGKILL and resume, divergence, best checkpoint, logs."""
 
+import contextlib
 import csv
 import json
 import os
@@ -16,7 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 from chroma.reproduce import load_experiment, select_runs
-from chroma.training import TrainingDiverged, read_history, train
+from chroma.training import CheckpointNotSaved, TrainingDiverged, read_history, train
 
 RECIPE = Path(__file__).parent / "recipes" / "tiny.py"
 
@@ -129,6 +130,55 @@ def test_a_diverging_run_makes_chroma_reproduce_exit_1_and_keeps_its_last_good_c
     for name, dtype in reader.get_variable_to_dtype_map().items():
         if name.startswith("model/") and dtype.is_floating:
             assert tf.reduce_all(tf.math.is_finite(reader.get_tensor(name))), name
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """`folder` read-only, even to root (CI's user), whom permission bits do not stop: for root it is made
+    immutable (chattr +i) instead."""
+    as_root = os.geteuid() == 0
+    if as_root:
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+    try:
+        yield
+    finally:
+        if as_root:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_the_last_good_one_resumes_it(tmp_path, capsys):
+    import keras
+
+    recipe = load_experiment(str(RECIPE))
+    run, = select_runs(recipe, ["gan"])
+    settings = recipe.settings("smoke")._replace(epochs=3)
+    checkpoints = tmp_path / "checkpoints"
+    with contextlib.ExitStack() as after_the_run:
+
+        class ReadOnlyAfterTheFirstEpoch(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):  # after the engine's callbacks: epoch 1's checkpoint is saved
+                if epoch == 0:
+                    after_the_run.enter_context(read_only(checkpoints))
+
+        with pytest.raises(CheckpointNotSaved) as stop:
+            train(run, settings, tmp_path, verbose=0, callbacks=[ReadOnlyAfterTheFirstEpoch()])
+    assert str(stop.value).startswith(
+        f"training stopped: the checkpoint of epoch 2 could not be written to {checkpoints} (")
+    assert f"The last good checkpoint is {checkpoints / 'ckpt-1'}, intact;" in str(stop.value)
+    printed = re.search(r"checkpoints: ([\d.]+) kB each \(frozen networks and optimizer state included\), up to 3 "
+                        rf"at once in {re.escape(str(checkpoints))}; [\d.]+ [kMG]B free there", capsys.readouterr().err)
+    saved = tf.train.load_checkpoint(str(checkpoints / "ckpt-1"))
+    tensor_bytes = sum(np.prod(shape) * saved.get_variable_to_dtype_map()[name].size
+                       for name, shape in saved.get_variable_to_shape_map().items() if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+    assert float(printed[1]) * 1e3 == pytest.approx(tensor_bytes, rel=0.02)
+
+    train(run, settings, tmp_path, verbose=0)
+    assert f"resumed after epoch 1 from {checkpoints / 'ckpt-1'}" in capsys.readouterr().err
+    assert checkpoint_numbers(tmp_path) == [2, 3] and len(read_history(tmp_path)["g_loss"]) == 3
 
 
 @pytest.mark.parametrize("run_key, loss", [("generator_turns_inf", r"g_\w*loss"), ("discriminator_turns_inf", r"d_\w*loss")])

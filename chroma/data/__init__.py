@@ -14,15 +14,25 @@ from .sources import (
     samples,
     subset,
 )
-from .tfrecords import is_tfrecord_dir, read_metadata, read_tfrecords, write_tfrecords
+from .record_scan import DamagedRecords
+from .tfrecords import (
+    TfrecordFolder,
+    is_tfrecord_dir,
+    read_metadata,
+    read_tfrecords,
+    verify_tfrecords,
+    write_tfrecords,
+)
 
 __all__ = [
+    "DamagedRecords",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
     "SAMPLE_NAMES",
     "ImageRecord",
     "SkipReport",
     "Source",
+    "TfrecordFolder",
     "UnreadableImage",
     "coco",
     "coco_test_split",
@@ -38,5 +48,6 @@ __all__ = [
     "read_tfrecords",
     "samples",
     "subset",
+    "verify_tfrecords",
     "write_tfrecords",
 ]

@@ -159,6 +159,10 @@ class SkipReport:
     def skip(self, name, reason):
         self._add(reason, 1, [name])
 
+    def skip_many(self, reason, count, examples):
+        """Counts `count` records skipped for one reason, e.g. a damaged shard's, `examples` saying which."""
+        self._add(reason, count, list(examples))
+
     def drop_gray(self, name):
         self._add(self._GRAY, 1, [name])
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 from ..color import rgb_to_scaled_lab
 from .images import SkipReport, UnreadableImage, is_grayscale
 from .tfds_source import TfdsSplit, count_examples, read_tfds
-from .tfrecords import is_tfrecord_dir, read_metadata, read_tfrecords
+from .tfrecords import TfrecordFolder, count_records, is_tfrecord_dir, read_tfrecords
 
 logger = logging.getLogger("chroma")
 
@@ -55,15 +55,15 @@ def make_dataset(
     report=None,
     drop_remainder=False,
 ):
-    """A tf.data.Dataset of {"L", "ab", "caption", "label", "name"} from a Source, a TFRecord directory or a
-    TfdsSplit (a prepared TensorFlow Datasets dataset: chroma.data.tfds_source).
+    """A tf.data.Dataset of {"L", "ab", "caption", "label", "name"} from a Source, a TFRecord directory (its
+    path or a TfrecordFolder) or a TfdsSplit (a prepared TensorFlow Datasets dataset: chroma.data.tfds_source).
 
     From a Source, records are decoded in Python with `load_rgb` (longer side
     <= max_side); unreadable ones, and with drop_gray already-gray ones, are
     skipped and counted into `report` (a SkipReport, filled in and logged once
     at the end of the first full pass). A TFRecord directory (see
     chroma.data.tfrecords) was cleaned when built: max_side is ignored and the
-    build's counts go into `report` at once. A TfdsSplit is decoded in
+    build's counts, and its damaged records by shard, go into `report` at once. A TfdsSplit is decoded in
     TensorFlow; max_side is ignored there too.
 
     shuffle: a seeded permutation of the records on every pass (for
@@ -80,10 +80,11 @@ def make_dataset(
         # By data: every worker reads all the examples and keeps its part of each batch, which needs no
         # more files than workers; at TPU-pod scale, TFRecords from `chroma data build` shard by file.
         shard_by = tf.data.experimental.AutoShardPolicy.DATA
-    elif isinstance(source, (str, os.PathLike)):
-        if not is_tfrecord_dir(source):
+    elif isinstance(source, (str, os.PathLike, TfrecordFolder)):
+        path = source.path if isinstance(source, TfrecordFolder) else source
+        if not is_tfrecord_dir(path):
             raise ValueError(
-                f"{source} is not a TFRecord directory (no dataset.json); open image folders with open_source"
+                f"{path} is not a TFRecord directory (no dataset.json); open image folders with open_source"
             )
         images, _ = read_tfrecords(source, drop_gray, shuffle=shuffle, seed=seed, report=report)
         if repeat:
@@ -213,15 +214,14 @@ def _count_first_pass(first_pass, counted, index, name, outcome, total, report, 
 def count_elements(source, *, batch_size=None, drop_gray=False, drop_remainder=False):
     """How many elements one pass of `make_dataset` yields, e.g. for progress bars.
 
-    Exact for a TFRecord directory; for a Source an upper bound, since
+    Exact for a TFRecord directory (its good records); for a Source an upper bound, since
     unreadable and gray images are only found while decoding, and for a
     TfdsSplit with drop_gray.
     """
     if isinstance(source, TfdsSplit):
         count = count_examples(source)
-    elif isinstance(source, (str, os.PathLike)):
-        metadata = read_metadata(source)
-        count = metadata["count"] - (metadata["num_gray"] if drop_gray else 0)
+    elif isinstance(source, (str, os.PathLike, TfrecordFolder)):
+        count = count_records(source, drop_gray)
     else:
         count = len(source.records)
     if batch_size:

@@ -3,19 +3,21 @@
 Decoding in Python (`load_rgb`) is robust but slow and single-threaded; the
 TFRecords hold already-cleaned JPEGs that `tf.data` reads and decodes in
 parallel, as a TPU needs. Paths may be `gs://...`, so every file operation
-goes through `tf.io.gfile`.
+goes through `tf.io.gfile`. Readers get past damaged records (chroma.data.record_scan).
 """
 
 import io
 import json
 import logging
 import sys
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
 from .images import SkipReport, UnreadableImage, is_grayscale
+from .record_scan import DamagedRecords, check_damage, good_records, read_segment, scan_folder, scanned
 
 logger = logging.getLogger("chroma")
 
@@ -27,6 +29,8 @@ PROGRESS_EVERY = 500
 SHUFFLE_BUFFER = 2048
 # Shards read at once; a fixed number (not AUTOTUNE) keeps the order the same on every machine.
 MAX_OPEN_SHARDS = 16
+# The fraction of a folder's records a run may lose to damage before it refuses to train on the rest.
+MAX_DAMAGED = 0.01
 
 _FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -40,6 +44,19 @@ _FEATURES = {
 def is_tfrecord_dir(path):
     """True for a directory written by `write_tfrecords` (it has dataset.json)."""
     return tf.io.gfile.exists(tf.io.gfile.join(str(path), METADATA_FILE))
+
+
+class TfrecordFolder(NamedTuple):
+    """A folder `write_tfrecords` wrote, and the fraction of its records that reading it may find damaged
+    (the data spec's max_damaged) before refusing it."""
+
+    path: str
+    max_damaged: float = MAX_DAMAGED
+
+
+def as_tfrecord_folder(source):
+    """A TfrecordFolder, or a folder's path as one with the default limit."""
+    return source if isinstance(source, TfrecordFolder) else TfrecordFolder(str(source))
 
 
 def write_tfrecords(source, out_dir, num_shards=8, max_side=512, report=None, progress=True, seed=0):
@@ -62,6 +79,7 @@ def write_tfrecords(source, out_dir, num_shards=8, max_side=512, report=None, pr
     skips = SkipReport()
     gray = SkipReport()  # the gray images, flagged for readers that drop them
     written = 0
+    shard_counts = [0] * num_shards
     try:
         order = np.random.default_rng(seed).permutation(len(source.records))
         for done, index in enumerate(order, start=1):
@@ -77,6 +95,7 @@ def write_tfrecords(source, out_dir, num_shards=8, max_side=512, report=None, pr
                     gray.drop_gray(record.name)
                 example = _to_example(record, rgb, record_is_gray)
                 writers[written % num_shards].write(example.SerializeToString())
+                shard_counts[written % num_shards] += 1
                 written += 1
             if progress and done % PROGRESS_EVERY == 0:
                 print(f"{out_dir}: {done}/{len(order)} images", file=sys.stderr, flush=True)
@@ -91,10 +110,19 @@ def write_tfrecords(source, out_dir, num_shards=8, max_side=512, report=None, pr
         "max_side": max_side,
         "jpeg_quality": JPEG_QUALITY,
         "shards": shard_names,
+        "shard_counts": shard_counts,
         "skipped": skips.to_dict(),
         "gray": gray.to_dict(),
         "summary": skips.summary(),
     }
+    if progress:
+        print(f"{out_dir}: reading the shards back", file=sys.stderr, flush=True)
+    written_back = scan_folder(out_dir, metadata, SHARD_PATTERN, decode=True, progress=progress)
+    if written_back.lost or written_back.problems:
+        for name in shard_names:
+            tf.io.gfile.remove(tf.io.gfile.join(out_dir, name))
+        raise DamagedRecords(f"the shards written do not read back, so they were removed: {written_back.summary()}\n"
+                             f"{written_back.table()}")
     with tf.io.gfile.GFile(tf.io.gfile.join(out_dir, METADATA_FILE), "w") as file:
         json.dump(metadata, file, indent=2)
     if report is not None:
@@ -132,31 +160,33 @@ def read_metadata(path):
         return json.load(file)
 
 
-def read_tfrecords(path, drop_gray=False, *, shuffle=False, seed=0, report=None):
+def read_tfrecords(folder, drop_gray=False, *, shuffle=False, seed=0, report=None):
     """A dataset of (rgb uint8 (H, W, 3), caption string, label int32, name string), and the metadata.
 
-    The build's skip counts (and, with drop_gray, the gray images flagged at
-    build time) are merged into `report` and logged once.
+    folder: a TfrecordFolder or a folder's path. Its damaged records are left out (a DamagedRecords error
+    when more than its max_damaged are); the build's skip counts, the damaged records by shard and, with
+    drop_gray, the gray images flagged at build time are merged into `report` and logged once.
     """
-    path = str(path)
-    metadata = read_metadata(path)
-    files = sorted(tf.io.gfile.glob(tf.io.gfile.join(path, SHARD_PATTERN)))
-    if len(files) != len(metadata["shards"]):
-        raise FileNotFoundError(f"{path}: found {len(files)} of {len(metadata['shards'])} TFRecord shards")
-    build_report = SkipReport.from_dict(metadata["skipped"])
+    folder = as_tfrecord_folder(folder)
+    metadata = read_metadata(folder.path)
+    scan = scanned(folder.path, metadata, SHARD_PATTERN)
+    check_damage(scan, folder.max_damaged)
+    read_report = SkipReport.from_dict(metadata["skipped"])
+    for shard in scan.damaged:
+        read_report.skip_many(f"unreadable in {shard.name}", shard.lost, [shard.describe_damage()])
     if drop_gray:
-        build_report.merge(SkipReport.from_dict(metadata["gray"]))
+        read_report.merge(SkipReport.from_dict(metadata["gray"]))
     if report is not None:
-        report.merge(build_report)
-    if build_report.skipped or build_report.dropped_gray:
-        logger.warning("%s: %s", path, build_report.summary())
+        report.merge(read_report)
+    if read_report.skipped or read_report.dropped_gray:
+        logger.warning("%s: %s", folder.path, read_report.summary())
 
-    dataset = tf.data.Dataset.from_tensor_slices(files)
+    dataset = good_records(scan.segments())
     if shuffle:
-        dataset = dataset.shuffle(len(files), seed=seed)
+        dataset = dataset.shuffle(len(scan.segments()), seed=seed)
     dataset = dataset.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(files), MAX_OPEN_SHARDS),
+        read_segment,
+        cycle_length=max(1, min(len(scan.segments()), MAX_OPEN_SHARDS)),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
@@ -172,12 +202,27 @@ def read_tfrecords(path, drop_gray=False, *, shuffle=False, seed=0, report=None)
     return dataset, metadata
 
 
-def read_captions(path):
-    """A dataset of the records' captions (strings), read without decoding a single image."""
-    files = sorted(tf.io.gfile.glob(tf.io.gfile.join(str(path), SHARD_PATTERN)))
-    return tf.data.TFRecordDataset(files).map(
+def count_records(folder, drop_gray=False):
+    """The records one pass of read_tfrecords yields: the good ones, less the gray with drop_gray."""
+    folder = as_tfrecord_folder(folder)
+    scan = scanned(folder.path, read_metadata(folder.path), SHARD_PATTERN)
+    return scan.records - (scan.gray if drop_gray else 0)
+
+
+def read_captions(folder):
+    """A dataset of the good records' captions (strings), read without decoding a single image."""
+    folder = as_tfrecord_folder(folder)
+    scan = scanned(folder.path, read_metadata(folder.path), SHARD_PATTERN)
+    check_damage(scan, folder.max_damaged)
+    return good_records(scan.segments()).flat_map(read_segment).map(
         lambda serialized: tf.io.parse_single_example(serialized, {"caption": _FEATURES["caption"]})["caption"]
     )
+
+
+def verify_tfrecords(path, progress=True):
+    """Reads every record of every shard of the folder `path` as `chroma data verify` does: CRCs, content and
+    a full decode of each image, counts against dataset.json. Returns the FolderScan."""
+    return scan_folder(str(path), read_metadata(path), SHARD_PATTERN, decode=True, progress=progress)
 
 
 def _decode(example):

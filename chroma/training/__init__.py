@@ -1,7 +1,13 @@
 """The training engine: models whose train_step carries a paper's recipe, and the loop that runs them."""
 
 from chroma.training.auxiliary_loss import AuxiliaryLoss
-from chroma.training.callbacks import ResumableCheckpoint, SampleImages, TrainingDiverged
+from chroma.training.callbacks import (
+    CheckpointNotSaved,
+    ResumableCheckpoint,
+    RunStopped,
+    SampleImages,
+    TrainingDiverged,
+)
 from chroma.training.colorization_model import ColorizationModel
 from chroma.training.gan import ConditionalGAN
 from chroma.training.hardware import PRECISIONS, STRATEGIES, make_strategy, optimizer_for, set_precision
@@ -21,6 +27,7 @@ from chroma.training.trainer import (
 
 __all__ = [
     "AuxiliaryLoss",
+    "CheckpointNotSaved",
     "PRECISIONS",
     "Pretraining",
     "STRATEGIES",
@@ -29,6 +36,7 @@ __all__ = [
     "RegressionColorizer",
     "ResumableCheckpoint",
     "Run",
+    "RunStopped",
     "SampleImages",
     "Settings",
     "TrainingDiverged",

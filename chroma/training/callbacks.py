@@ -1,6 +1,7 @@
 """Callbacks that make a run survive: checkpoints to resume from, a stop on divergence, sample images."""
 
 import math
+import shutil
 from pathlib import Path
 
 import keras
@@ -9,8 +10,17 @@ import tensorflow as tf
 from chroma import color
 
 
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the message names the last good checkpoint."""
+class RunStopped(RuntimeError):
+    """Training stopped before its last epoch; the message names the last good checkpoint, from which
+    rerunning the same command resumes."""
+
+
+class TrainingDiverged(RunStopped):
+    """A loss became NaN or infinite."""
+
+
+class CheckpointNotSaved(RunStopped):
+    """A checkpoint could not be written (a full disk, a read-only or vanished folder)."""
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
@@ -24,7 +34,9 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
     A NaN or Inf in any logged loss stops training at that batch; nothing is
     saved after it, and `TrainingDiverged` is raised when fit returns, naming
-    the last good checkpoint.
+    the last good checkpoint. A save that fails stops training with
+    `CheckpointNotSaved`, naming the folder and the last good checkpoint,
+    which the failed save leaves as it was.
 
     write_to: where this process saves, if not `directory`: a multi-worker
     run's other workers restore the chief's checkpoints from `directory` and
@@ -36,6 +48,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.directory = str(directory)
         self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
         self.checkpoint = tf.train.Checkpoint(model=model, epochs_done=self.epochs_done)
+        self.max_to_keep = max_to_keep
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=max_to_keep)
         self.writer = self.manager
         if write_to is not None and str(write_to) != self.directory:
@@ -66,7 +79,35 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         if self.divergence is not None:
             return
         self.epochs_done.assign(epoch + 1)
-        self.writer.save(checkpoint_number=epoch + 1)
+        try:
+            self.writer.save(checkpoint_number=epoch + 1)
+        except (OSError, tf.errors.OpError) as error:
+            folder = self.writer.directory
+            last = tf.train.latest_checkpoint(folder) or "none (no epoch was saved)"
+            raise CheckpointNotSaved(
+                f"training stopped: the checkpoint of epoch {epoch + 1} could not be written to {folder} "
+                f"({type(error).__name__}: {_first_line(error)}). The last good checkpoint is {last}, intact; "
+                f"free space or make {folder} writable, then rerun to resume from it."
+            ) from error
+
+    def size_in_bytes(self):
+        """What one checkpoint holds: every variable it saves (frozen networks' and the optimizers' included)."""
+        return sum(math.prod(variable.shape) * tf.as_dtype(variable.dtype).size
+                   for variable in tf.train.TrackableView(self.checkpoint).descendants()
+                   if isinstance(variable, (tf.Variable, keras.Variable)))
+
+    def describe_size(self):
+        """A line on the disk this run's checkpoints take (up to max_to_keep + 1 at once, while one is saved),
+        and the room left where they go (local folders)."""
+        size, at_once = self.size_in_bytes(), self.max_to_keep + 1
+        folder = Path(self.writer.directory)
+        line = (f"checkpoints: {_in_bytes(size)} each (frozen networks and optimizer state included), up to "
+                f"{at_once} at once in {folder}")
+        existing = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
+        if existing is not None:
+            free = shutil.disk_usage(existing).free
+            line += f"; {_in_bytes(free)} free there" + (", too little for them" if free < size * at_once else "")
+        return line
 
     def on_train_end(self, logs=None):
         if self.divergence is not None:
@@ -77,6 +118,17 @@ class ResumableCheckpoint(keras.callbacks.Callback):
                 "rerunning resumes from it (a lower learning rate or a smaller reconstruction "
                 "weight may keep the run stable)."
             )
+
+
+def _in_bytes(count):
+    for unit, size in (("GB", 1e9), ("MB", 1e6)):
+        if count >= size:
+            return f"{count / size:.{2 if unit == 'GB' else 1}f} {unit}"
+    return f"{count / 1e3:.1f} kB"
+
+
+def _first_line(error):
+    return (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
 
 
 def _non_finite(logs):

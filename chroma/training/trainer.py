@@ -258,6 +258,7 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
     # Every worker resumes from the chief's checkpoint and writes what the chief writes, to `files`.
     with write_dir(out_dir, strategy) as files:
         checkpoint = ResumableCheckpoint(out_dir / "checkpoints", model, write_to=files / "checkpoints")
+        print(f"{run.name}: {checkpoint.describe_size()}", file=sys.stderr)
         initial_epoch = checkpoint.restore()
         if initial_epoch:
             print(f"{run.name}: resumed after epoch {initial_epoch} from {checkpoint.manager.latest_checkpoint}",
