@@ -159,9 +159,9 @@ class SkipReport:
     def skip(self, name, reason):
         self._add(reason, 1, [name])
 
-    def skip_many(self, reason, count, examples):
-        """Counts `count` records skipped for one reason, e.g. a damaged shard's, `examples` saying which."""
-        self._add(reason, count, list(examples))
+    def skip_many(self, reason, count):
+        """Counts `count` records skipped for one reason that names no record, e.g. a damaged shard's."""
+        self._add(reason, count, [])
 
     def drop_gray(self, name):
         self._add(self._GRAY, 1, [name])
@@ -182,7 +182,7 @@ class SkipReport:
         parts = []
         if self.skipped:
             reasons = "; ".join(
-                f"{count} {reason}: {self._names(reason)}"
+                f"{count} {reason}" + (f": {self._names(reason)}" if self._examples[reason] else "")
                 for reason, count in sorted(self._counts.items(), key=lambda item: (-item[1], item[0]))
                 if reason != self._GRAY
             )

@@ -173,7 +173,7 @@ def read_tfrecords(folder, drop_gray=False, *, shuffle=False, seed=0, report=Non
     check_damage(scan, folder.max_damaged)
     read_report = SkipReport.from_dict(metadata["skipped"])
     for shard in scan.damaged:
-        read_report.skip_many(f"unreadable in {shard.name}", shard.lost, [shard.describe_damage()])
+        read_report.skip_many(f"unreadable in {shard.name} ({shard.describe_damage()})", shard.lost)
     if drop_gray:
         read_report.merge(SkipReport.from_dict(metadata["gray"]))
     if report is not None:
