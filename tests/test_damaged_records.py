@@ -65,8 +65,8 @@ def damaged(built, tmp_path):
         file.write(b"\0" * 40)
     os.truncate(third, offsets[2][1] + 500)
     expected = {
-        first.name: f"corrupted record (CRC mismatch) at byte {offsets[0][1]}",
-        second.name: f"corrupted record header at byte {offsets[1][1]}",
+        first.name: f"data CRC mismatch at byte {offsets[0][1]}",
+        second.name: f"corrupted header at byte {offsets[1][1]}",
         third.name: f"truncated at byte {offsets[2][1]}",
     }
     lost = {names[1] for names in names_by_shard(built)}

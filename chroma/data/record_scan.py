@@ -295,11 +295,11 @@ def _damage_at(file, offset, size):
     header = file.read(HEADER_BYTES)
     length = record_length(header)
     if length is None and len(header) == HEADER_BYTES:
-        return "corrupted record header", _next_header(file, offset + 1, size)
+        return "corrupted header", _next_header(file, offset + 1, size)
     end = offset + HEADER_BYTES + (length or 0) + FOOTER_BYTES
     if length is None or end > size:
         return "truncated", size  # the file ends inside this record: nothing follows it
-    return "corrupted record (CRC mismatch)", end
+    return "data CRC mismatch", end
 
 
 def _next_header(file, start, size):
