@@ -1,6 +1,7 @@
 """Callbacks that make a run survive: checkpoints to resume from, a stop on divergence, sample images."""
 
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -83,6 +84,10 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             self.writer.save(checkpoint_number=epoch + 1)
         except (OSError, tf.errors.OpError) as error:
             folder = self.writer.directory
+            # The failed save's partial files (TensorFlow writes ckpt-N_temp/, then renames it) take the room a
+            # resumed run needs.
+            for partial in tf.io.gfile.glob(tf.io.gfile.join(folder, f"ckpt-{epoch + 1}_temp*")):
+                shutil.rmtree(partial, ignore_errors=True)
             last = tf.train.latest_checkpoint(folder) or "none (no epoch was saved)"
             raise CheckpointNotSaved(
                 f"training stopped: the checkpoint of epoch {epoch + 1} could not be written to {folder} "
@@ -128,7 +133,9 @@ def _in_bytes(count):
 
 
 def _first_line(error):
-    return (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
+    """An error's first line, without the TensorFlow function that raised it."""
+    message = (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
 
 
 def _non_finite(logs):
