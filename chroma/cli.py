@@ -226,10 +226,19 @@ def run_export(args):
     if output.exists() and not args.overwrite and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"{output} already exists and is not empty; pass --overwrite to replace it")
     generator = load_generator(args.model)
+    if args.tflite:
+        from chroma.tflite_export import export_tflite, tflite_refusal
+
+        refusal = tflite_refusal(generator)  # before the SavedModel, so a refused export writes nothing
+        if refusal:
+            raise ValueError(f"cannot export to TFLite: {refusal}")
     export_saved_model(generator, output, args.image_size, max_pixels=args.max_pixels)
     print(f"exported {type(generator).__name__} ({args.image_size}x{args.image_size}) to {output}; signatures:")
     for line in describe_signatures(output):
         print(f"  {line}")
+    if args.tflite:
+        for path in export_tflite(generator, output, args.image_size):
+            print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 def run_colorize(args):
@@ -399,6 +408,12 @@ def build_parser():
     export.add_argument("--max-pixels", type=positive_int, default=EXPORT_MAX_PIXELS, metavar="N",
                         help="the largest image (width x height) the SavedModel's image signatures accept; larger "
                         "ones are refused, from their header, before decoding (default: %(default)s, 64 Mi)")
+    export.add_argument("--tflite", action="store_true",
+                        help="also write TensorFlow Lite models into the SavedModel folder: model.tflite (float32) "
+                        "and model_dynamic_range.tflite (int8 weights, about 1/4 the size), each taking uint8 RGB "
+                        "(1, S, S, 3) at --image-size S and returning colorized, uint8 RGB (1, S, S, 3), and "
+                        "scaled_ab, float32 (1, S, S, 2). Caption models, models holding a TF-Hub network and "
+                        "models with dropout kept on at inference are refused, before anything is written")
     export.set_defaults(handler=run_export)
 
     colorize = commands.add_parser(

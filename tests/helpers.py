@@ -82,3 +82,14 @@ def tiny_unet_with_dropout():
     for weight in generator.trainable_weights:
         weight.assign(weight * 5.0)
     return generator
+
+
+def spread_colours(generator, scaled_l, spread=0.5):
+    """Scales a U-Net's last convolution so that, on scaled_l, its ab before the tanh has standard deviation
+    `spread`: an untrained U-Net's N(0, 0.02) weights give ab within a few hundredths of gray, scaling every
+    weight saturates the tanh, and either would hide differences. The output block "out" (blocks.output_block)
+    is a convolution with bias then tanh, so scaling its kernel and bias scales what enters the tanh exactly."""
+    before_tanh = np.arctanh(ab_of(generator, scaled_l).numpy().astype(np.float64))
+    factor = spread / before_tanh.std()
+    for weight in generator.decoder.get_layer("out").trainable_weights:
+        weight.assign(weight * factor)
