@@ -10,13 +10,17 @@ TensorFlow, not chroma.
 Signatures (inputs -> outputs):
   serving_default: image_bytes, (N,) strings of JPEG/PNG/GIF/BMP/WebP bytes, photos of one size ->
     colorized, uint8 RGB (N, H, W, 3); decoded by decode_photo to the pixels training and `chroma colorize`
-    decode from the file (transparency on white)
+    decode from the file (transparency on white, a JPEG turned upright as its EXIF orientation says)
   colorize_encoded: image_bytes, (N,) strings as above, of any sizes -> colorized_bytes, (N,) PNG strings
+  colorize_encoded_as: image_bytes as above, format, (N,) strings "png" or "jpeg", and quality, (N,) int32 1 to
+    100 (used for jpeg only) -> colorized_bytes, (N,) strings, each in its photo's format
   colorize_image: image, uint8 RGB (H, W, 3) -> colorized, uint8 RGB (H, W, 3)
   colorize_lab: scaled_l (B, S, S, 1) float32 -> scaled_ab (B, S, S, 2) float32
   only for a generator with dropout, N different colorizations of one photo:
     colorize_samples: image, uint8 RGB (H, W, 3), and samples, int32 N >= 1 -> colorized, uint8 RGB (N, H, W, 3)
     colorize_samples_encoded: image_bytes, one string, and samples -> colorized_bytes, (N,) PNG strings
+    colorize_samples_encoded_as: image_bytes, samples, format and quality, one each -> colorized_bytes, (N,)
+      strings in that format
 The batched signatures follow TensorFlow Serving's REST conventions: its row
 format ({"instances": [{"b64": ...}]}) stacks photos on axis 0, and an output
 named *_bytes comes back as {"b64": ...}.
@@ -26,6 +30,8 @@ whatever a generator declares it makes its inputs from beside L
 (chroma.models.generator.BatchInput) is a string input of each.
 Every image signature refuses an image of more pixels than the limit fixed at
 export; serving_default reads the size from the bytes' header, before decoding.
+The *_encoded_as signatures refuse a format other than png or jpeg and a quality
+outside 1 to 100, naming what they take.
 """
 
 import contextlib
@@ -41,7 +47,7 @@ import tensorflow as tf
 
 from chroma.color import rgb_to_scaled_lab, scaled_lab_to_rgb
 from chroma.data import MAX_PIXELS
-from chroma.data.decode import checked_size, decode_photo, header_size, within_pixel_limit
+from chroma.data.decode import checked_size, decode_photo, display_size, within_pixel_limit
 from chroma.data.pipeline import preprocess
 from chroma.models.blocks import SwitchableDropout
 from chroma.models.generator import Generator
@@ -76,10 +82,41 @@ METADATA_FILE = "chroma.json"
 # zlib's fastest level: a 12-megapixel PNG in 0.4 s instead of the default level's 2 s, 30% larger (7.1 MB
 # against 5.5 MB for a photo), measured on 2 CPU cores.
 PNG_COMPRESSION = 1
+OUTPUT_FORMATS = ("png", "jpeg")  # the values of the *_encoded_as signatures' `format`
 
 
 def encode_png(rgb):
     return tf.io.encode_png(rgb, compression=PNG_COMPRESSION)
+
+
+def encode_as(rgb, output_format, quality):
+    """uint8 RGB (H, W, 3) -> its bytes in output_format: "png", or "jpeg" of quality (1 to 100)."""
+    return tf.cond(
+        output_format == "jpeg",
+        # tf.io.encode_jpeg takes its quality as a constant, fixed when traced; this op takes a tensor.
+        lambda: tf.raw_ops.EncodeJpegVariableQuality(images=rgb, quality=quality),
+        lambda: encode_png(rgb),
+    )
+
+
+def checked_encoding(output_format, quality, photos):
+    """(output_format, quality), once there is one of each per photo (`photos` of them), every format is png or
+    jpeg and every quality 1 to 100; else an InvalidArgument error that names the allowed values. Nothing that
+    depends on the result runs before the checks."""
+    known_format = tf.reduce_any(output_format[..., None] == tf.constant(OUTPUT_FORMATS), axis=-1)
+    # Joined rather than formatted: the error message would show tf.strings.format's quotes escaped.
+    formats = tf.strings.reduce_join(output_format, separator=", ")
+    checks = [
+        tf.debugging.Assert((tf.size(output_format) == photos) & (tf.size(quality) == photos), [
+            tf.strings.format("give one format and one quality per photo: {} photos, {} formats, {} qualities",
+                              (photos, tf.size(output_format), tf.size(quality)))]),
+        tf.debugging.Assert(tf.reduce_all(known_format),
+                            [f"format must be {' or '.join(OUTPUT_FORMATS)}, got " + formats]),
+        tf.debugging.Assert(tf.reduce_all((quality >= 1) & (quality <= 100)), [
+            tf.strings.format("quality must be 1 to 100 (used for jpeg only), got {}", quality)]),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(output_format), tf.identity(quality)
 
 
 def dropout_layers(model):
@@ -144,29 +181,52 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
     def colorize_bytes(image_bytes, values, copies=1):
         return colorize_rgb(decode_photo(within_pixel_limit(image_bytes, max_pixels)), values, copies)
 
-    def each_photo(function, image_bytes, values, output_dtype):
-        """function(one photo's bytes, its features) on each photo of a batch, one at a time (bounded memory)."""
-        return tf.map_fn(lambda photo: function(photo[0], photo[1:]), (image_bytes, *values),
-                         fn_output_signature=output_dtype, parallel_iterations=1)
+    # One photo's bytes and features -> its colorization, uint8 (H, W, 3). A function of its own, which
+    # serving_default and colorize_encoded_as call: traced and saved once, not once per signature.
+    colorize_photo = tf.function(lambda photo, *features: colorize_bytes(photo, features)[0],
+                                 input_signature=[tf.TensorSpec((), tf.string), *image_features])
+
+    def each_photo(function, inputs, output_dtype):
+        """function(*one photo's inputs) for each photo of a batch (inputs: (N, ...) tensors), one at a time
+        (bounded memory)."""
+        return tf.map_fn(lambda photo: function(*photo), inputs, fn_output_signature=output_dtype,
+                         parallel_iterations=1)
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes"), *batch_features])
     def serving_default(image_bytes, *values):
         # One array answers for all the photos, so they must share a size; the check reads only headers.
-        sizes = tf.map_fn(lambda photo: tf.stack(header_size(photo)), image_bytes, fn_output_signature=tf.int64)
+        sizes = tf.map_fn(lambda photo: tf.stack(display_size(photo)), image_bytes, fn_output_signature=tf.int64)
         same_size = tf.debugging.Assert(
             tf.reduce_all(sizes == sizes[:1]),
             [tf.strings.format("the photos of one serving_default call differ in size (height, width: {}); send "
                                "them one per call, or call colorize_encoded, which takes any sizes", sizes)],
         )
         with tf.control_dependencies([same_size]):
-            colorized = each_photo(lambda photo, features: colorize_bytes(photo, features)[0], image_bytes, values,
-                                   tf.TensorSpec((None, None, 3), tf.uint8))
+            colorized = each_photo(colorize_photo, (image_bytes, *values), tf.TensorSpec((None, None, 3), tf.uint8))
         return {"colorized": colorized}
+
+    # `format` and `quality` come one per photo, as image_bytes: TensorFlow Serving's REST row format stacks every
+    # input on axis 0, so each instance is then whole ({"image_bytes": {"b64": ...}, "format": "jpeg",
+    # "quality": 90}), where a scalar input would allow only the columnar format.
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None,), tf.string, name="image_bytes"), tf.TensorSpec((None,), tf.string, name="format"),
+            tf.TensorSpec((None,), tf.int32, name="quality"), *batch_features,
+        ]
+    )
+    def colorize_encoded_as(image_bytes, output_format, quality, *values):
+        output_format, quality = checked_encoding(output_format, quality, tf.size(image_bytes))
+
+        def encode(photo, photo_format, photo_quality, *features):
+            return encode_as(colorize_photo(photo, *features), photo_format, photo_quality)
+
+        return {"colorized_bytes": each_photo(encode, (image_bytes, output_format, quality, *values), tf.string)}
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes"), *batch_features])
     def colorize_encoded(image_bytes, *values):
-        encode = lambda photo, features: encode_png(colorize_bytes(photo, features)[0])  # noqa: E731
-        return {"colorized_bytes": each_photo(encode, image_bytes, values, tf.string)}
+        # colorize_encoded_as in PNG (which takes a quality and ignores it): one graph traced and saved, not two.
+        photos = tf.shape(image_bytes)
+        return colorize_encoded_as(image_bytes, tf.fill(photos, "png"), tf.fill(photos, 100), *values)
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image"), *image_features])
     def colorize_image(image, *values):
@@ -178,7 +238,8 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
         return {"scaled_ab": predict_ab(scaled_l, values)}
 
     functions = {"serving_default": serving_default, "colorize_encoded": colorize_encoded,
-                 "colorize_image": colorize_image, "colorize_lab": colorize_lab}
+                 "colorize_encoded_as": colorize_encoded_as, "colorize_image": colorize_image,
+                 "colorize_lab": colorize_lab}
     dropouts = dropout_layers(generator)
     if dropouts:
 
@@ -201,17 +262,31 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
         @tf.function(
             input_signature=[
                 tf.TensorSpec((), tf.string, name="image_bytes"), tf.TensorSpec((), tf.int32, name="samples"),
+                tf.TensorSpec((), tf.string, name="format"), tf.TensorSpec((), tf.int32, name="quality"),
+                *image_features,
+            ]
+        )
+        def colorize_samples_encoded_as(image_bytes, samples, output_format, quality, *values):
+            output_format, quality = checked_encoding(output_format, quality, 1)
+            tf.debugging.assert_positive(samples, message="samples must be at least 1")
+            with dropout_on(dropouts):
+                colorized = colorize_bytes(image_bytes, values, samples)
+            encode = lambda rgb: encode_as(rgb, output_format, quality)  # noqa: E731
+            return {"colorized_bytes": tf.map_fn(encode, colorized, fn_output_signature=tf.string)}
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec((), tf.string, name="image_bytes"), tf.TensorSpec((), tf.int32, name="samples"),
                 *image_features,
             ]
         )
         def colorize_samples_encoded(image_bytes, samples, *values):
-            tf.debugging.assert_positive(samples, message="samples must be at least 1")
-            with dropout_on(dropouts):
-                colorized = colorize_bytes(image_bytes, values, samples)
-            return {"colorized_bytes": tf.map_fn(encode_png, colorized, fn_output_signature=tf.string)}
+            # As colorize_encoded: colorize_samples_encoded_as in PNG.
+            return colorize_samples_encoded_as(image_bytes, samples, tf.constant("png"), tf.constant(100), *values)
 
         functions["colorize_samples"] = colorize_samples
         functions["colorize_samples_encoded"] = colorize_samples_encoded
+        functions["colorize_samples_encoded_as"] = colorize_samples_encoded_as
     # Concrete functions take their inputs by keyword, as the saved signatures do.
     return {name: function.get_concrete_function() for name, function in functions.items()}
 

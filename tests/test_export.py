@@ -3,6 +3,7 @@
 import datetime
 import io
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -10,7 +11,6 @@ import textwrap
 import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import skimage.color
@@ -26,7 +26,7 @@ from chroma.models.generator import BatchInput, Generator
 from chroma.models.unet import UNetGenerator
 from chroma.training import RegressionColorizer
 from chroma.models.network_generator import NetworkGenerator
-from helpers import ab_of, png_bomb, tiny_unet_with_dropout
+from helpers import ab_of, png_bomb, tiny_generator, tiny_unet_with_dropout
 
 IMAGE_SIZE = 32
 # Non-square, odd sizes: any mix-up of height and width or off-by-one resizing shows.
@@ -39,12 +39,13 @@ def png_bytes(array):
     return buffer.getvalue()
 
 
-def tiny_generator():
-    return NetworkGenerator(keras.Sequential([
-        keras.Input((None, None, 1)),
-        keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(2, 3, padding="same", activation="tanh"),
-    ]))
+def jpeg_bytes(array, orientation=1):
+    """array as JPEG bytes of quality 90 whose EXIF says `orientation` (6: turn a quarter clockwise to show)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=90, exif=exif)
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +91,9 @@ def test_saved_model_serves_encoded_photos_without_chroma(exported, loaded, tmp_
     for name, options in SERVED_FORMATS.items():
         Image.fromarray(COFFEE).save(tmp_path / name, **options)
     (tmp_path / "gray.png").write_bytes(png_bytes(gray))  # a mode "L" PNG: one channel
+    # A phone's 12 megapixels: stored 4000 wide and 3000 high, shown (EXIF orientation 6) 3000 wide and 4000 high.
+    phone = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((4000, 3000), Image.Resampling.BILINEAR))
+    (tmp_path / "phone.jpg").write_bytes(jpeg_bytes(phone, orientation=6))
     names = [*SERVED_FORMATS, "gray.png"]
     script = textwrap.dedent(f"""
         import sys
@@ -106,6 +110,11 @@ def test_saved_model_serves_encoded_photos_without_chroma(exported, loaded, tmp_
         photos = [open({str(tmp_path)!r} + f"/{{name}}", "rb").read() for name in ("coffee.png", "gray.png")]
         for name, png in zip(("coffee.png", "gray.png"), encode(image_bytes=tf.constant(photos))["colorized_bytes"]):
             np.save({str(tmp_path)!r} + f"/{{name}}.encoded.npy", tf.io.decode_png(png).numpy())
+        # The 12-megapixel photo: colorize_encoded's PNG against serving_default's array.
+        phone = tf.constant([open({str(tmp_path)!r} + "/phone.jpg", "rb").read()])
+        served_phone = serve(image_bytes=phone)["colorized"][0]
+        phone_png = tf.io.decode_png(encode(image_bytes=phone)["colorized_bytes"][0])
+        print("phone:", served_phone.shape.as_list(), "PNG equal:", bool(tf.reduce_all(phone_png == served_phone)))
         try:
             serve(image_bytes=tf.constant(photos))
         except tf.errors.InvalidArgumentError as error:
@@ -117,6 +126,7 @@ def test_saved_model_serves_encoded_photos_without_chroma(exported, loaded, tmp_
     assert "the photos of one serving_default call differ in size" in served.stdout
     for name in ("coffee.png", "gray.png"):
         np.testing.assert_array_equal(np.load(tmp_path / f"{name}.encoded.npy"), np.load(tmp_path / f"{name}.npy"))
+    assert "phone: [4000, 3000, 3] PNG equal: True" in served.stdout  # at full resolution, turned upright
 
     for name in SERVED_FORMATS:
         colorized = np.load(tmp_path / f"{name}.npy")
@@ -217,14 +227,14 @@ def test_webp_animation_without_alpha_is_refused():
         decode_photo(tf.constant(buffer.getvalue()))
 
 
-def test_saved_model_cli_lists_the_four_signatures(exported):
+def test_saved_model_cli_lists_the_signatures(exported):
     saved_model_cli = Path(sys.executable).parent / "saved_model_cli"
     if not saved_model_cli.exists():
         pytest.skip(f"no saved_model_cli beside {sys.executable}")
     shown = subprocess.run(
         [saved_model_cli, "show", "--dir", exported, "--all"], check=True, capture_output=True, text=True
     ).stdout
-    for signature in ("serving_default", "colorize_encoded", "colorize_image", "colorize_lab"):
+    for signature in ("serving_default", "colorize_encoded", "colorize_encoded_as", "colorize_image", "colorize_lab"):
         assert f"signature_def['{signature}']" in shown
     assert "image_bytes" in shown and "colorized" in shown and "scaled_ab" in shown
 
@@ -256,11 +266,52 @@ def test_in_memory_functions_equal_the_exported_signatures(baseline, loaded):
     np.testing.assert_array_equal(in_memory["colorized"], exported["colorized"])
 
 
+def test_colorize_encoded_as_gives_each_photo_in_its_format(loaded):
+    photos = tf.constant([png_bytes(COFFEE)] * 4)
+    encoded = loaded.signatures["colorize_encoded_as"](
+        image_bytes=photos, format=tf.constant(["png", "jpeg", "jpeg", "png"]), quality=tf.constant([90, 90, 50, 1]),
+    )["colorized_bytes"].numpy()
+    png = loaded.signatures["colorize_encoded"](image_bytes=photos[:1])["colorized_bytes"][0].numpy()
+    assert encoded[0] == png and encoded[3] == png  # PNG takes a quality and ignores it
+    assert encoded[1].startswith(b"\xff\xd8") and encoded[2].startswith(b"\xff\xd8")
+    # Quality 90 decodes to the PNG's pixels within 3 levels on average (2.1 measured; 4.1 at quality 50).
+    error = np.abs(tf.io.decode_jpeg(encoded[1]).numpy().astype(int) - tf.io.decode_png(png).numpy())
+    assert error.mean() < 3
+    assert len(encoded[2]) < len(encoded[1]) < len(png)
+
+
+def test_colorize_encoded_as_refuses_what_it_cannot_encode(loaded):
+    encode_as = loaded.signatures["colorize_encoded_as"]
+    photo = tf.constant([png_bytes(COFFEE[:40, :60])])
+    refused = {
+        "format must be png or jpeg, got gif": (["gif"], [90]),
+        "format must be png or jpeg, got JPEG": (["JPEG"], [90]),
+        "quality must be 1 to 100 (used for jpeg only), got [0]": (["jpeg"], [0]),
+        "quality must be 1 to 100 (used for jpeg only), got [101]": (["png"], [101]),
+        "give one format and one quality per photo: 1 photos, 2 formats, 1 qualities": (["png", "png"], [90]),
+    }
+    for message, (formats, qualities) in refused.items():
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+            encode_as(image_bytes=photo, format=tf.constant(formats), quality=tf.constant(qualities))
+
+
+def test_serving_default_takes_photos_of_one_size_as_shown(loaded):
+    """A photo stored on its side (EXIF orientation 6) is served upright: it shares a call with photos of its
+    upright size, not with those of its stored size."""
+    upright = COFFEE[:40, :60]
+    on_its_side = np.ascontiguousarray(np.rot90(upright))  # stored 40 wide, 60 high
+    serve = loaded.signatures["serving_default"]
+    colorized = serve(image_bytes=tf.constant([jpeg_bytes(upright), jpeg_bytes(on_its_side, orientation=6)]))
+    assert colorized["colorized"].shape == (2, 40, 60, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="differ in size"):
+        serve(image_bytes=tf.constant([jpeg_bytes(on_its_side), jpeg_bytes(on_its_side, orientation=6)]))
+
+
 def test_colorize_samples_differ_and_colorize_image_stays_deterministic(tmp_path):
     generator = tiny_unet_with_dropout()
     export_saved_model(generator, tmp_path / "unet", 16)
-    assert json.loads((tmp_path / "unet" / "chroma.json").read_text())["signatures"][-2:] == [
-        "colorize_samples", "colorize_samples_encoded"]
+    assert json.loads((tmp_path / "unet" / "chroma.json").read_text())["signatures"][-3:] == [
+        "colorize_samples", "colorize_samples_encoded", "colorize_samples_encoded_as"]
     # Tracing colorize_samples for the export switched dropout on only while it ran.
     assert dropout_layers(generator) and not any(layer.at_inference for layer in dropout_layers(generator))
 
@@ -285,6 +336,14 @@ def test_colorize_samples_differ_and_colorize_image_stays_deterministic(tmp_path
     decoded = np.stack([tf.io.decode_png(png).numpy() for png in encoded])
     assert decoded.shape == (2, *photo.shape)
     assert np.abs(skimage.color.rgb2lab(decoded[0])[..., 1:] - skimage.color.rgb2lab(decoded[1])[..., 1:]).mean() > 1
+    as_jpeg = signatures["colorize_samples_encoded_as"](image_bytes=tf.constant(png_bytes(photo.numpy())),
+                                                        samples=tf.constant(2), format=tf.constant("jpeg"),
+                                                        quality=tf.constant(80))["colorized_bytes"]
+    assert [tf.io.decode_jpeg(jpeg).shape for jpeg in as_jpeg] == [photo.shape] * 2
+    with pytest.raises(tf.errors.InvalidArgumentError, match="format must be png or jpeg, got webp"):
+        signatures["colorize_samples_encoded_as"](image_bytes=tf.constant(png_bytes(photo.numpy())),
+                                                  samples=tf.constant(2), format=tf.constant("webp"),
+                                                  quality=tf.constant(80))
 
 
 def test_a_generator_without_dropout_has_no_samples_signature():
@@ -298,7 +357,8 @@ def test_chroma_json_says_what_is_inside(exported):
     metadata = json.loads((exported / "chroma.json").read_text())
     assert metadata["image_size"] == IMAGE_SIZE
     assert metadata["model"] == "MeanColorBaseline"
-    assert metadata["signatures"] == ["serving_default", "colorize_encoded", "colorize_image", "colorize_lab"]
+    assert metadata["signatures"] == ["serving_default", "colorize_encoded", "colorize_encoded_as", "colorize_image",
+                                      "colorize_lab"]
     exported_at = datetime.datetime.fromisoformat(metadata["exported"])
     assert abs(datetime.datetime.now(datetime.timezone.utc) - exported_at) < datetime.timedelta(hours=1)
 
