@@ -10,6 +10,7 @@ import skimage.data
 import tensorflow as tf
 
 from chroma import color
+from chroma.models.network_generator import NetworkGenerator
 
 
 def _as_saved(config):
@@ -93,3 +94,12 @@ def spread_colours(generator, scaled_l, spread=0.5):
     factor = spread / before_tanh.std()
     for weight in generator.decoder.get_layer("out").trainable_weights:
         weight.assign(weight * factor)
+
+
+def tiny_generator():
+    """Two convolutions (114 parameters): the cheapest colorizer to save, export or convert."""
+    return NetworkGenerator(keras.Sequential([
+        keras.Input((None, None, 1)),
+        keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(2, 3, padding="same", activation="tanh"),
+    ]))

@@ -14,8 +14,7 @@ from chroma import cli
 from chroma.colorize import output_path
 from chroma.data import MAX_PIXELS, load_rgb
 from chroma.export import export_saved_model
-from chroma.models.network_generator import NetworkGenerator
-from helpers import tiny_unet_with_dropout
+from helpers import tiny_generator, tiny_unet_with_dropout
 
 IMAGE_SIZE = 16
 
@@ -23,11 +22,7 @@ IMAGE_SIZE = 16
 @pytest.fixture(scope="module")
 def generator():
     keras.utils.set_random_seed(0)
-    return NetworkGenerator(keras.Sequential([
-        keras.Input((None, None, 1)),
-        keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(2, 3, padding="same", activation="tanh"),
-    ]))
+    return tiny_generator()
 
 
 @pytest.fixture(scope="module")

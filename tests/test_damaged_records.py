@@ -93,7 +93,7 @@ def test_training_reads_past_damaged_records_and_a_mostly_damaged_folder_stops_i
     settings = load_experiment(str(RECIPE)).settings("smoke")._replace(epochs=1)
     with pytest.raises(data.DamagedRecords) as refusal:
         train(run, settings._replace(train_data=str(folder)), tmp_path / "refused", verbose=0)
-    assert f"3 of 8 records (37.5%) are damaged or missing, over the limit of 1.0%" in str(refusal.value)
+    assert "3 of 8 records (37.5%) are damaged or missing, over the limit of 1.0%" in str(refusal.value)
     assert all(f"{shard}: 1 lost, {damage}" in str(refusal.value) for shard, damage in expected.items())
     assert f"'{folder}?max_damaged=0.38'" in str(refusal.value)
     assert not (tmp_path / "refused" / "checkpoints").exists()  # stopped before training

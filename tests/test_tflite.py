@@ -13,12 +13,11 @@ from chroma.color import rgb_to_scaled_lab, scaled_lab_to_rgb
 from chroma.models.generator import BatchInput, Generator
 from chroma.models.inception_embedding import InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
-from chroma.models.network_generator import NetworkGenerator
 from chroma.models.unet import UNetGenerator
 from chroma.reproduce import load_experiment
 from chroma.tflite_export import DYNAMIC_RANGE_FILE, FLOAT_FILE, export_tflite
 from chroma.training import smoke_settings
-from helpers import ab_of, spread_colours, trainable_count
+from helpers import ab_of, spread_colours, tiny_generator, trainable_count
 
 IMAGE_SIZE = 64  # paper nampouri's smoke size; the ResNet-18 U-Net needs a multiple of 32
 # Bounds on the difference from colorize_lab over the photos, per file: the largest in scaled ab (ab / 110), and the
@@ -149,16 +148,8 @@ def test_what_cannot_convert_is_refused_before_converting(model, reason, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def tiny_generator():
-    keras.utils.set_random_seed(0)
-    return NetworkGenerator(keras.Sequential([
-        keras.Input((None, None, 1)),
-        keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(2, 3, padding="same", activation="tanh"),
-    ]))
-
-
 def test_cli_export_tflite_writes_both_files_beside_the_saved_model(tmp_path, capsys):
+    keras.utils.set_random_seed(0)
     tiny_generator().save(tmp_path / "tiny.keras")
     output = tmp_path / "tiny"
     assert cli.main(["export", "--model", str(tmp_path / "tiny.keras"), "--image-size", "32", "--tflite",
