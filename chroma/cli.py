@@ -395,10 +395,12 @@ def build_parser():
             "Export a .keras model (a generator, or a trained model wrapping one) as a TensorFlow "
             "SavedModel that needs no chroma to serve. Signatures: serving_default (a batch of encoded "
             "JPEG/PNG/GIF/BMP/WebP photos of one size -> colorized uint8 RGB at their full size), "
-            "colorize_encoded (photos of any sizes -> PNGs), colorize_image (uint8 RGB -> the same), "
-            "colorize_lab (scaled L -> scaled ab at the training size) and, for a generator with dropout "
-            "such as the U-Net, colorize_samples and colorize_samples_encoded (a photo and N -> N "
-            "different colorizations, dropout kept on)."
+            "colorize_encoded (photos of any sizes -> PNGs), colorize_encoded_as (the same, PNG or JPEG of a "
+            "quality per photo), colorize_image (uint8 RGB -> the same), colorize_lab (scaled L -> scaled ab at "
+            "the training size) and, for a generator with dropout such as the U-Net, colorize_samples, "
+            "colorize_samples_encoded and colorize_samples_encoded_as (a photo and N -> N different "
+            "colorizations, dropout kept on). A JPEG is turned upright as its EXIF orientation says. --tflite "
+            "adds TensorFlow Lite models."
         ),
     )
     export.add_argument("--model", required=True, help="the .keras model file")
