@@ -181,12 +181,13 @@ def read_tfrecords(folder, drop_gray=False, *, shuffle=False, seed=0, report=Non
     if read_report.skipped or read_report.dropped_gray:
         logger.warning("%s: %s", folder.path, read_report.summary())
 
-    dataset = good_records(scan.segments())
+    segments = scan.segments()
+    dataset = good_records(segments)
     if shuffle:
-        dataset = dataset.shuffle(len(scan.segments()), seed=seed)
+        dataset = dataset.shuffle(max(1, len(segments)), seed=seed)
     dataset = dataset.interleave(
         read_segment,
-        cycle_length=max(1, min(len(scan.segments()), MAX_OPEN_SHARDS)),
+        cycle_length=max(1, min(len(segments), MAX_OPEN_SHARDS)),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
