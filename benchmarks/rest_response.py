@@ -14,15 +14,11 @@ import argparse
 import base64
 import json
 import statistics
-import sys
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
-from colorize_throughput import paper_colorizer
 from machine_info import machine_lines
-from serve import photo_jpeg, start_server
+from serve import photo_jpeg, served_unet
 
 CALLS = (
     ("serving_default", {}),
@@ -55,24 +51,15 @@ def main():
     print(f"{size[0]}x{size[1]} JPEG of {len(photo) / 1e6:.2f} MB")
     print("| signature | request | response | latency (median) |")
     print("|---|---:|---:|---:|")
-    with tempfile.TemporaryDirectory(prefix="chroma-rest-bench-") as work_dir:
-        print("... exporting the U-Net, starting chroma serve", file=sys.stderr, flush=True)
-        model = paper_colorizer(Path(work_dir) / "unet", 32 if args.smoke else None)
-        with open(Path(work_dir) / "serve.log", "w") as log:
-            process, url = start_server(model, log)
-            try:
-                for signature, options in CALLS:
-                    body = json.dumps({"signature_name": signature, "instances": [
-                        {"image_bytes": {"b64": base64.b64encode(photo).decode()}, **options}]}).encode()
-                    answer, _ = post(url, body)  # traces the signature
-                    seconds = [post(url, body)[1] for _ in range(args.repeats)]
-                    label = " ".join([signature, *(f"{key}={value}" for key, value in options.items())])
-                    print(f"| {label} | "
-                          f"{len(body) / 1e6:.2f} MB | {len(answer) / 1e6:.2f} MB | {statistics.median(seconds):.2f} s |",
-                          flush=True)
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
+    with served_unet(args.smoke) as url:
+        for signature, options in CALLS:
+            body = json.dumps({"signature_name": signature, "instances": [
+                {"image_bytes": {"b64": base64.b64encode(photo).decode()}, **options}]}).encode()
+            answer, _ = post(url, body)  # traces the signature
+            seconds = [post(url, body)[1] for _ in range(args.repeats)]
+            label = " ".join([signature, *(f"{key}={value}" for key, value in options.items())])
+            print(f"| {label} | {len(body) / 1e6:.2f} MB | {len(answer) / 1e6:.2f} MB | "
+                  f"{statistics.median(seconds):.2f} s |", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ waiting for a turn, so p50 ~ clients / requests-per-second.
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import os
@@ -57,6 +58,22 @@ def start_server(model, log):
         raise RuntimeError(f"chroma serve did not start: {line}")
     base = line.split("page ")[1].split("/,")[0]
     return process, f"{base}/v1/models/{Path(model).name}:predict"
+
+
+@contextlib.contextmanager
+def served_unet(smoke):
+    """The predict URL of `chroma serve` serving paper nampouri's U-Net (32 px with smoke), exported to a
+    temporary folder; the server stops on exit."""
+    with tempfile.TemporaryDirectory(prefix="chroma-serve-bench-") as work_dir:
+        print("... exporting the U-Net, starting chroma serve", file=sys.stderr, flush=True)
+        model = paper_colorizer(Path(work_dir) / "unet", 32 if smoke else None)
+        with open(Path(work_dir) / "serve.log", "w") as log:
+            process, url = start_server(model, log)
+            try:
+                yield url
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
 
 
 def send(url, body):
@@ -106,16 +123,8 @@ def main():
     size = tuple(int(side) for side in args.photo_size.split("x"))
     for line in machine_lines():
         print(line)
-    with tempfile.TemporaryDirectory(prefix="chroma-serve-bench-") as work_dir:
-        print("... exporting the U-Net, starting chroma serve", file=sys.stderr, flush=True)
-        model = paper_colorizer(Path(work_dir) / "unet", 32 if args.smoke else None)
-        with open(Path(work_dir) / "serve.log", "w") as log:
-            process, url = start_server(model, log)
-            try:
-                results, wall = load(url, photo_jpeg(size), args.requests, args.clients, args.time_limit)
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
+    with served_unet(args.smoke) as url:
+        results, wall = load(url, photo_jpeg(size), args.requests, args.clients, args.time_limit)
     statuses = sorted({status for status, _ in results})
     counts = ", ".join(f"{sum(1 for s, _ in results if s == status)} x HTTP {status}" for status in statuses)
     latencies = sorted(seconds for _, seconds in results)
