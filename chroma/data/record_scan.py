@@ -167,8 +167,8 @@ def scan_folder(path, metadata, shard_pattern, *, decode=False, progress=False):
     """FolderScan of the TFRecord folder `path`, whose dataset.json holds `metadata`.
 
     Shards are scanned in parallel threads (TensorFlow's reader and JPEG decoder release the GIL). decode:
-    also decode every image as training does (`chroma data verify`: minutes at COCO's scale, where the
-    CRC check alone takes seconds). progress: a progress bar of records on a terminal, else a line on stderr
+    also decode every image as training does (`chroma data verify`: about 4x as long as the checks
+    without). progress: a progress bar of records on a terminal, else a line on stderr
     per shard done.
     """
     import keras  # for its progress bar, only where one is drawn
