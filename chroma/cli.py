@@ -23,7 +23,8 @@ def positive_int(text):
 DATA_SPEC_HELP = (
     "where images come from: 'samples' (the colour photos bundled with scikit-image), "
     "a folder of images (searched recursively; first-level subfolders are class labels), "
-    "a TFRecord folder written by 'chroma data build', or 'coco:ROOT' for COCO 2017 "
+    "a TFRecord folder written by 'chroma data build' (with '?max_damaged=F', the fraction of its records a run "
+    "may find damaged and go on without; default 0.01), or 'coco:ROOT' for COCO 2017 "
     "(ROOT/<split>/*.jpg and ROOT/annotations/*.json), optionally with a query such as "
     "'coco:/data/coco?split=train2017&take=8000&skip=0&seed=0' for a seeded random subset; or "
     "'tfds:NAME?split=SPLIT&data_dir=DIR' for a dataset TensorFlow Datasets has prepared in DIR (a folder or "
