@@ -17,7 +17,7 @@ import tensorflow as tf
 from ..color import rgb_to_scaled_lab
 from .images import SkipReport, UnreadableImage, is_grayscale
 from .tfds_source import TfdsSplit, count_examples, read_tfds
-from .tfrecords import TfrecordFolder, count_records, is_tfrecord_dir, read_tfrecords
+from .tfrecords import TfrecordFolder, as_tfrecord_folder, count_records, is_tfrecord_dir, read_tfrecords
 
 logger = logging.getLogger("chroma")
 
@@ -81,7 +81,7 @@ def make_dataset(
         # more files than workers; at TPU-pod scale, TFRecords from `chroma data build` shard by file.
         shard_by = tf.data.experimental.AutoShardPolicy.DATA
     elif isinstance(source, (str, os.PathLike, TfrecordFolder)):
-        path = source.path if isinstance(source, TfrecordFolder) else source
+        path = as_tfrecord_folder(source).path
         if not is_tfrecord_dir(path):
             raise ValueError(
                 f"{path} is not a TFRecord directory (no dataset.json); open image folders with open_source"

@@ -59,6 +59,13 @@ def as_tfrecord_folder(source):
     return source if isinstance(source, TfrecordFolder) else TfrecordFolder(str(source))
 
 
+def _scanned(folder):
+    """(TfrecordFolder, its dataset.json, its scan) of a TfrecordFolder or a folder's path."""
+    folder = as_tfrecord_folder(folder)
+    metadata = read_metadata(folder.path)
+    return folder, metadata, scanned(folder.path, metadata, SHARD_PATTERN)
+
+
 def write_tfrecords(source, out_dir, num_shards=8, max_side=512, report=None, progress=True, seed=0):
     """Decode every record of `source` and write it to `num_shards` TFRecord files.
 
@@ -167,9 +174,7 @@ def read_tfrecords(folder, drop_gray=False, *, shuffle=False, seed=0, report=Non
     when more than its max_damaged are); the build's skip counts, the damaged records by shard and, with
     drop_gray, the gray images flagged at build time are merged into `report` and logged once.
     """
-    folder = as_tfrecord_folder(folder)
-    metadata = read_metadata(folder.path)
-    scan = scanned(folder.path, metadata, SHARD_PATTERN)
+    folder, metadata, scan = _scanned(folder)
     check_damage(scan, folder.max_damaged)
     read_report = SkipReport.from_dict(metadata["skipped"])
     for shard in scan.damaged:
@@ -205,15 +210,13 @@ def read_tfrecords(folder, drop_gray=False, *, shuffle=False, seed=0, report=Non
 
 def count_records(folder, drop_gray=False):
     """The records one pass of read_tfrecords yields: the good ones, less the gray with drop_gray."""
-    folder = as_tfrecord_folder(folder)
-    scan = scanned(folder.path, read_metadata(folder.path), SHARD_PATTERN)
+    _, _, scan = _scanned(folder)
     return scan.records - (scan.gray if drop_gray else 0)
 
 
 def read_captions(folder):
     """A dataset of the good records' captions (strings), read without decoding a single image."""
-    folder = as_tfrecord_folder(folder)
-    scan = scanned(folder.path, read_metadata(folder.path), SHARD_PATTERN)
+    folder, _, scan = _scanned(folder)
     check_damage(scan, folder.max_damaged)
     return good_records(scan.segments()).flat_map(read_segment).map(
         lambda serialized: tf.io.parse_single_example(serialized, {"caption": _FEATURES["caption"]})["caption"]
