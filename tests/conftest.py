@@ -189,10 +189,16 @@ def two_replicas():
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
-# The longest tests, a minute or more each in processes of their own (each recipe's XLA group, the multi-worker
-# clusters), are handed out first: collected last, they would leave one pytest-xdist worker alone at the end.
-LONGEST_FIRST = ("tests/test_xla.py::test_every_recipes_steps", "tests/test_multiworker.py")
+# The longest tests (the XLA compilations, the multi-worker clusters) are handed out first: collected last, they
+# would leave one pytest-xdist worker alone at the end.
+LONGEST_FIRST = ("tests/test_xla.py::test_representative_steps", "tests/test_multiworker.py")
 
 
 def pytest_collection_modifyitems(items):
+    for item in items:
+        for mark in item.iter_markers("slow"):
+            if len(mark.args) != 1 or not isinstance(mark.args[0], str) or not mark.args[0].strip() or mark.kwargs:
+                raise pytest.UsageError(f"{item.nodeid}: a test moves to the slow tier with its reason, "
+                                        f'@pytest.mark.slow("why, in one line"); got {mark}')
     items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
+

@@ -34,6 +34,7 @@ TIMEOUT = 300  # seconds for one cluster's run, on a loaded machine
 
 # One xdist worker runs them all, so the fixture's processes start once.
 pytestmark = [pytest.mark.multiworker, pytest.mark.xdist_group("multiworker")]
+TRAINS_CLUSTERS = pytest.mark.slow("three trainings of two worker processes each, on loopback: a minute and a half")
 
 
 def free_ports(count):
@@ -128,6 +129,7 @@ def clusters(tmp_path_factory):
             "killed": killed, "survivor_code": survivor_code, "killed_at": killed_at, "restarted": restarted}
 
 
+@TRAINS_CLUSTERS
 def test_only_the_chief_writes_the_run_directory(clusters):
     runs = clusters["root"] / "runs"
     chief, other = clusters["workers"]
@@ -151,6 +153,7 @@ def test_only_the_chief_writes_the_run_directory(clusters):
     assert "tiny cGAN: 3 epochs" in other.text()
 
 
+@TRAINS_CLUSTERS
 def test_the_global_batch_is_the_per_worker_batch_times_the_workers(clusters):
     written = json.loads((clusters["root"] / "runs" / RUN / "run.json").read_text())
     assert (written["workers"], written["replicas"], written["global_batch_size"]) == (2, 2, 2 * BATCH)
@@ -161,6 +164,7 @@ def test_the_global_batch_is_the_per_worker_batch_times_the_workers(clusters):
         assert all(len(batch) == BATCH for batch in report["decoded"] + report["tfrecords"])
 
 
+@TRAINS_CLUSTERS
 def test_each_worker_reads_its_own_shard(clusters):
     chief, other = (json.loads(worker.report.read_text()) for worker in clusters["workers"])
     assert (chief["chief"], other["chief"]) == (True, False)
@@ -179,6 +183,7 @@ def test_each_worker_reads_its_own_shard(clusters):
     assert files[chief["tfrecords"][0][0]] != files[other["tfrecords"][0][0]]
 
 
+@TRAINS_CLUSTERS
 def test_two_workers_train_as_one_process_on_the_global_batch(clusters):
     multiworker = clusters["root"] / "runs" / RUN / "checkpoints"
     reference = tf.train.load_checkpoint(str(clusters["root"] / "reference" / RUN / "checkpoints" / f"ckpt-{EPOCHS}"))
@@ -193,6 +198,7 @@ def test_two_workers_train_as_one_process_on_the_global_batch(clusters):
     assert worst < 1e-5  # ...as far on two workers of 2 images as on one process of 4
 
 
+@TRAINS_CLUSTERS
 def test_killing_a_worker_and_restarting_both_resumes_from_the_last_checkpoint(clusters):
     assert clusters["survivor_code"] != 0  # the chief stopped, rather than wait forever for its peer
     killed_at = clusters["killed_at"]

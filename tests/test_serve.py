@@ -197,6 +197,7 @@ def chromium_and_driver():
     return browser, driver
 
 
+@pytest.mark.slow("starts headless Chromium, which only CI is sure to have (.ci/run installs it)")
 def test_the_page_colorizes_a_dropped_photo_in_a_real_browser(server, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
