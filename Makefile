@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Quieter TensorFlow start-up; CUDA probing on CPU-only machines is noise.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test demo benchmark clean
+.PHONY: install test test-all demo benchmark clean
 
 # make reproduce-<paper> [SCALE=smoke|paper] [COCO=/data/coco] [DATA=spec] [ASSETS="name=path ..."] [STRATEGY=...] [TPU=address] [PRECISION=...] [JIT=1]
 # ASSETS: where this machine keeps pretrained networks, one --asset each (`chroma reproduce --help` lists the names).
@@ -24,8 +24,14 @@ $(STAMP): setup.cfg pyproject.toml
 
 # One pytest worker per core (-n auto): the suite is mostly TensorFlow tracing, one thread's work at a time.
 # Tests that share a session fixture's subprocess run on one worker (xdist_group, --dist loadgroup).
+# `make test` is the fast tier; `make test-all` adds the tests marked slow (tests/README.md), and is what CI runs.
+PYTEST := $(BIN)/pytest -q -n auto --dist loadgroup
+
 test: install
-	$(BIN)/pytest -q -n auto --dist loadgroup
+	$(PYTEST) -m "not slow"
+
+test-all: install
+	$(PYTEST)
 
 demo: install
 	$(BIN)/chroma demo
