@@ -189,9 +189,10 @@ def two_replicas():
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
-# The longest tests (the XLA compilations, the multi-worker clusters) are handed out first: collected last, they
-# would leave one pytest-xdist worker alone at the end.
-LONGEST_FIRST = ("tests/test_xla.py::test_representative_steps", "tests/test_multiworker.py")
+# The longest tests (the XLA compilations and lowerings, the multi-worker clusters) are handed out first:
+# collected last, they would leave one pytest-xdist worker alone at the end.
+LONGEST_FIRST = ("tests/test_xla.py::test_representative_steps", "tests/test_multiworker.py",
+                 "tests/test_xla.py::test_every_recipes_steps_lower_to_xla")
 
 
 def pytest_collection_modifyitems(items):
