@@ -18,6 +18,8 @@ def agosti():
     return load_experiment("agosti")
 
 
+@pytest.mark.slow("builds three 54-69M-weight cGANs at 256 px; fast tier: test_experiments builds every agosti run "
+                  "at smoke size (the same builders) and test_recipe_follows_section_v_c checks the recipe")
 def test_the_three_cgans_build_at_the_papers_sizes(agosti):
     settings = agosti.settings("paper", coco="/data/coco")
     assert (settings.image_size, settings.batch_size, settings.epochs, settings.drop_gray) == (256, 16, 100, True)

@@ -204,6 +204,8 @@ def test_outputs_are_float32_under_mixed_bfloat16(mixed_bfloat16, embedding):
 # The embedding (section 5.3.3)
 
 
+@pytest.mark.slow("builds the real Inception-ResNet-v2 (seconds); fast tier: the embedding's interface through "
+                  "test_bruvik_training's stand-in and this file's SavedModel embeddings")
 def test_inception_resnet_v2_embedding_with_random_weights():
     """The real network: any input size is resized to 299, 1000 probabilities out, nothing trainable."""
     embedding = InceptionEmbedding(weights=None)
@@ -313,6 +315,8 @@ def test_the_prior_reaches_the_output():
     assert np.abs(model(uniform)["ab"] - model(inputs)["ab"]).max() > 1e-6
 
 
+@pytest.mark.slow("writes a SavedModel of a 6.6M-weight generator, tracing every serving signature; fast tier: "
+                  "test_export's caption models, whose extra inputs are also computed inside the SavedModel")
 def test_exported_inception_gan_colorizes_from_image_bytes_alone(tmp_path):
     """Embedding and prior are computed inside the SavedModel: serving needs only the photo."""
     from chroma.export import export_saved_model

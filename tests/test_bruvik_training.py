@@ -15,6 +15,7 @@ from chroma.training import ConditionalGAN, stack_batches
 from chroma.training.embedding_cache import compute_embeddings, with_cached_embeddings
 from helpers import ab_of, trainable_count
 from test_bruvik_models import TinyEmbedding
+from test_experiments import inception_resnet_v2_stand_in
 
 SIZE = 32
 
@@ -60,7 +61,7 @@ def test_several_generator_updates_run_the_frozen_networks_once_per_image():
     """Paper bruvik's 5 G updates per D update, at 2: each G update on its own batch, the frozen networks
     run once per image (the D update and the first G update share one generator pass)."""
     embedding = CountingEmbedding()
-    model = bruvik_gan(embedding, g_steps=2)
+    model = bruvik_gan(embedding, g_steps=2, run_eagerly=True)  # eager: the same step, without seconds of tracing
     batches = next(iter(stack_batches(photo_batches(), 2)))
     before = [w.numpy() for w in model.generator.trainable_weights]
     model.train_on_batch(batches)
@@ -208,7 +209,10 @@ def test_paper_scale_asks_for_the_pretrained_networks():
         bruvik.segmenter(settings)
 
 
-def test_the_embedding_is_inceptions_logits_as_section_5_3_3_says():
+def test_the_embedding_is_inceptions_logits_as_section_5_3_3_says(monkeypatch):
+    # The stand-in ends in a Dense with the classifier_activation asked for, as the real network (which
+    # test_bruvik_models builds) does, in milliseconds rather than seconds.
+    monkeypatch.setattr(keras.applications, "InceptionResNetV2", inception_resnet_v2_stand_in)
     bruvik = load_experiment("bruvik")
     embedding = bruvik.inception(bruvik.settings("smoke"))  # "the final layer preceding the softmax"
     assert not embedding.probabilities

@@ -115,9 +115,20 @@ def smoke_models():
     """{(recipe, run key): model} for every run of every recipe in experiments/ at smoke size, and
     {(recipe, "<run key>/pretrain"): model} for a pretraining phase with a model of its own.
 
-    Paper bruvik's Inception-ResNet-v2 is inception_resnet_v2_stand_in.
+    Paper bruvik's Inception-ResNet-v2 is inception_resnet_v2_stand_in. Runs with the same builder and
+    settings (rows of a table that differ in their training recipe alone) share one model: a builder
+    reads nothing but the settings, so it would build the same networks again, at seconds apiece.
     """
-    models = {}
+    models, built = {}, []  # built: (builder, settings, model); Settings holds a dict, so it is no dict key
+
+    def build(builder, settings):
+        for known_builder, known_settings, model in built:
+            if known_builder is builder and known_settings == settings:
+                return model
+        model = builder(settings)
+        built.append((builder, settings, model))
+        return model
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keras.applications, "InceptionResNetV2", inception_resnet_v2_stand_in)
         for path in sorted(EXPERIMENTS_DIR.glob("*.py")):
@@ -125,9 +136,10 @@ def smoke_models():
             smoke = recipe.settings("smoke")
             for run in select_runs(recipe):
                 settings = run.settings_for(smoke)
-                models[path.stem, run.key] = run.build(settings)
+                models[path.stem, run.key] = build(run.build, settings)
                 if run.pretrain is not None and run.pretrain.build is not None:
-                    models[path.stem, f"{run.key}/pretrain"] = run.pretrain.build(run.pretrain.settings(settings))
+                    models[path.stem, f"{run.key}/pretrain"] = build(run.pretrain.build,
+                                                                     run.pretrain.settings(settings))
     return models
 
 
@@ -192,6 +204,17 @@ def test_villarenteria_runs_build_their_generators(smoke_models):
     assert isinstance(built["model_b"], CaptionChromaGANGenerator)
     # The vocabulary is the training captions' words (the bundled photos' hand-written captions).
     assert "astronaut" in built["model_b"].tokenizer.get_vocabulary()
+
+
+def test_a_best_epoch_monitor_is_a_value_its_smoke_model_logs(smoke_models):
+    """test_scoring's check of every recipe at once, on the models built here anyway: compiled with its
+    run's arguments, a model tracks the losses it will log."""
+    for path in sorted(EXPERIMENTS_DIR.glob("*.py")):
+        for run in select_runs(load_experiment(str(path))):
+            if run.scored_at == "best":
+                model = smoke_models[path.stem, run.key]
+                model.compile(**run.compile_args(total_steps=1))
+                assert run.monitor.removeprefix("val_") in model.loss_trackers, f"{path.stem}/{run.key}"
 
 
 def test_a_recipes_asset_reaches_its_runs_and_a_missing_file_says_how_to_do_without(tmp_path):

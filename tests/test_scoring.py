@@ -126,15 +126,3 @@ def test_each_recipe_scores_its_runs_as_its_paper_did():
     assert {protocol[:2] for protocol in protocols("nampouri").values()} == {("last", "dropout")}
     assert {protocol[:2] for protocol in protocols("agosti").values()} == {("last", "training")}
     assert {protocol[:2] for protocol in protocols("bruvik").values()} == {("last", "inference")}
-
-
-@pytest.mark.parametrize("paper", ["villarenteria", "efthymiadis"])
-def test_a_best_epoch_monitor_is_a_value_the_run_logs(paper):
-    experiment = load_experiment(paper)
-    settings = experiment.settings("smoke")
-    for item in select_runs(experiment):
-        if item.scored_at != "best":
-            continue
-        model = item.build(item.settings_for(settings))
-        model.compile(**item.compile_args(total_steps=1))
-        assert item.monitor.removeprefix("val_") in model.loss_trackers, item.key
