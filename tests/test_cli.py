@@ -81,6 +81,7 @@ def test_bad_data_spec_is_a_clear_error(spec, message, tmp_path, capsys):
     assert not (tmp_path / "m.keras").exists()
 
 
+@pytest.mark.slow("a whole `chroma demo`: trains a U-Net cGAN for 8 epochs, exports a SavedModel and reloads it")
 def test_demo_trains_scores_exports_and_colorizes_a_held_out_photo(tmp_path, capsys):
     import numpy as np
     from PIL import Image

@@ -9,12 +9,14 @@ from PIL import Image
 
 from chroma import cli
 from chroma.data import samples
+from chroma.export import export_saved_model
 from chroma.models.unet import UNetGenerator
 from chroma.reproduce import load_experiment, select_runs
 from chroma.train_run import OVERRIDABLE, initial_model
 from chroma.training.trainer import compile_values, with_compile_overrides
+from helpers import tiny_generator
 
-pytestmark = pytest.mark.xdist_group("train_command")  # the tests share one trained run
+pytestmark = pytest.mark.xdist_group("train_command")  # the tests share one set of folders
 
 SMALL = ["--scale", "smoke", "--set", "epochs=3", "--set", "image_size=32", "--precision", "float32"]
 
@@ -40,6 +42,8 @@ def first_run(folders):
     return out
 
 
+@pytest.mark.slow("a whole `chroma train`: trains a U-Net cGAN, exports it (tracing every serving signature) and "
+                  "scores it; the fine-tuning and evaluate tests below check its parts on an untrained run")
 def test_train_runs_a_recipe_on_a_folder_with_overrides_and_exports_it(first_run, capsys):
     with open(first_run / "history.csv") as file:
         assert len(list(csv.DictReader(file))) == 3  # epochs=3
@@ -78,15 +82,19 @@ def test_unknown_and_ill_typed_overrides_are_refused_with_the_names(folders, cap
     assert not (folders / "refused").exists()  # refused before anything was written
 
 
-def test_fine_tuning_starts_from_a_runs_best_weights_and_names_a_network_that_differs(first_run, folders, tmp_path,
-                                                                                        capsys):
+def test_fine_tuning_starts_from_a_runs_best_weights_and_names_a_network_that_differs(folders, tmp_path, capsys):
     nampouri = load_experiment("nampouri")
     run, = select_runs(nampouri, ["unet_cgan"])
     settings = nampouri.settings("smoke")._replace(image_size=32)
     reference = run.build(settings)
     reference({"L": np.zeros((1, 32, 32, 1), np.float32)})
-    reference.load_weights(first_run / "best.weights.h5")
-    started = initial_model(first_run, run, settings)
+    # A run folder as `chroma train` leaves it, its best weights moved away from any fresh model's (no training).
+    for weight in reference.trainable_weights:
+        weight.assign(weight + 0.01)
+    run_folder = tmp_path / "run"
+    run_folder.mkdir()
+    reference.save_weights(run_folder / "best.weights.h5")
+    started = initial_model(run_folder, run, settings)
     for mine, theirs in zip(started.generator.weights, reference.generator.weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
@@ -101,14 +109,16 @@ def test_fine_tuning_starts_from_a_runs_best_weights_and_names_a_network_that_di
     assert not (tmp_path / "tuned").exists() and "not the same network" in capsys.readouterr().err
 
 
-def test_evaluate_scores_an_exported_saved_model_beside_baseline0(first_run, folders, tmp_path, capsys):
-    assert cli.main(["evaluate", "--model", str(first_run / "saved_model"), "--data", str(folders / "held_out"),
+def test_evaluate_scores_an_exported_saved_model_beside_baseline0(folders, tmp_path, capsys):
+    # The cheapest generator to export: what `chroma evaluate` reads is the SavedModel, not how it was trained.
+    saved_model = export_saved_model(tiny_generator(), tmp_path / "saved_model", 32)
+    assert cli.main(["evaluate", "--model", str(saved_model), "--data", str(folders / "held_out"),
                      "--baseline-data", str(folders / "train"), "-o", str(tmp_path / "scores")]) == 0
     printed = capsys.readouterr().out
-    assert "at 32x32" in printed and "| baseline0 |" in printed and f"| {first_run / 'saved_model'} |" in printed
+    assert "at 32x32" in printed and "| baseline0 |" in printed and f"| {saved_model} |" in printed
     with open(tmp_path / "scores" / "results.csv") as file:
         rows = {(row["model"], row["metric"]): float(row["value"]) for row in csv.DictReader(file)}
-    model = str(first_run / "saved_model")
+    model = str(saved_model)
     assert 5 < rows[(model, "psnr")] < 60 and 0 < rows[(model, "ssim")] <= 1
     assert cli.main(["evaluate", "--model", str(tmp_path), "--data", str(folders / "held_out")]) == 2
     assert "not a SavedModel" in capsys.readouterr().err
