@@ -1,7 +1,10 @@
 """Checks shared by the model tests."""
 
+import asyncio
+import contextlib
 import json
 import struct
+import threading
 import zlib
 
 import keras
@@ -103,3 +106,27 @@ def tiny_generator():
         keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
         keras.layers.Conv2D(2, 3, padding="same", activation="tanh"),
     ]))
+
+
+@contextlib.contextmanager
+def serving_in_a_thread(server, max_body_mib=64):
+    """`chroma serve`'s application for a chroma.serve.ModelServer on a free port of 127.0.0.1, run by a thread of
+    this process (a `chroma serve` process would start TensorFlow again); yields its base URL."""
+    from aiohttp import web
+
+    from chroma.serve import application
+
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(application(server, max_body_mib), access_log=None)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    host, port = runner.addresses[0][:2]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()

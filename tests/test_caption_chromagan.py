@@ -82,6 +82,17 @@ def nonzero_film(generator, seed=0):
             film.set_weights([np.zeros(weight.shape, "float32") for weight in film.weights])
 
 
+@contextlib.contextmanager
+def weights_put_back(generator):
+    """Every weight of the generator (batch norm's statistics too) as before the block, after it: a shared
+    generator trained in a test, for the others."""
+    saved = generator.get_weights()
+    try:
+        yield
+    finally:
+        generator.set_weights(saved)
+
+
 # Model B
 
 
@@ -279,7 +290,8 @@ def test_captioner_leaves_the_colorization_unchanged(small, captioners):
         generator.set_weights(saved)
 
 
-@pytest.mark.parametrize("flavour", ["colour", "gray"])
+@pytest.mark.parametrize("flavour", ["colour", pytest.param("gray", marks=pytest.mark.slow(
+    "a second .keras round trip of a VGG-16 captioner; the colour one, which has more layers, stays fast"))])
 def test_captioner_reloads_and_checkpoints_whole(captioners, flavour, tmp_path):
     generator = captioners[flavour]
     inputs = {"L": scaled_l(), "caption": CAPTIONS}
@@ -295,26 +307,27 @@ def test_captioner_reloads_and_checkpoints_whole(captioners, flavour, tmp_path):
     assert len(saved) == len(generator.weights)
 
 
-def test_one_conditional_gan_train_step_trains_the_captioner():
-    generator = CaptionChromaGANGenerator(VOCABULARY, mode="film", captioning="colour", image_size=SMALL)
-    before = [weight.numpy() for weight in generator.caption_decoder.weights]
-    model = ConditionalGAN(generator, ChromaGANCritic(base_filters=8))
-    model.compile(
-        g_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
-        d_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
-        adversarial_loss="wgan-gp",
-        reconstruction_loss="mse",
-        reconstruction_weight=1.0,
-        auxiliary_losses=(AuxiliaryLoss("caption", "caption_logits", "tokens", caption_cross_entropy, 1.0),),
-        run_eagerly=True,
-    )
-    ab = tf.random.stateless_uniform((2, SMALL, SMALL, 2), seed=(1, 2), minval=-1.0, maxval=1.0)
-    # The batch as chroma.training.train makes it in tf.data: the caption loss's target, the tokens, in it.
-    batch = {**generator.complete({"L": scaled_l(), "caption": CAPTIONS}), "ab": ab}
-    logs = model.train_on_batch(batch, return_dict=True)
-    # An untrained captioner is near uniform over the caption ids: a cross-entropy near log(1502).
-    assert abs(logs["g_caption_loss"] - np.log(CAPTION_IDS)) < 0.5
-    after = [weight.numpy() for weight in generator.caption_decoder.weights]
+def test_one_conditional_gan_train_step_trains_the_captioner(captioners):
+    generator = captioners["colour"]
+    with weights_put_back(generator):
+        before = [weight.numpy() for weight in generator.caption_decoder.weights]
+        model = ConditionalGAN(generator, ChromaGANCritic(base_filters=8))
+        model.compile(
+            g_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
+            d_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
+            adversarial_loss="wgan-gp",
+            reconstruction_loss="mse",
+            reconstruction_weight=1.0,
+            auxiliary_losses=(AuxiliaryLoss("caption", "caption_logits", "tokens", caption_cross_entropy, 1.0),),
+            run_eagerly=True,
+        )
+        ab = tf.random.stateless_uniform((2, SMALL, SMALL, 2), seed=(1, 2), minval=-1.0, maxval=1.0)
+        # The batch as chroma.training.train makes it in tf.data: the caption loss's target, the tokens, in it.
+        batch = {**generator.complete({"L": scaled_l(), "caption": CAPTIONS}), "ab": ab}
+        logs = model.train_on_batch(batch, return_dict=True)
+        # An untrained captioner is near uniform over the caption ids: a cross-entropy near log(1502).
+        assert abs(logs["g_caption_loss"] - np.log(CAPTION_IDS)) < 0.5
+        after = [weight.numpy() for weight in generator.caption_decoder.weights]
     assert all(np.abs(new - old).max() > 0.0 for new, old in zip(after, before))
 
 
@@ -334,28 +347,32 @@ def test_strings_and_tokens_give_the_same_ab(small, mode):
 
 
 @pytest.mark.parametrize("mode", ["channel", "film"])
-def test_one_conditional_gan_train_step_updates_the_caption_layers(mode):
-    generator = CaptionChromaGANGenerator(VOCABULARY, mode=mode, image_size=SMALL)
-    # Model B's caption reaches the loss through its channel from the first step; Model C's through the FiLM
-    # weights, which start at zero, so they learn first (the encoder follows on the next step).
-    caption_layer = generator.caption_channel if mode == "channel" else generator.film_vgg_block1
-    before = [weight.numpy() for weight in caption_layer.weights]
-    model = ConditionalGAN(generator, ChromaGANCritic(base_filters=8))
-    model.compile(
-        g_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
-        d_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
-        adversarial_loss="wgan-gp",
-        reconstruction_loss="mse",
-        reconstruction_weight=1.0,
-        run_eagerly=True,
-    )
-    ab = tf.random.stateless_uniform((2, SMALL, SMALL, 2), seed=(1, 2), minval=-1.0, maxval=1.0)
-    logs = model.train_on_batch({"L": scaled_l(), "ab": ab, "caption": CAPTIONS}, return_dict=True)
-    assert all(np.isfinite(value) for value in logs.values())
-    assert any(np.abs(weight.numpy() - old).max() > 0.0 for weight, old in zip(caption_layer.weights, before))
+def test_one_conditional_gan_train_step_updates_the_caption_layers(small, mode):
+    generator = small[mode]
+    with weights_put_back(generator):
+        # Model B's caption reaches the loss through its channel from the first step; Model C's through the FiLM
+        # weights, which start at zero, so they learn first (the encoder follows on the next step).
+        caption_layer = generator.caption_channel if mode == "channel" else generator.film_vgg_block1
+        before = [weight.numpy() for weight in caption_layer.weights]
+        model = ConditionalGAN(generator, ChromaGANCritic(base_filters=8))
+        model.compile(
+            g_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
+            d_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
+            adversarial_loss="wgan-gp",
+            reconstruction_loss="mse",
+            reconstruction_weight=1.0,
+            run_eagerly=True,
+        )
+        ab = tf.random.stateless_uniform((2, SMALL, SMALL, 2), seed=(1, 2), minval=-1.0, maxval=1.0)
+        logs = model.train_on_batch({"L": scaled_l(), "ab": ab, "caption": CAPTIONS}, return_dict=True)
+        assert all(np.isfinite(value) for value in logs.values())
+        caption_layer_after = [weight.numpy() for weight in caption_layer.weights]
+    assert any(np.abs(after - old).max() > 0.0 for after, old in zip(caption_layer_after, before))
 
 
-@pytest.mark.parametrize("mode", ["channel", "film"])
+@pytest.mark.parametrize("mode", ["channel", pytest.param("film", marks=pytest.mark.slow(
+    "a .keras round trip of a VGG-16 generator; test_captioner_reloads_and_checkpoints_whole[colour] reloads "
+    "Model C with its captioner in the fast tier"))])
 def test_reload_keeps_the_vocabulary_and_the_outputs(small, mode, tmp_path):
     generator = small[mode]
     inputs = {"L": scaled_l(), "caption": CAPTIONS}
@@ -365,7 +382,9 @@ def test_reload_keeps_the_vocabulary_and_the_outputs(small, mode, tmp_path):
     assert reloaded.get_config()["vocabulary"] == VOCABULARY and reloaded.mode == mode
 
 
-@pytest.mark.parametrize("mode, captioning", [("channel", None), ("film", None), ("film", "colour")])
+@pytest.mark.parametrize("mode, captioning", [("channel", None), pytest.param("film", None, marks=pytest.mark.slow(
+    "builds a VGG-16 Model C under the policy; the film-colour case builds the same with its captioner, in the fast "
+    "tier")), ("film", "colour")])
 def test_outputs_are_float32_under_mixed_bfloat16(mixed_bfloat16, mode, captioning):
     generator = CaptionChromaGANGenerator(VOCABULARY, mode=mode, captioning=captioning, image_size=SMALL)
     assert generator.dtype_policy.compute_dtype == "bfloat16"
@@ -392,6 +411,8 @@ def test_generators_refuse_what_they_cannot_read(small):
     assert set(small["film"]({"L": scaled_l(), "caption": CAPTIONS})) == {"ab"}  # no captioner: ab alone
 
 
+@pytest.mark.slow("exports Model C, a VGG-16 network with an LSTM, traced for every signature; "
+                  "test_export.py::test_caption_models_are_served_with_a_caption serves a caption in the fast tier")
 def test_exported_model_c_colorizes_image_bytes_by_their_caption(small, tmp_path):
     """Model C served as the paper runs it, image and caption in: a photo's bytes and its caption string."""
     generator = small["film"]

@@ -235,6 +235,8 @@ def test_formats_pillow_cannot_write_become_png(tmp_path, monkeypatch):
     assert "saved as PNG" in note
 
 
+@pytest.mark.slow("exports a U-Net with dropout and traces it again from its .keras file; fast tier: test_export.py's "
+                  "samples test and test_serve.py's predict test draw samples, the test below checks --samples")
 def test_samples_are_different_colorizations_of_each_photo(unet_with_dropout, cat_photo, tmp_path, capsys):
     keras_file, saved_model = unet_with_dropout
     photo = load_rgb(str(cat_photo))
@@ -259,12 +261,11 @@ def test_samples_are_different_colorizations_of_each_photo(unet_with_dropout, ca
     np.testing.assert_array_equal(once, twice)
 
 
-def test_samples_need_a_generator_with_dropout_and_a_positive_count(
-    unet_with_dropout, saved_model, generator, cat_photo, tmp_path, capsys
-):
+def test_samples_need_a_generator_with_dropout_and_a_positive_count(saved_model, generator, cat_photo, tmp_path,
+                                                                  capsys):
     output = tmp_path / "colorized"
-    for count in ("0", "-2"):
-        assert colorize(cat_photo, "--model", unet_with_dropout[1], "-o", output, "--samples", count) == 2
+    for count in ("0", "-2"):  # refused before the model is read, whatever it is
+        assert colorize(cat_photo, "--model", saved_model, "-o", output, "--samples", count) == 2
         assert f"--samples must be at least 1, got {count}" in capsys.readouterr().err
 
     assert colorize(cat_photo, "--model", saved_model, "-o", output, "--samples", 2) == 2

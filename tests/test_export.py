@@ -1,9 +1,11 @@
 """Exported SavedModels: served without chroma, at the input's full size, keeping its lightness."""
 
+import contextlib
 import datetime
 import io
 import json
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -71,6 +73,34 @@ def loaded(exported):
     return tf.saved_model.load(str(exported))
 
 
+@pytest.fixture(scope="module")
+def tiny_replaced(exported, tmp_path_factory):
+    """(tiny_generator, its export at IMAGE_SIZE): exported over a copy of baseline0's SavedModel, which it replaces."""
+    directory = tmp_path_factory.mktemp("replaced") / "model"
+    shutil.copytree(exported, directory)
+    generator = tiny_generator()
+    export_saved_model(generator, directory, IMAGE_SIZE)
+    return generator, directory
+
+
+CLI_MAX_PIXELS = COFFEE.shape[0] * COFFEE.shape[1] - 1  # one pixel fewer than COFFEE has
+
+
+@pytest.fixture(scope="module")
+def cli_exported(baseline, tmp_path_factory):
+    """`chroma export` of baseline0 saved as base.keras, at size 16, --max-pixels CLI_MAX_PIXELS and no -o, run
+    in a folder of its own: (that folder, what it printed). One export, read by both tests of the CLI's export."""
+    folder = tmp_path_factory.mktemp("cli_export")
+    baseline.save(folder / "base.keras")
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as monkeypatch, contextlib.redirect_stdout(printed):
+        monkeypatch.chdir(folder)
+        status = cli.main(["export", "--model", "base.keras", "--image-size", "16",
+                           "--max-pixels", str(CLI_MAX_PIXELS)])
+    assert status == 0
+    return folder, printed.getvalue()
+
+
 def lightness(rgb_uint8):
     return skimage.color.rgb2lab(rgb_uint8)[..., 0]
 
@@ -86,6 +116,8 @@ SERVED_FORMATS = {
 }
 
 
+@pytest.mark.slow("a fresh TensorFlow process colorizes a 12-megapixel photo and six formats; fast tier, in process: "
+                  "test_serving_default_takes_photos_of_one_size_as_shown, test_colorize.py's every-encoding test")
 def test_saved_model_serves_encoded_photos_without_chroma(exported, loaded, tmp_path):
     gray = (lightness(COFFEE) * 2.55).astype(np.uint8)[:37, :53]
     for name, options in SERVED_FORMATS.items():
@@ -141,6 +173,8 @@ def test_saved_model_serves_encoded_photos_without_chroma(exported, loaded, tmp_
     assert np.abs(lightness(colorized_gray) - lightness(np.stack([gray] * 3, axis=-1))).mean() < 1.0
 
 
+@pytest.mark.slow("starts TensorFlow in a fresh process; fast tier, in process: the pixel-limit test below refuses "
+                  "from the header, test_serve.py's bad-requests test refuses a bomb and bad bytes")
 def test_saved_model_refuses_bombs_and_bad_bytes_and_keeps_serving_without_chroma(exported, tmp_path):
     """A 16000 x 16000 PNG of ~250 KB is refused from its header: decoded it would take gigabytes."""
     bomb = tmp_path / "bomb.png"
@@ -175,14 +209,11 @@ def test_saved_model_refuses_bombs_and_bad_bytes_and_keeps_serving_without_chrom
     assert answers["peak GB"] < 3  # the bomb's 256 MB of pixels, and the decoder's gigabytes, never came to be
 
 
-def test_the_pixel_limit_is_fixed_at_export_for_bytes_and_arrays(baseline, tmp_path, capsys):
-    baseline.save(tmp_path / "baseline.keras")
-    limit = COFFEE.shape[0] * COFFEE.shape[1] - 1
-    assert cli.main(["export", "--model", str(tmp_path / "baseline.keras"), "--image-size", str(IMAGE_SIZE),
-                     "-o", str(tmp_path / "small"), "--max-pixels", str(limit)]) == 0
-    assert json.loads((tmp_path / "small" / "chroma.json").read_text())["max_pixels"] == limit
-    signatures = tf.saved_model.load(str(tmp_path / "small")).signatures
-    refusal = f"image of 457x301 pixels is over the limit of {limit} pixels set at export"
+def test_the_pixel_limit_is_fixed_at_export_for_bytes_and_arrays(cli_exported):
+    model = cli_exported[0] / "saved_models" / "base"
+    assert json.loads((model / "chroma.json").read_text())["max_pixels"] == CLI_MAX_PIXELS
+    signatures = tf.saved_model.load(str(model)).signatures
+    refusal = f"image of 457x301 pixels is over the limit of {CLI_MAX_PIXELS} pixels set at export"
     with pytest.raises(tf.errors.InvalidArgumentError, match=refusal):
         signatures["serving_default"](image_bytes=tf.constant([png_bytes(COFFEE)]))
     with pytest.raises(tf.errors.InvalidArgumentError, match=refusal):
@@ -227,6 +258,8 @@ def test_webp_animation_without_alpha_is_refused():
         decode_photo(tf.constant(buffer.getvalue()))
 
 
+@pytest.mark.slow("saved_model_cli starts TensorFlow in a process of its own; fast tier: "
+                  "test_chroma_json_says_what_is_inside and test_serve.py's metadata test list the signatures")
 def test_saved_model_cli_lists_the_signatures(exported):
     saved_model_cli = Path(sys.executable).parent / "saved_model_cli"
     if not saved_model_cli.exists():
@@ -251,11 +284,13 @@ def test_colorized_photo_keeps_the_input_lightness_and_gains_colour(loaded):
     assert chroma.mean() > 3.0
 
 
-@pytest.mark.parametrize("make_generator", [tiny_generator, "baseline"])
-def test_colorize_lab_is_the_keras_model(make_generator, baseline, tmp_path):
-    generator = baseline if make_generator == "baseline" else make_generator()
-    export_saved_model(generator, tmp_path / "model", IMAGE_SIZE)
-    colorize_lab = tf.saved_model.load(str(tmp_path / "model")).signatures["colorize_lab"]
+@pytest.mark.parametrize("model", ["tiny_generator", "baseline"])
+def test_colorize_lab_is_the_keras_model(model, baseline, loaded, tiny_replaced):
+    if model == "baseline":
+        generator, colorize_lab = baseline, loaded.signatures["colorize_lab"]
+    else:
+        generator, directory = tiny_replaced
+        colorize_lab = tf.saved_model.load(str(directory)).signatures["colorize_lab"]
     scaled_l = tf.random.stateless_uniform((3, IMAGE_SIZE, IMAGE_SIZE, 1), seed=(1, 2), minval=-1.0, maxval=1.0)
     np.testing.assert_allclose(colorize_lab(scaled_l=scaled_l)["scaled_ab"], ab_of(generator, scaled_l), atol=1e-6)
 
@@ -307,6 +342,8 @@ def test_serving_default_takes_photos_of_one_size_as_shown(loaded):
         serve(image_bytes=tf.constant([jpeg_bytes(on_its_side), jpeg_bytes(on_its_side, orientation=6)]))
 
 
+@pytest.mark.slow("exports a U-Net with dropout, traced for eight signatures; fast tier: test_serve.py's predict test "
+                  "draws two different samples from such a SavedModel, test_colorize.py checks --samples")
 def test_colorize_samples_differ_and_colorize_image_stays_deterministic(tmp_path):
     generator = tiny_unet_with_dropout()
     export_saved_model(generator, tmp_path / "unet", 16)
@@ -347,7 +384,7 @@ def test_colorize_samples_differ_and_colorize_image_stays_deterministic(tmp_path
 
 
 def test_a_generator_without_dropout_has_no_samples_signature():
-    generator = UNetGenerator(base_filters=4, depth=4, dropout=0.0)
+    generator = UNetGenerator(base_filters=4, depth=2, dropout=0.0)  # its one decoder block would drop
     assert not dropout_layers(generator)
     functions = serving_functions(generator, 16)
     assert "colorize_samples" not in functions and "colorize_samples_encoded" not in functions  # all the same
@@ -363,12 +400,10 @@ def test_chroma_json_says_what_is_inside(exported):
     assert abs(datetime.datetime.now(datetime.timezone.utc) - exported_at) < datetime.timedelta(hours=1)
 
 
-def test_export_replaces_a_saved_model_but_never_other_files(tmp_path):
-    directory = tmp_path / "model"
-    export_saved_model(tiny_generator(), directory, 8)
-    export_saved_model(tiny_generator(), directory, 16)
-    assert json.loads((directory / "chroma.json").read_text())["image_size"] == 16
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging folder left behind
+def test_export_replaces_a_saved_model_but_never_other_files(tiny_replaced, tmp_path):
+    directory = tiny_replaced[1]
+    assert json.loads((directory / "chroma.json").read_text())["model"] == "NetworkGenerator"  # was baseline0's
+    assert sorted(p.name for p in directory.parent.iterdir()) == ["model"]  # no staging folder left behind
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -390,16 +425,13 @@ def test_load_generator_unwraps_a_trained_model(tmp_path):
     np.testing.assert_allclose(ab_of(loaded_generator, scaled_l), ab_of(generator, scaled_l), atol=1e-6)
 
 
-def test_cli_export_writes_to_saved_models_by_default(baseline, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    baseline.save(tmp_path / "base.keras")
-    assert cli.main(["export", "--model", "base.keras", "--image-size", "16"]) == 0
-    printed = capsys.readouterr().out
+def test_cli_export_writes_to_saved_models_by_default(cli_exported):
+    folder, printed = cli_exported
     assert "saved_models/base" in printed
     for signature in ("serving_default", "colorize_encoded", "colorize_image", "colorize_lab"):
         assert signature in printed
     assert "(None, 16, 16, 1)" in printed
-    assert (tmp_path / "saved_models" / "base" / "saved_model.pb").is_file()
+    assert (folder / "saved_models" / "base" / "saved_model.pb").is_file()
 
 
 def test_cli_export_errors(tmp_path, capsys):

@@ -2,8 +2,6 @@
 
 import contextlib
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,24 +12,12 @@ from PIL import Image
 from chroma import data
 from chroma.export import export_saved_model
 from chroma.models.baseline0 import MeanColorBaseline
+from chroma.serve import ModelServer
+from helpers import serving_in_a_thread
 
 README = Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 SERVE_URL = "http://127.0.0.1:8501"  # where the README's HTTP client calls `chroma serve`
-
-
-@contextlib.contextmanager
-def serving(model):
-    """`chroma serve --model model` on a free port while the block runs; its base URL."""
-    process = subprocess.Popen([sys.executable, "-m", "chroma.cli", "serve", "--model", str(model), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        line = process.stdout.readline()
-        assert line.startswith("serving"), line
-        yield line.split("page ")[1].split("/,")[0]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +37,22 @@ def test_the_readme_has_python_to_run():
     assert len(BLOCKS) >= 2
 
 
-@pytest.mark.parametrize("block", range(len(BLOCKS)))
+def in_its_tier(block):
+    """A block that trains (the README's sizes, as written: 8 steps of a U-Net GAN) runs in the slow tier."""
+    if ".fit(" not in BLOCKS[block]:
+        return block
+    return pytest.param(block, marks=pytest.mark.slow(
+        "trains the README's U-Net GAN for 8 steps at the sizes it shows; test_training.py trains ConditionalGAN "
+        "in the fast tier"))
+
+
+@pytest.mark.parametrize("block", [in_its_tier(block) for block in range(len(BLOCKS))])
 def test_each_python_block_runs(block, readers_folder, monkeypatch):
     monkeypatch.chdir(readers_folder)
     names = {}
     source = BLOCKS[block]
-    with serving(readers_folder / "saved_models" / "baseline0") if SERVE_URL in source else contextlib.nullcontext(
-            SERVE_URL) as url:
+    server = ModelServer(readers_folder / "saved_models" / "baseline0") if SERVE_URL in source else None
+    with serving_in_a_thread(server) if server else contextlib.nullcontext(SERVE_URL) as url:
         exec(compile(source.replace(SERVE_URL, url), f"{README}, Python block {block + 1}", "exec"), names)  # noqa: S102
     images = {name: value for name, value in names.items() if name in ("colorized", "rgb")}
     assert images, "each block ends with a colorized image"

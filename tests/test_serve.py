@@ -20,9 +20,9 @@ from PIL import Image
 
 from chroma.export import export_saved_model
 from chroma.serve import ModelServer, application
-from helpers import png_bomb, tiny_unet_with_dropout
+from helpers import png_bomb, serving_in_a_thread, tiny_unet_with_dropout
 
-pytestmark = pytest.mark.xdist_group("serve")  # the tests share one server process
+pytestmark = pytest.mark.xdist_group("serve")  # the tests share one server
 
 PHOTO = skimage.data.coffee()[::8, ::8]  # 50x75
 MAX_BODY_MIB = 1
@@ -46,23 +46,41 @@ def saved_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(saved_model, tmp_path_factory):
-    """`chroma serve` in a process of its own on a free port; its base URL."""
-    log = tmp_path_factory.mktemp("serve_log") / "stderr.txt"
+def model_server(saved_model):
+    """The SavedModel loaded as `chroma serve --max-pixels MAX_PIXELS` serves it."""
+    return ModelServer(saved_model, max_pixels=MAX_PIXELS)
+
+
+@pytest.fixture(scope="module")
+def server(model_server):
+    """`chroma serve --max-body-mib MAX_BODY_MIB --max-pixels MAX_PIXELS`'s application; its base URL."""
+    with serving_in_a_thread(model_server, MAX_BODY_MIB) as base:
+        yield base
+
+
+@pytest.mark.slow("starts `chroma serve` in a process of its own, which loads TensorFlow again; the fast tier "
+                  "serves the same application in a thread")
+def test_chroma_serve_starts_from_the_command_line_with_its_limits(saved_model, tmp_path):
+    log = tmp_path / "stderr.txt"
     with open(log, "w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "chroma.cli", "serve", "--model", str(saved_model), "--port", "0",
              "--max-body-mib", str(MAX_BODY_MIB), "--max-pixels", str(MAX_PIXELS)],
-            stdout=subprocess.PIPE, stderr=stderr, text=True,
-        )
-    line = process.stdout.readline()
-    if not line.startswith("serving"):
-        process.kill()
-        pytest.fail(f"chroma serve did not start: {line}{log.read_text()[-3000:]}")
-    base = line.split("page ")[1].split("/,")[0]
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
+            stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith(f"serving {saved_model} as model 'tiny_unet': page http://127.0.0.1:"), (
+            line + log.read_text()[-3000:])
+        base = line.split("page ")[1].split("/,")[0]
+        predict = f"{base}/v1/models/tiny_unet:predict"
+        assert call(predict, {"instances": [b64(png_bytes(PHOTO))]})[0] == 200
+        status, answer = call(predict, {"instances": [b64(png_bomb(16000))]})
+        assert status == 400 and f"over this server's limit of {MAX_PIXELS} pixels" in answer["error"]
+        status, answer = call(predict, {"instances": [b64(os.urandom(MAX_BODY_MIB * 1024 * 1024))]})
+        assert status == 413 and f"over this server's limit of {MAX_BODY_MIB} MiB" in answer["error"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def call(url, body=None, data=None):
@@ -91,8 +109,8 @@ def test_status_and_metadata_answer_as_tensorflow_serving(server):
     assert signatures["colorize_encoded"]["outputs"]["colorized_bytes"]["dtype"] == "DT_STRING"
 
 
-def test_predict_in_row_and_columnar_formats_gives_the_saved_models_colours(server, saved_model):
-    signatures = tf.saved_model.load(str(saved_model)).signatures
+def test_predict_in_row_and_columnar_formats_gives_the_saved_models_colours(server, model_server):
+    signatures = model_server.signatures
     expected = signatures["serving_default"](image_bytes=tf.constant([png_bytes(PHOTO)]))["colorized"][0].numpy()
 
     status, answer = call(f"{server}/v1/models/tiny_unet:predict", {"instances": [b64(png_bytes(PHOTO))]})
@@ -150,10 +168,12 @@ def test_bad_requests_get_json_errors_while_a_good_one_is_served(server):
     assert call(f"{server}/v1/models/tiny_unet")[0] == 200  # still serving
 
 
-def test_requests_over_the_limits_wait_then_get_503_or_504(saved_model):
+def test_requests_over_the_limits_wait_then_get_503_or_504(tmp_path):
     """One prediction at a time, one request waiting: a third is turned away at once; a slow one times out, and
     its turn comes back when its work ends."""
-    server = ModelServer(saved_model, max_in_flight=1, max_waiting=1, timeout=1.0)
+    # predict is replaced below, so the model is never run: an empty SavedModel loads at once, the U-Net in seconds.
+    tf.saved_model.save(tf.Module(), str(tmp_path / "tiny_unet"))
+    server = ModelServer(tmp_path / "tiny_unet", max_in_flight=1, max_waiting=1, timeout=1.0)
     slow = threading.Event()
 
     def predict(body):

@@ -94,6 +94,7 @@ def test_baseline0_fits_on_a_tfds_spec_from_the_command_line(data_dir, tmp_path,
     assert "baseline0" in capsys.readouterr().out
 
 
+@pytest.mark.slow("starts TensorFlow in a fresh process; the reads above, in this process, use the same prepared files")
 def test_a_fresh_process_reads_the_prepared_files_without_the_builder_code(data_dir):
     """What a TPU user has: a dataset prepared elsewhere, in a folder or a bucket, and no builder class."""
     script = f"""

@@ -55,7 +55,8 @@ def nampouri_generator(run):
     return generator
 
 
-@pytest.fixture(scope="module", params=["unet_cgan", "resnet_cgan"])
+@pytest.fixture(scope="module", params=["unet_cgan", pytest.param("resnet_cgan", marks=pytest.mark.slow(
+    "converts a ResNet-18 U-Net twice, the costliest conversion here; unet_cgan's check the same in the fast tier"))])
 def exported(request, tmp_path_factory):
     """(generator, its .tflite files by name): each model converted once for the tests below."""
     generator = nampouri_generator(request.param)
@@ -148,6 +149,8 @@ def test_what_cannot_convert_is_refused_before_converting(model, reason, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow("exports a SavedModel and converts it twice; test_cli_export_tflite_refusal_writes_nothing takes "
+                  "--tflite through the CLI, and unet_cgan's conversions stay in the fast tier")
 def test_cli_export_tflite_writes_both_files_beside_the_saved_model(tmp_path, capsys):
     keras.utils.set_random_seed(0)
     tiny_generator().save(tmp_path / "tiny.keras")
