@@ -47,18 +47,15 @@ from chroma.training import (
 from chroma.training.hardware import check_tpu_data
 from chroma.training.trainer import step_datasets
 
-# Four photos make every batch a step reads (a stacked step's are read again) and keep the frozen networks'
-# per-image caches short.
-PHOTOS = SAMPLE_NAMES[:4]
 
 
 def distinct_steps():
     """{"recipe/run": (Run, Settings)}: every run of every recipe and every pretraining phase at smoke size, once
-    per distinct step; phases with the same build, compile_args, batch_targets and settings but for epochs and
-    batch size (efthymiadis' fine-tuned UGANs and their pretraining, bruvik's batch-16 run and its own) are one
-    step, named after all of them: those two change the schedule's length and a shape's first dimension, not what
-    compiles."""
-    steps = {}
+    per distinct step; phases with the same build, compiled losses, batch_targets and settings but for epochs,
+    batch size and the optimizers' numbers (efthymiadis' fine-tuned UGANs and their pretraining, bruvik's
+    batch-16 run and its own, villarenteria's release and paper Adam betas) are one step, named after all of
+    them: those change the schedule's length, a shape's first dimension and constants, not what compiles."""
+    steps = []  # [identity, names, run, settings]
     for path in sorted(EXPERIMENTS_DIR.glob("*.py")):
         recipe = load_experiment(str(path))
         smoke = recipe.settings("smoke")
@@ -68,19 +65,29 @@ def distinct_steps():
             if run.pretrain is not None:
                 phases.append((f"{run.key}/pretrain", run.pretraining_run(), run.pretrain.settings(settings)))
             for key, phase, phase_settings in phases:
-                same = [name for name, (other, other_settings) in steps.items()
-                        if (other.build, other.compile_args, other.batch_targets, step_shape(other_settings))
-                        == (phase.build, phase.compile_args, phase.batch_targets, step_shape(phase_settings))]
-                name = f"{path.stem}/{key}"
+                identity = (phase.build, compiled_kind(phase), phase.batch_targets, step_shape(phase_settings))
+                same = next((step for step in steps if step[0] == identity), None)
                 if same:
-                    steps[f"{same[0]}+{name}"] = steps.pop(same[0])
+                    same[1].append(f"{path.stem}/{key}")
                 else:
-                    steps[name] = (phase, phase_settings)
-    return steps
+                    steps.append((identity, [f"{path.stem}/{key}"], phase, phase_settings))
+    return {"+".join(names): (run, settings) for _, names, run, settings in steps}
 
 
 def step_shape(settings):
     return settings._replace(epochs=None, batch_size=None)
+
+
+def compiled_kind(run):
+    """The run's compile_args with each optimizer as its class and its settings that are not numbers: a
+    learning rate or a beta is a constant of the step, while a schedule, amsgrad or clipping adds ops."""
+    def kind(value):
+        if not isinstance(value, keras.optimizers.Optimizer):
+            return value
+        config = value.get_config()
+        return type(value), {key: setting for key, setting in config.items() if key != "name"
+                             and (isinstance(setting, bool) or not isinstance(setting, (int, float)))}
+    return {name: kind(value) for name, value in run.compile_args(1).items()}
 
 
 STEPS = distinct_steps()
@@ -109,7 +116,9 @@ def portable_dropout(x, rate, seed, noise_shape=None, **unused):
 
 def step_batches(run, settings, model):
     """(the first train step's batch, the first test batch), prepared by train()'s own step_datasets."""
-    source = samples(PHOTOS)
+    # One batch of photos makes every batch a step reads (a stacked step's are read again) and keeps the frozen
+    # networks' per-image caches short.
+    source = samples(SAMPLE_NAMES[:settings.batch_size])
     train_data = make_dataset(source, settings.image_size, batch_size=settings.batch_size, flip=settings.flip,
                               shuffle=True, seed=settings.seed, repeat=True, drop_remainder=True,
                               drop_gray=settings.drop_gray)
