@@ -87,9 +87,27 @@ def layer_shapes(network, tensor):
 # Deep Koalarization (table 4) and the Inception-GAN generator (table 1)
 
 
-def test_koalarization_matches_table_4_at_256():
+@pytest.fixture(scope="module")
+def generators():
+    """generators(classes, segmenter): a KoalarizationGenerator with TinyEmbedding(classes) (None: no embedding)
+    and the random SegmentationPrior or none, built once per module. Shared: tests that change weights build
+    their own."""
+    built = {}
+
+    def generator(classes, segmenter):
+        if (classes, segmenter) not in built:
+            built[classes, segmenter] = KoalarizationGenerator(
+                None if classes is None else TinyEmbedding(classes),
+                segmenter=SegmentationPrior() if segmenter else None,
+            )
+        return built[classes, segmenter]
+
+    return generator
+
+
+def test_koalarization_matches_table_4_at_256(generators):
     """6,574,050 trainable parameters: encoder 5,827,200 + fusion 322,048 (1257 -> 256) + decoder 424,802."""
-    model = KoalarizationGenerator(TinyEmbedding(1001))
+    model = generators(1001, segmenter=False)
     encoder = sum(conv(3, inputs, outputs) for inputs, outputs in ENCODER)
     fusion = conv(1, 256 + 1001, 256)
     assert trainable_count(model.encoder) == encoder == 5_827_200
@@ -111,10 +129,10 @@ def test_koalarization_matches_table_4_at_256():
     assert shape(ab_of(model, keras.KerasTensor((1, 256, 256, 1)))) == (256, 256, 2)
 
 
-def test_inception_gan_generator_adds_table_1s_24_kernel_layer_for_the_prior():
+def test_inception_gan_generator_adds_table_1s_24_kernel_layer_for_the_prior(generators):
     """6,592,506 trainable parameters: conv 24 on 5.3.2's 24 channels (three gray copies + 21 classes), then
     table 4's encoder reading 24 channels."""
-    model = KoalarizationGenerator(TinyEmbedding(1001), segmenter=SegmentationPrior())
+    model = generators(1001, segmenter=True)
     encoder = conv(3, 3 + 21, 24) + conv(3, 24, 64) + sum(conv(3, inputs, outputs) for inputs, outputs in ENCODER[1:])
     assert trainable_count(model.encoder) == encoder == 5_845_656
     assert trainable_count(model) == encoder + conv(1, 1257, 256) + DECODER == 6_592_506
@@ -128,9 +146,9 @@ def test_inception_gan_generator_adds_table_1s_24_kernel_layer_for_the_prior():
     assert ab.shape == (2, 32, 32, 2) and np.isfinite(ab.numpy()).all()
 
 
-def test_without_inception_the_fusion_reads_the_encoder_alone():
+def test_without_inception_the_fusion_reads_the_encoder_alone(generators):
     """Table 2's "GAN without Inception": 6,317,794 parameters, the 1x1 fusion convolution 256 -> 256."""
-    model = KoalarizationGenerator(embedding=None)
+    model = generators(None, segmenter=False)
     assert model.fusion.kernel.shape == (1, 1, 256, 256)
     assert trainable_count(model) == 5_827_200 + conv(1, 256, 256) + DECODER == 6_317_794
     scaled_l, _ = photo_lab(32)
@@ -159,19 +177,19 @@ def test_output_spans_scaled_ab():
         np.testing.assert_allclose(ab_of(model, scaled_l), ab, atol=1e-6)
 
 
-def test_rejects_inputs_it_cannot_read():
-    model = KoalarizationGenerator(segmenter=SegmentationPrior())
+def test_rejects_inputs_it_cannot_read(generators):
+    model = generators(None, segmenter=True)
     with pytest.raises(ValueError, match="reads scaled L with 1 channel"):
         ab_of(model, tf.zeros((1, 32, 32, 3)))
     with pytest.raises(ValueError, match="divisible by 8"):
-        ab_of(KoalarizationGenerator(), tf.zeros((1, 36, 36, 1)))
+        ab_of(generators(None, segmenter=False), tf.zeros((1, 36, 36, 1)))
 
 
 @pytest.mark.parametrize("with_segmenter", [False, True])
-def test_reloads_identically(with_segmenter, tmp_path):
+def test_reloads_identically(generators, with_segmenter, tmp_path):
     """The frozen stand-ins' random weights travel in the .keras file like any other weight."""
     scaled_l, _ = photo_lab(32)
-    model = KoalarizationGenerator(TinyEmbedding(8), segmenter=SegmentationPrior() if with_segmenter else None)
+    model = generators(8, segmenter=with_segmenter)
     reloaded = assert_reloads_identically(model, {"L": scaled_l}, tmp_path)
     assert isinstance(reloaded.embedding, TinyEmbedding)
     assert isinstance(reloaded.segmenter, SegmentationPrior) if with_segmenter else reloaded.segmenter is None
@@ -179,13 +197,13 @@ def test_reloads_identically(with_segmenter, tmp_path):
     assert reloaded.embedding.weights  # the weights exist, frozen
 
 
-def test_reloads_identically_without_embedding(tmp_path):
+def test_reloads_identically_without_embedding(generators, tmp_path):
     scaled_l, _ = photo_lab(32)
-    assert assert_reloads_identically(KoalarizationGenerator(), {"L": scaled_l}, tmp_path).embedding is None
+    assert assert_reloads_identically(generators(None, segmenter=False), {"L": scaled_l}, tmp_path).embedding is None
 
 
-def test_a_tensorflow_checkpoint_restores_every_weight(tmp_path):
-    trained, fresh = KoalarizationGenerator(TinyEmbedding(8)), KoalarizationGenerator(TinyEmbedding(8))
+def test_a_tensorflow_checkpoint_restores_every_weight(generators, tmp_path):
+    trained, fresh = generators(8, segmenter=False), KoalarizationGenerator(TinyEmbedding(8))
     path = tf.train.Checkpoint(model=trained).save(tmp_path / "checkpoint")
     tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
     assert len(trained.weights) == len(fresh.weights) == 2 * (8 + 1 + 5) + 2  # every conv + the stand-in's dense
@@ -306,8 +324,8 @@ def test_a_savedmodel_segmenter_is_resized_to_the_image(tmp_path):
         SegmentationPrior(str(tmp_path / "deeplab"), classes=5)
 
 
-def test_the_prior_reaches_the_output():
-    model = KoalarizationGenerator(segmenter=SegmentationPrior())
+def test_the_prior_reaches_the_output(generators):
+    model = generators(None, segmenter=True)
     scaled_l, _ = photo_lab(32)
     inputs = model.complete({"L": scaled_l})
     uniform = {**inputs, "prior": tf.fill(inputs["prior"].shape, 1 / 21)}

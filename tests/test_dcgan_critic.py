@@ -102,6 +102,7 @@ def test_critic_trains_a_wgan_gp_with_several_critic_steps(tmp_path):
     model.compile(
         g_optimizer=keras.optimizers.Adam(1e-4, beta_1=0.5), d_optimizer=keras.optimizers.Adam(1e-4, beta_1=0.5),
         adversarial_loss="wgan-gp",
+        run_eagerly=True,  # the step's graph is XLA-lowered in test_xla.py; eager skips seconds of tracing here
     )
     model({"L": scaled_l})  # builds the wrapper, so it saves without a warning
     batches = stack_batches(tf.data.Dataset.from_tensor_slices(batch).batch(2), 2)

@@ -115,8 +115,8 @@ def test_iizuka_matches_section_3_2_1_at_224(iizuka_224):
 def test_classification_loss_trains_only_classifier_global_and_low_level_networks():
     """Section 3.2.3: the cross-entropy reaches the classification, global and low-level networks;
     the L1 loss reaches every network but the classifier."""
-    model = IizukaColorizer(num_classes=27, image_size=64)  # the networks' wiring, not their size, decides
-    scaled_l, scaled_ab = photo_lab(64, names=("astronaut",))
+    model = IizukaColorizer(num_classes=27, image_size=32)  # the networks' wiring, not their size, decides
+    scaled_l, scaled_ab = photo_lab(32, names=("astronaut",))
     with tf.GradientTape(persistent=True) as tape:
         outputs = model({"L": scaled_l}, training=True)
         cross_entropy = keras.losses.sparse_categorical_crossentropy(
@@ -161,10 +161,10 @@ def assert_iizuka_reloads_identically(model, inputs, tmp_path):
 
 
 def test_iizuka_reloads_identically(tmp_path):
-    scaled_l, _ = photo_lab(64)
-    reloaded = assert_iizuka_reloads_identically(IizukaColorizer(num_classes=5, image_size=64), {"L": scaled_l},
+    scaled_l, _ = photo_lab(32)
+    reloaded = assert_iizuka_reloads_identically(IizukaColorizer(num_classes=5, image_size=32), {"L": scaled_l},
                                                  tmp_path)
-    assert (reloaded.num_classes, reloaded.image_size) == (5, 64)
+    assert (reloaded.num_classes, reloaded.image_size) == (5, 32)
 
 
 # Both

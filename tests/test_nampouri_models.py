@@ -1,6 +1,7 @@
 """Paper nampouri's networks (appendix A): sizes of figures 10-15, behaviour, saving, pretrained weights."""
 
 import json
+import shutil
 
 import h5py
 import keras
@@ -133,17 +134,28 @@ def test_resnet_unet_colours_a_small_photo_at_its_size():
     assert np.all(np.abs(ab.numpy()) <= 1.0) and np.isfinite(ab.numpy()).all()
 
 
+@pytest.fixture(scope="module")
+def source():
+    """A ResNet-18 generator whose encoder the backbone tests save and load elsewhere; shared, never changed."""
+    return ResNetUNetGenerator()
+
+
+@pytest.fixture(scope="module")
+def encoder_file(source, tmp_path_factory):
+    """The shared generator's encoder saved as a .weights.h5 file."""
+    path = tmp_path_factory.mktemp("encoder") / "encoder.weights.h5"
+    source.encoder.save_weights(path)
+    return path
+
+
 def assert_same_weights(first, second):
     assert len(first.weights) == len(second.weights)
     for a, b in zip(first.weights, second.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
-def test_encoder_weights_saved_from_a_generator_load_into_another(tmp_path):
-    source = ResNetUNetGenerator()
-    path = tmp_path / "encoder.weights.h5"
-    source.encoder.save_weights(path)
-    loaded = ResNetUNetGenerator(backbone_weights=str(path))
+def test_encoder_weights_saved_from_a_generator_load_into_another(source, encoder_file):
+    loaded = ResNetUNetGenerator(backbone_weights=str(encoder_file))
     assert_same_weights(source.encoder, loaded.encoder)
     assert not np.array_equal(source.decoder.weights[0].numpy(), loaded.decoder.weights[0].numpy())
 
@@ -164,8 +176,7 @@ def write_keras_hub_preset(encoder, directory, **config_changes):
     return directory
 
 
-def test_keras_hub_preset_loads_into_the_encoder(tmp_path):
-    source = ResNetUNetGenerator()
+def test_keras_hub_preset_loads_into_the_encoder(source, tmp_path):
     preset = write_keras_hub_preset(source.encoder, tmp_path / "resnet_18_imagenet")
     assert_same_weights(source.encoder, ResNetUNetGenerator(backbone_weights=str(preset)).encoder)
 
@@ -176,15 +187,14 @@ def test_keras_hub_preset_loads_into_the_encoder(tmp_path):
     assert_same_weights(source.encoder, ResNetUNetGenerator(backbone_weights=str(preset)).encoder)
 
 
-def test_keras_hub_preset_of_another_network_is_refused(tmp_path):
-    encoder = ResNetUNetGenerator().encoder
-    preset = write_keras_hub_preset(encoder, tmp_path / "resnet_50", block_type="bottleneck_block")
+def test_keras_hub_preset_of_another_network_is_refused(source, tmp_path):
+    preset = write_keras_hub_preset(source.encoder, tmp_path / "resnet_50", block_type="bottleneck_block")
     with pytest.raises(ValueError, match="block_type.*bottleneck_block"):
         ResNetUNetGenerator(backbone_weights=str(preset))
 
 
-def test_keras_hub_weights_of_the_wrong_shape_name_the_entry(tmp_path):
-    preset = write_keras_hub_preset(ResNetUNetGenerator().encoder, tmp_path / "resnet_18_imagenet")
+def test_keras_hub_weights_of_the_wrong_shape_name_the_entry(source, tmp_path):
+    preset = write_keras_hub_preset(source.encoder, tmp_path / "resnet_18_imagenet")
     with h5py.File(preset / "model.weights.h5", "a") as weights_file:
         del weights_file["layers/conv2d_1/vars/0"]
         weights_file["layers/conv2d_1/vars"].create_dataset("0", data=np.zeros((3, 3, 64, 32), "float32"))
@@ -201,9 +211,9 @@ def test_missing_backbone_weights_say_how_to_train_without_them(tmp_path):
         ResNetUNetGenerator(backbone_weights=str(tmp_path / "empty"))
 
 
-def test_resnet_unet_reloads_without_its_backbone_file(tmp_path):
+def test_resnet_unet_reloads_without_its_backbone_file(encoder_file, tmp_path):
     path = tmp_path / "encoder.weights.h5"
-    ResNetUNetGenerator().encoder.save_weights(path)
+    shutil.copyfile(encoder_file, path)
     model = ResNetUNetGenerator(backbone_weights=str(path))
     path.unlink()  # a saved generator carries its encoder: the pretrained file is not needed to load it
     scaled_l, _ = photo_lab(32)
