@@ -76,13 +76,13 @@ def png_bomb(side):
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
-def tiny_unet_with_dropout():
+def tiny_unet_with_dropout(depth=4):
     """A tiny U-Net with dropout, random weights scaled up from N(0, 0.02), so its colours (and dropout's effect)
     show in uint8."""
     from chroma.models.unet import UNetGenerator
 
     keras.utils.set_random_seed(0)
-    generator = UNetGenerator(base_filters=4, depth=4)
+    generator = UNetGenerator(base_filters=4, depth=depth)
     for weight in generator.trainable_weights:
         weight.assign(weight * 5.0)
     return generator
@@ -130,3 +130,29 @@ def serving_in_a_thread(server, max_body_mib=64):
         thread.join(timeout=30)
         loop.run_until_complete(runner.cleanup())
         loop.close()
+
+
+# baseline0 and its SavedModel, for the modules that serve or read one (test_export.py, test_readme.py). They share
+# the xdist group "baseline0", so it is made once, on one worker.
+_BASELINE0_EXPORTED = []
+
+
+def baseline0_exported(tmp_path_factory):
+    """(baseline0 fitted on the bundled photos at 32x32, its SavedModel's folder exported at 32): a colorizer with
+    plausible colours. One pass of its train step, the counts one epoch of `fit` sums, without tracing `fit`'s loop
+    (test_baseline0.py and test_cli.py fit it). Made once in this process, in the session's temporary folder, for
+    the module fixtures that call it: read it, never change it. (A session fixture defined in two modules would be
+    two fixtures, each made once.)"""
+    if not _BASELINE0_EXPORTED:
+        from chroma import data
+        from chroma.export import export_saved_model
+        from chroma.models.baseline0 import MeanColorBaseline
+
+        model = MeanColorBaseline()
+        model.compile()
+        for batch in data.make_dataset(data.samples(), 32, batch_size=8):
+            model.train_step(batch)
+        directory = tmp_path_factory.mktemp("baseline0") / "baseline0"
+        export_saved_model(model, directory, 32)
+        _BASELINE0_EXPORTED.append((model, directory))
+    return _BASELINE0_EXPORTED[0]

@@ -33,7 +33,7 @@ def test_colorize_help_explains_samples(capsys):
 
 def test_baseline0_fits_saves_and_prints_its_table(tmp_path, capsys):
     output = tmp_path / "baseline0.keras"
-    status = cli.main(["baseline0", "--data", "samples", "--image-size", "32", "--output", str(output)])
+    status = cli.main(["baseline0", "--data", "samples", "--image-size", "16", "--output", str(output)])
     assert status == 0
     table = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
@@ -42,7 +42,7 @@ def test_baseline0_fits_saves_and_prints_its_table(tmp_path, capsys):
     baseline_psnr = float(rows["baseline0"].split("|")[2])
     assert baseline_psnr > gray_psnr
     reloaded = keras.saving.load_model(output)
-    assert int(reloaded.pixel_counts.numpy().sum()) == 8 * 32 * 32
+    assert int(reloaded.pixel_counts.numpy().sum()) == 8 * 16 * 16
 
 
 def test_baseline0_drop_gray_leaves_the_gray_photo_out_and_names_it(image_folder, tmp_path, capsys):

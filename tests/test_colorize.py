@@ -17,6 +17,7 @@ from chroma.export import export_saved_model
 from helpers import tiny_generator, tiny_unet_with_dropout
 
 IMAGE_SIZE = 16
+pytestmark = pytest.mark.xdist_group("colorize")  # the SavedModel: exported once, on one worker
 
 
 @pytest.fixture(scope="module")

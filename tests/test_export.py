@@ -10,7 +10,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,15 @@ from PIL import Image
 from chroma import cli, data
 from chroma.data.decode import decode_photo
 from chroma.export import dropout_layers, export_saved_model, load_generator, serving_functions
-from chroma.models.baseline0 import MeanColorBaseline
 from chroma.models.generator import BatchInput, Generator
 from chroma.models.unet import UNetGenerator
 from chroma.training import RegressionColorizer
 from chroma.models.network_generator import NetworkGenerator
-from helpers import ab_of, png_bomb, tiny_generator, tiny_unet_with_dropout
+from helpers import ab_of, baseline0_exported, png_bomb, tiny_generator, tiny_unet_with_dropout
 
 IMAGE_SIZE = 32
+# With test_readme.py: the session's baseline0 and this module's exports are made once, on one worker.
+pytestmark = pytest.mark.xdist_group("baseline0")
 # Non-square, odd sizes: any mix-up of height and width or off-by-one resizing shows.
 COFFEE = skimage.data.coffee()[:301, :457]
 
@@ -51,21 +51,15 @@ def jpeg_bytes(array, orientation=1):
 
 
 @pytest.fixture(scope="module")
-def baseline():
+def baseline(tmp_path_factory):
     """baseline0 fitted on the bundled photos: a colorizer with plausible colours in a second."""
-    model = MeanColorBaseline()
-    model.compile()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # one pass over a dataset of unknown length
-        model.fit(data.make_dataset(data.samples(), IMAGE_SIZE, batch_size=8), epochs=1, verbose=0)
-    return model
+    return baseline0_exported(tmp_path_factory)[0]
 
 
 @pytest.fixture(scope="module")
-def exported(baseline, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("export") / "baseline0"
-    export_saved_model(baseline, directory, IMAGE_SIZE)
-    return directory
+def exported(tmp_path_factory):
+    """baseline0's SavedModel at IMAGE_SIZE, with the default pixel limit (shared with test_readme.py)."""
+    return baseline0_exported(tmp_path_factory)[1]
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +289,8 @@ def test_colorize_lab_is_the_keras_model(model, baseline, loaded, tiny_replaced)
     np.testing.assert_allclose(colorize_lab(scaled_l=scaled_l)["scaled_ab"], ab_of(generator, scaled_l), atol=1e-6)
 
 
+@pytest.mark.slow("traces every serving function of baseline0 again, in memory; fast tier: test_colorize.py's "
+                  "test_colorized_pixels_are_the_models colorizes from a .keras file through them, as the SavedModel")
 def test_in_memory_functions_equal_the_exported_signatures(baseline, loaded):
     in_memory = serving_functions(baseline, IMAGE_SIZE)["colorize_image"](image=tf.constant(COFFEE))
     exported = loaded.signatures["colorize_image"](image=tf.constant(COFFEE))

@@ -14,6 +14,7 @@ from chroma.metrics.fid import FEATURES, INPUT_SIZE, KERAS_WEIGHTS_FILE, SINGULA
 from chroma.models.blocks import keras_weights_path
 
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee")
+pytestmark = pytest.mark.xdist_group("fid")  # Inception-v3 is built once, on one worker
 
 
 def photos(size, names=PHOTO_NAMES):

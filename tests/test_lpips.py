@@ -1,5 +1,6 @@
 """LPIPS (Zhang et al. 2018) in Keras, checked against numbers of the reference PyTorch `lpips` package."""
 
+import functools
 import math
 
 import keras
@@ -26,6 +27,7 @@ VGG_CONVS = tuple(
 )
 CONVS = {"alex": ALEX_CONVS, "vgg": VGG_CONVS}
 TAP_CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
+pytestmark = pytest.mark.xdist_group("lpips")  # the networks and weights files: made once, on one worker
 
 # lpips 0.1.4 on torch 2.14 (CPU): lpips.LPIPS(net, pnet_rand=True) given `random_torch_weights(net)` through
 # load_state_dict (features.N -> net.sliceK.N, linN -> linN and lins.N), then
@@ -61,11 +63,15 @@ def random_torch_weights(net, seed=0):
     return {key: value.astype(np.float32) for key, value in arrays.items()}
 
 
+@functools.cache
 def photos(size=64):
-    return np.stack([
+    """The photos at size x size, resized once per size and read-only: the tests share them."""
+    images = np.stack([
         skimage.transform.resize(getattr(skimage.data, name)(), (size, size), anti_aliasing=True)
         for name in PHOTO_NAMES
     ]).astype(np.float32)
+    images.setflags(write=False)
+    return images
 
 
 def distorted(images):
@@ -87,14 +93,20 @@ def alex_weights_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def vgg_weights_file(tmp_path_factory):
+    """Random LPIPS-vgg weights (14.7 million numbers) as an .npz, drawn once for the tests that read one."""
+    return save_weights(random_torch_weights("vgg"), tmp_path_factory.mktemp("lpips") / "lpips_vgg.npz")
+
+
+@pytest.fixture(scope="module")
 def random_alex():
     keras.utils.set_random_seed(0)
     return LPIPS()
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])
-def test_matches_the_reference_lpips_package(net, tmp_path):
-    model = LPIPS(net, weights=save_weights(random_torch_weights(net), tmp_path / f"lpips_{net}.npz"))
+def test_matches_the_reference_lpips_package(net, request):
+    model = LPIPS(net, weights=request.getfixturevalue(f"{net}_weights_file"))
     images = photos()
     np.testing.assert_allclose(model(images, distorted(images)), REFERENCE_DISTANCES[net], rtol=1e-4)
 
@@ -208,10 +220,9 @@ def test_bad_weights_files_name_the_key_and_change_nothing(corrupt, message, tmp
         np.testing.assert_array_equal(weight.numpy(), value)
 
 
-def test_a_vgg_file_does_not_load_into_alexnet(tmp_path):
-    vgg_file = save_weights(random_torch_weights("vgg"), tmp_path / "lpips_vgg.npz")
+def test_a_vgg_file_does_not_load_into_alexnet(vgg_weights_file):
     with pytest.raises(ValueError, match=r"LPIPS-alex does not have: \['features\.12\.bias'"):
-        LPIPS("alex", weights=vgg_file)
+        LPIPS("alex", weights=vgg_weights_file)
 
 
 def test_images_smaller_than_alexnet_can_see_are_refused(random_alex):

@@ -2,6 +2,7 @@
 
 import contextlib
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,26 +10,21 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image
 
-from chroma import data
-from chroma.export import export_saved_model
-from chroma.models.baseline0 import MeanColorBaseline
 from chroma.serve import ModelServer
-from helpers import serving_in_a_thread
+from helpers import baseline0_exported, serving_in_a_thread
 
 README = Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 SERVE_URL = "http://127.0.0.1:8501"  # where the README's HTTP client calls `chroma serve`
+# With test_export.py: the session's baseline0 and its SavedModel are made once, on one worker.
+pytestmark = pytest.mark.xdist_group("baseline0")
 
 
 @pytest.fixture(scope="module")
 def readers_folder(tmp_path_factory):
     """A folder with what the blocks read: saved_models/baseline0 (exported) and photo.jpg."""
     folder = tmp_path_factory.mktemp("reader")
-    baseline = MeanColorBaseline()
-    baseline.compile()
-    for batch in data.make_dataset(data.samples(), 32, batch_size=8):
-        baseline.train_step(batch)
-    export_saved_model(baseline, folder / "saved_models" / "baseline0", 32)
+    shutil.copytree(baseline0_exported(tmp_path_factory)[1], folder / "saved_models" / "baseline0")
     Image.fromarray(skimage.data.chelsea()).save(folder / "photo.jpg")
     return folder
 

@@ -14,6 +14,7 @@ from chroma.data.specs import captions_of, dataset_from_spec, resolve
 from chroma.models.caption_tokenizer import build_vocabulary
 
 tfds = pytest.importorskip("tensorflow_datasets")
+pytestmark = pytest.mark.xdist_group("tfds")  # the prepared dataset and TFDS's reader: once, on one worker
 
 # (name, image, label, captions): two classes, one photo without captions, one gray.
 PHOTOS = [

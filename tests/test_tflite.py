@@ -28,6 +28,7 @@ IMAGE_SIZE = 64  # paper nampouri's smoke size; the ResNet-18 U-Net needs a mult
 # 1e-3; the dynamic-range bounds have about 2x margin.
 AB_BOUNDS = {FLOAT_FILE: 1e-3, DYNAMIC_RANGE_FILE: 0.1}
 RGB_BOUNDS = {FLOAT_FILE: (1, 1), DYNAMIC_RANGE_FILE: (64, 10)}  # (largest, 99th percentile)
+pytestmark = pytest.mark.xdist_group("tflite")  # each model is converted once, on one worker
 
 
 def photos(names=("astronaut", "coffee", "chelsea")):
