@@ -10,6 +10,8 @@ from chroma import color
 from chroma.models.attention_unet import AttentionGate, AttentionUNetGenerator
 from helpers import ab_of, assert_reloads_identically, trainable_count
 
+pytestmark = pytest.mark.xdist_group("attention_unet")  # the paper-size generator: built once, on one worker
+
 
 def photo_l(size, names=("astronaut", "coffee")):
     photos = [tf.image.resize(getattr(skimage.data, name)(), (size, size)) / 255.0 for name in names]

@@ -17,6 +17,8 @@ from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.segmentation_prior import SegmentationPrior
 from helpers import ab_of, assert_reloads_identically, conv, photo_lab, trainable_count
 
+pytestmark = pytest.mark.xdist_group("bruvik_models")  # the Koalarization generators: built once, on one worker
+
 
 @keras.saving.register_keras_serializable(package="chroma_tests")
 class TinyEmbedding(keras.layers.Layer):

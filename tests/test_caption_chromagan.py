@@ -24,6 +24,8 @@ from chroma.models.chromagan_critic import ChromaGANCritic
 from chroma.training import AuxiliaryLoss, ConditionalGAN
 from helpers import assert_reloads_identically, batch_norm, conv, dense, trainable_count
 
+pytestmark = pytest.mark.xdist_group("caption_chromagan")  # the generators and captioners: built once, on one worker
+
 SMALL = 32
 VOCABULARY = ["a", "red", "cat", "on", "blue", "sky", "over", "green", "field"]
 CAPTIONS = tf.constant(["a red cat on a mat", "a blue sky over a green field"])

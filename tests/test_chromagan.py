@@ -20,6 +20,8 @@ from chroma.models.blocks import keras_weights_cache
 from chroma.models.vgg_oracle import VGGClassOracle
 from helpers import assert_reloads_identically, batch_norm, conv, dense, trainable_count
 
+pytestmark = pytest.mark.xdist_group("chromagan")  # the generators and the VGG-16 oracle: built once, on one worker
+
 SMALL = 32  # the smallest image_size VGG-16 (>= 32) and the global branch (multiple of 32) accept
 
 

@@ -13,6 +13,8 @@ from chroma.models.iizuka import IizukaColorizer
 from chroma.models.resnet_cnn import ResNetCNN
 from helpers import ab_of, assert_reloads_identically, photo_lab, trainable_count
 
+pytestmark = pytest.mark.xdist_group("efthymiadis_models")  # Iizuka's network at 224: built once, on one worker
+
 
 def conv(kernel_size, inputs, outputs, bias=True):
     return kernel_size * kernel_size * inputs * outputs + (outputs if bias else 0)

@@ -14,6 +14,8 @@ from chroma import cli
 from chroma.reproduce import EXPERIMENTS_DIR, load_experiment, reproduce, select_runs
 from helpers import trainable_count
 
+pytestmark = pytest.mark.xdist_group("experiments")  # every recipe's smoke models: built once, on one worker
+
 
 def test_nampouri_paper_scale_builds_figures_10_to_15():
     nampouri = load_experiment("nampouri")

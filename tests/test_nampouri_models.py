@@ -17,6 +17,8 @@ from chroma.models.resnet_unet import ResNetUNetGenerator
 from chroma.models.unet import UNetGenerator
 from helpers import ab_of, assert_reloads_identically, photo_lab, trainable_count
 
+pytestmark = pytest.mark.xdist_group("nampouri_models")  # the ResNet-18 generator, its encoder file: built once
+
 
 def symbolic_shapes(tensors):
     return [tuple(tensor.shape[1:]) for tensor in tensors]
