@@ -1,10 +1,15 @@
 """`chroma reproduce --estimate`: a paper-scale recipe's cost, measured in a few steps, projected over the paper's."""
 
+import time
+
 import pytest
 
 from chroma import cli
+from chroma.data import count_elements
+from chroma.data.specs import resolve
 from chroma.estimate import PhaseCost, StepTimer, along_batch, cost_table, estimate, paper_images
 from chroma.reproduce import load_experiment
+from chroma.training import train
 from test_runs import RECIPE
 
 
@@ -36,7 +41,7 @@ def test_estimate_measures_every_phase_and_projects_the_papers_steps(tmp_path, m
     ]
     pretraining, training = costs
     assert training.paper_steps == 12 * (4 // 2)  # 12 epochs of "samples?take=4" at batch 2
-    assert pretraining.paper_steps == 2 * (2 // 2)  # its own 2 epochs of 2 images
+    assert pretraining.paper_steps == 1 * (2 // 2)  # its own 1 epoch of 2 images
     for cost in costs:
         assert cost.seconds_per_step > 0 and cost.peak_memory_bytes > 0
         assert cost.projected_seconds == pytest.approx(cost.paper_steps * cost.seconds_per_step)
@@ -46,12 +51,28 @@ def test_estimate_measures_every_phase_and_projects_the_papers_steps(tmp_path, m
 
 def test_a_batch_too_large_for_this_machine_is_projected_from_two_smaller_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # Only this test trains below the paper's batch: at 1, for real. The paper's batch of 2, trained for real by the
+    # test above, is stepped here as train() steps it: once per batch of the stand-in photos measure() wrote.
+    trained_at = []
+
+    def train_below_the_papers_batch(run, settings, out_dir, callbacks=(), **options):
+        trained_at.append(settings.batch_size)
+        if settings.batch_size < 2:
+            return train(run, settings, out_dir, callbacks=callbacks, **options)
+        steps = count_elements(resolve(settings.train_data), batch_size=settings.batch_size, drop_remainder=True)
+        for step in range(steps):
+            time.sleep(0.001)
+            for callback in callbacks:
+                callback.on_train_batch_end(step)
+
+    monkeypatch.setattr("chroma.estimate.train", train_below_the_papers_batch)
     (gan,) = estimate(load_experiment(str(RECIPE)), steps=2, run_keys=["gan"], measured_batch=1)
+    assert trained_at == [1, 2]
     assert (gan.batch_size, gan.measured_batches, gan.paper_steps) == (2, (1, 2), 12 * (4 // 2))
     assert gan.projected_seconds == pytest.approx(gan.paper_steps * gan.seconds_per_step)
     assert "| 2 (from 1, 2) |" in cost_table([gan])
     (as_is,) = estimate(load_experiment(str(RECIPE)), steps=2, run_keys=["gan"], measured_batch=2)
-    assert as_is.measured_batches == ()  # twice 2 is more than the paper's batch: measured at the paper's
+    assert trained_at == [1, 2, 2] and as_is.measured_batches == ()  # twice 2 is more than the paper's batch
     with pytest.raises(ValueError, match="at least 1 image"):
         estimate(load_experiment(str(RECIPE)), steps=2, measured_batch=0)
 

@@ -112,7 +112,7 @@ def checkpoint_numbers(out_dir):
 
 
 def test_a_diverging_run_makes_chroma_reproduce_exit_1_and_keeps_its_last_good_checkpoint(tmp_path, capsys):
-    """A regression whose learning rate is far too large: its loss overflows (epoch 6 of 12). It trains in a
+    """A regression whose learning rate is far too large: its loss overflows (epoch 3 of 12). It trains in a
     process of its own, whose TrainingDiverged reaches this one (in one process it is the same exception)."""
     from chroma import cli
 
@@ -210,7 +210,7 @@ def test_a_gan_whose_losses_turn_non_finite_stops_at_that_step(run_key, loss, tm
     last_good = tmp_path / "checkpoints" / f"ckpt-{recipe.GOOD_EPOCHS}"
     assert re.match(rf"training stopped: {loss} is (nan|inf) at step 1 of epoch {diverged_epoch}\. "
                     rf"The last good checkpoint is {re.escape(str(last_good))};", str(error.value)), str(error.value)
-    assert checkpoint_numbers(tmp_path) == [recipe.GOOD_EPOCHS - 1, recipe.GOOD_EPOCHS]
+    assert checkpoint_numbers(tmp_path) == [recipe.GOOD_EPOCHS]  # nothing from the epoch that diverged
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == str(last_good)
 
 
@@ -235,8 +235,8 @@ def test_every_logged_loss_is_watched_for_divergence(name, value, tmp_path):
 
 def test_a_restored_checkpoint_holds_the_weights_and_both_optimizers_state(tmp_path):
     """Resuming continues the same run: every weight, Adam moment and step counter as it was saved."""
-    from chroma.data import make_dataset, samples
     from chroma.training import ResumableCheckpoint
+    from test_training import photo_batch
 
     recipe = load_experiment(str(RECIPE))
 
@@ -251,13 +251,14 @@ def test_a_restored_checkpoint_holds_the_weights_and_both_optimizers_state(tmp_p
         return [v.numpy() for v in (*model.weights, *model.g_optimizer.variables, *model.d_optimizer.variables)]
 
     trained = compiled_gan()
-    trained.fit(make_dataset(samples(), 16, batch_size=4, repeat=True), epochs=2, steps_per_epoch=2, verbose=0,
-                callbacks=[ResumableCheckpoint(tmp_path, trained)])
+    trained.fit(tf.data.Dataset.from_tensors(photo_batch()).repeat(), epochs=3, steps_per_epoch=2, verbose=0,
+                callbacks=[ResumableCheckpoint(tmp_path / "checkpoints", trained)])
+    assert checkpoint_numbers(tmp_path) == [2, 3]  # every epoch saves one; the last two are kept
     saved = state(trained)
     restored = compiled_gan()
     assert any(np.any(a != b) for a, b in zip(state(restored), saved))  # a fresh model differs...
-    assert ResumableCheckpoint(tmp_path, restored).restore() == 2
-    assert int(restored.g_optimizer.iterations) == int(restored.d_optimizer.iterations) == 4
+    assert ResumableCheckpoint(tmp_path / "checkpoints", restored).restore() == 3  # the latest
+    assert int(restored.g_optimizer.iterations) == int(restored.d_optimizer.iterations) == 6
     for ours, theirs in zip(state(restored), saved, strict=True):  # ...and the restored one does not
         np.testing.assert_array_equal(ours, theirs)
 
@@ -280,7 +281,7 @@ def test_a_pretrained_run_starts_from_the_pretraining_phase_networks(tmp_path):
     pretrained = run.build(settings)
     pretrained.compile(**run.compile_args(0))
     ResumableCheckpoint(tmp_path / "run" / "pretrain" / "checkpoints", pretrained).restore()
-    assert int(pretrained.g_optimizer.iterations) == 2  # 2 epochs of 1 step (2 images, batch 2)
+    assert int(pretrained.g_optimizer.iterations) == 1  # the phase's own 1 epoch of 1 step (2 images, batch 2)
     for network in ("generator", "discriminator"):
         for ours, theirs in zip(model.networks()[network].weights, pretrained.networks()[network].weights):
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
@@ -300,7 +301,7 @@ def test_a_run_can_start_from_a_pretraining_phase_of_another_model(tmp_path):
     pretrained = recipe.generator_regression(settings)
     pretrained.compile(**recipe.l1_recipe(0))
     ResumableCheckpoint(tmp_path / "run" / "pretrain" / "checkpoints", pretrained).restore()
-    assert int(pretrained.optimizer.iterations) == 2
+    assert int(pretrained.optimizer.iterations) == 1
     for ours, theirs in zip(model.generator.weights, pretrained.generator.weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     assert type(model).__name__ == "ConditionalGAN" and int(model.d_optimizer.iterations) == 0
@@ -322,9 +323,9 @@ def test_batch_targets_are_computed_once_and_reach_the_train_step(tmp_path):
                                  auxiliary_losses=(AuxiliaryLoss("class", "class_logits", "class_target",
                                                                  kl_class_loss, 0.003),)),
         paper={}, metrics=recipe.METRICS, batch_targets=lambda settings: {"class_target": TinyEmbedding(8)})
-    train(run, recipe.settings("smoke")._replace(epochs=2), tmp_path, verbose=0)
+    train(run, recipe.settings("smoke")._replace(epochs=1), tmp_path, verbose=0)
     history = read_history(tmp_path)
-    assert len(history["g_class_loss"]) == 2 and len(history["val_g_class_loss"]) == 2
+    assert len(history["g_class_loss"]) == 1 and len(history["val_g_class_loss"]) == 1  # training and validation
     assert all(np.isfinite(history["g_class_loss"])) and history["g_class_loss"][0] > 0
 
 
@@ -391,7 +392,6 @@ def test_a_run_over_bad_files_trains_on_the_usable_colour_ones_and_says_what_it_
 
 def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path, monkeypatch):
     """Peak memory is the largest run's, not the sum: no trained model outlives its run's report."""
-    import gc
     import types
     import weakref
 
@@ -403,7 +403,7 @@ def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path, mo
     built, alive_at_build = [], []
 
     def build(settings):
-        gc.collect()
+        # No gc.collect() here: reproduce collects a run's garbage itself before the next run builds its model.
         alive_at_build.append(sum(ref() is not None for ref in built))
         model = tiny.gan(settings)
         built.append(weakref.ref(model))
@@ -411,8 +411,12 @@ def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path, mo
 
     experiment = types.SimpleNamespace(
         PAPER="two", TITLE="two tiny runs", COLUMNS=("l1_ab",),
-        # Two runs: a model that outlived its run would be alive when the second one is built.
-        RUNS=[Run(key, key, build, tiny.constant_recipe, paper={}, metrics=("l1_ab",)) for key in ("a", "b")],
+        # Two runs: a model that outlived its run would be alive when the second one is built. The first trains
+        # an epoch; the second takes none (its model is still built, scored and drawn from), as only its end is
+        # checked: that reproduce keeps no model after the last run either.
+        RUNS=[Run(key, key, build, tiny.constant_recipe, paper={}, metrics=("l1_ab",),
+                  overrides=lambda settings, epochs=epochs: settings._replace(epochs=epochs))
+              for key, epochs in (("a", 1), ("b", 0))],
         settings=lambda scale, coco=None, data=None: Settings(
             train_data="samples?take=2", eval_data="samples?skip=6", image_size=16, batch_size=2, epochs=1, smoke=True),
     )
@@ -421,7 +425,6 @@ def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path, mo
         monkeypatch.setattr(reports, figure, lambda *args, **kwargs: None)
     reproduce(experiment, "smoke", runs_root=tmp_path / "runs", index_path=tmp_path / "RESULTS.md")
     assert alive_at_build == [0, 0]
-    gc.collect()
     assert [ref() for ref in built] == [None, None]
     assert "two tiny runs — smoke scale, trained in float32, scored on samples?skip=6" in (
         tmp_path / "runs" / "two" / "smoke" / "results.md").read_text()

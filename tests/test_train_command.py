@@ -9,14 +9,15 @@ from PIL import Image
 
 from chroma import cli
 from chroma.data import samples
-from chroma.export import export_saved_model
 from chroma.models.unet import UNetGenerator
 from chroma.reproduce import load_experiment, select_runs
 from chroma.train_run import OVERRIDABLE, initial_model
 from chroma.training.trainer import compile_values, with_compile_overrides
-from helpers import tiny_generator
+from helpers import baseline0_exported
 
-pytestmark = pytest.mark.xdist_group("train_command")  # the tests share one set of folders
+# The tests that train share one set of folders (made once on their worker); the evaluate test reads baseline0's
+# SavedModel, made once on the worker of the group "baseline0" (test_export.py, test_readme.py).
+ON_THE_FOLDERS_WORKER = pytest.mark.xdist_group("train_command")
 
 SMALL = ["--scale", "smoke", "--set", "epochs=3", "--set", "image_size=32", "--precision", "float32"]
 
@@ -44,6 +45,7 @@ def first_run(folders):
 
 @pytest.mark.slow("a whole `chroma train`: trains a U-Net cGAN, exports it (tracing every serving signature) and "
                   "scores it; the fine-tuning and evaluate tests below check its parts on an untrained run")
+@ON_THE_FOLDERS_WORKER
 def test_train_runs_a_recipe_on_a_folder_with_overrides_and_exports_it(first_run, capsys):
     with open(first_run / "history.csv") as file:
         assert len(list(csv.DictReader(file))) == 3  # epochs=3
@@ -68,6 +70,7 @@ def test_a_recipes_compile_values_are_overridden_where_the_engine_compiles_the_r
     assert changed["reconstruction_weight"] == 50.0 and "epochs" not in changed
 
 
+@ON_THE_FOLDERS_WORKER
 def test_unknown_and_ill_typed_overrides_are_refused_with_the_names(folders, capsys):
     names = ", ".join(OVERRIDABLE)
     for setting, message in (("learning_rate=1e-4", f"unknown setting 'learning_rate'; what --set can change here: "
@@ -82,6 +85,7 @@ def test_unknown_and_ill_typed_overrides_are_refused_with_the_names(folders, cap
     assert not (folders / "refused").exists()  # refused before anything was written
 
 
+@ON_THE_FOLDERS_WORKER
 def test_fine_tuning_starts_from_a_runs_best_weights_and_names_a_network_that_differs(folders, tmp_path, capsys):
     nampouri = load_experiment("nampouri")
     run, = select_runs(nampouri, ["unet_cgan"])
@@ -109,9 +113,11 @@ def test_fine_tuning_starts_from_a_runs_best_weights_and_names_a_network_that_di
     assert not (tmp_path / "tuned").exists() and "not the same network" in capsys.readouterr().err
 
 
-def test_evaluate_scores_an_exported_saved_model_beside_baseline0(folders, tmp_path, capsys):
-    # The cheapest generator to export: what `chroma evaluate` reads is the SavedModel, not how it was trained.
-    saved_model = export_saved_model(tiny_generator(), tmp_path / "saved_model", 32)
+@pytest.mark.xdist_group("baseline0")
+def test_evaluate_scores_an_exported_saved_model_beside_baseline0(folders, tmp_path, tmp_path_factory, capsys):
+    # baseline0's SavedModel, exported at 32 once for the modules that read one: what `chroma evaluate` reads is a
+    # SavedModel, not how it was trained.
+    saved_model = baseline0_exported(tmp_path_factory)[1]
     assert cli.main(["evaluate", "--model", str(saved_model), "--data", str(folders / "held_out"),
                      "--baseline-data", str(folders / "train"), "-o", str(tmp_path / "scores")]) == 0
     printed = capsys.readouterr().out
