@@ -309,20 +309,22 @@ def test_captioner_reloads_and_checkpoints_whole(captioners, flavour, tmp_path):
     assert len(saved) == len(generator.weights)
 
 
+def eager_wgan_gp(generator, *auxiliary_losses):
+    """`generator` against a small ChromaGAN critic, compiled as villarenteria's WGAN-GP and stepped eagerly."""
+    model = ConditionalGAN(generator, ChromaGANCritic(base_filters=8))
+    model.compile(g_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
+                  d_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5), adversarial_loss="wgan-gp",
+                  reconstruction_loss="mse", reconstruction_weight=1.0,
+                  auxiliary_losses=auxiliary_losses, run_eagerly=True)
+    return model
+
+
 def test_one_conditional_gan_train_step_trains_the_captioner(captioners):
     generator = captioners["colour"]
     with weights_put_back(generator):
         before = [weight.numpy() for weight in generator.caption_decoder.weights]
-        model = ConditionalGAN(generator, ChromaGANCritic(base_filters=8))
-        model.compile(
-            g_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
-            d_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
-            adversarial_loss="wgan-gp",
-            reconstruction_loss="mse",
-            reconstruction_weight=1.0,
-            auxiliary_losses=(AuxiliaryLoss("caption", "caption_logits", "tokens", caption_cross_entropy, 1.0),),
-            run_eagerly=True,
-        )
+        caption_term = AuxiliaryLoss("caption", "caption_logits", "tokens", caption_cross_entropy, 1.0)
+        model = eager_wgan_gp(generator, caption_term)
         ab = tf.random.stateless_uniform((2, SMALL, SMALL, 2), seed=(1, 2), minval=-1.0, maxval=1.0)
         # The batch as chroma.training.train makes it in tf.data: the caption loss's target, the tokens, in it.
         batch = {**generator.complete({"L": scaled_l(), "caption": CAPTIONS}), "ab": ab}
@@ -356,15 +358,7 @@ def test_one_conditional_gan_train_step_updates_the_caption_layers(small, mode):
         # weights, which start at zero, so they learn first (the encoder follows on the next step).
         caption_layer = generator.caption_channel if mode == "channel" else generator.film_vgg_block1
         before = [weight.numpy() for weight in caption_layer.weights]
-        model = ConditionalGAN(generator, ChromaGANCritic(base_filters=8))
-        model.compile(
-            g_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
-            d_optimizer=keras.optimizers.Adam(2e-5, beta_1=0.5),
-            adversarial_loss="wgan-gp",
-            reconstruction_loss="mse",
-            reconstruction_weight=1.0,
-            run_eagerly=True,
-        )
+        model = eager_wgan_gp(generator)
         ab = tf.random.stateless_uniform((2, SMALL, SMALL, 2), seed=(1, 2), minval=-1.0, maxval=1.0)
         logs = model.train_on_batch({"L": scaled_l(), "ab": ab, "caption": CAPTIONS}, return_dict=True)
         assert all(np.isfinite(value) for value in logs.values())
