@@ -189,8 +189,9 @@ def two_replicas():
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
-# The longest tests (the XLA compilations and lowerings, the multi-worker clusters) are handed out first:
-# collected last, they would leave one pytest-xdist worker alone at the end.
+# `--dist loadgroup` hands out the xdist groups first, those of most tests first, then the other tests in
+# collection order: of those, the longest (the XLA compilations and lowerings) go first, since collected last
+# they would leave one worker alone at the end.
 LONGEST_FIRST = ("tests/test_xla.py::test_representative_steps", "tests/test_multiworker.py",
                  "tests/test_xla.py::test_every_recipes_steps_lower_to_xla")
 
