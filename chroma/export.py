@@ -36,6 +36,7 @@ outside 1 to 100, naming what they take.
 
 import contextlib
 import datetime
+import functools
 import importlib
 import json
 import shutil
@@ -142,6 +143,11 @@ def dropout_on(layers):
             layer.at_inference = at_inference
 
 
+# tf.function for the exported signatures (here and in chroma.tflite_export): their code uses TensorFlow's own
+# control flow (tf.map_fn, tf.cond), so AutoGraph would only rewrite it, which took half of an export's time.
+graph_function = functools.partial(tf.function, autograph=False)
+
+
 def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
     """The signatures as concrete functions, name -> function, for `generator` trained at image_size.
 
@@ -183,7 +189,7 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
 
     # One photo's bytes and features -> its colorization, uint8 (H, W, 3). A function of its own, which
     # serving_default and colorize_encoded_as call: traced and saved once, not once per signature.
-    colorize_photo = tf.function(lambda photo, *features: colorize_bytes(photo, features)[0],
+    colorize_photo = graph_function(lambda photo, *features: colorize_bytes(photo, features)[0],
                                  input_signature=[tf.TensorSpec((), tf.string), *image_features])
 
     def each_photo(function, inputs, output_dtype):
@@ -192,7 +198,7 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
         return tf.map_fn(lambda photo: function(*photo), inputs, fn_output_signature=output_dtype,
                          parallel_iterations=1)
 
-    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes"), *batch_features])
+    @graph_function(input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes"), *batch_features])
     def serving_default(image_bytes, *values):
         # One array answers for all the photos, so they must share a size; the check reads only headers.
         sizes = tf.map_fn(lambda photo: tf.stack(display_size(photo)), image_bytes, fn_output_signature=tf.int64)
@@ -208,7 +214,7 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
     # `format` and `quality` come one per photo, as image_bytes: TensorFlow Serving's REST row format stacks every
     # input on axis 0, so each instance is then whole ({"image_bytes": {"b64": ...}, "format": "jpeg",
     # "quality": 90}), where a scalar input would allow only the columnar format.
-    @tf.function(
+    @graph_function(
         input_signature=[
             tf.TensorSpec((None,), tf.string, name="image_bytes"), tf.TensorSpec((None,), tf.string, name="format"),
             tf.TensorSpec((None,), tf.int32, name="quality"), *batch_features,
@@ -222,17 +228,17 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
 
         return {"colorized_bytes": each_photo(encode, (image_bytes, output_format, quality, *values), tf.string)}
 
-    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes"), *batch_features])
+    @graph_function(input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes"), *batch_features])
     def colorize_encoded(image_bytes, *values):
         # colorize_encoded_as in PNG (which takes a quality and ignores it): one graph traced and saved, not two.
         photos = tf.shape(image_bytes)
         return colorize_encoded_as(image_bytes, tf.fill(photos, "png"), tf.fill(photos, 100), *values)
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image"), *image_features])
+    @graph_function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image"), *image_features])
     def colorize_image(image, *values):
         return {"colorized": colorize_rgb(image, values)[0]}
 
-    @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, 1), tf.float32, name="scaled_l"),
+    @graph_function(input_signature=[tf.TensorSpec((None, image_size, image_size, 1), tf.float32, name="scaled_l"),
                                   *batch_features])
     def colorize_lab(scaled_l, *values):
         return {"scaled_ab": predict_ab(scaled_l, values)}
@@ -243,7 +249,7 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
     dropouts = dropout_layers(generator)
     if dropouts:
 
-        @tf.function(
+        @graph_function(
             input_signature=[
                 tf.TensorSpec((None, None, 3), tf.uint8, name="image"), tf.TensorSpec((), tf.int32, name="samples"),
                 *image_features,
@@ -259,7 +265,7 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
             with dropout_on(dropouts):
                 return {"colorized": colorize_rgb(image, values, samples)}
 
-        @tf.function(
+        @graph_function(
             input_signature=[
                 tf.TensorSpec((), tf.string, name="image_bytes"), tf.TensorSpec((), tf.int32, name="samples"),
                 tf.TensorSpec((), tf.string, name="format"), tf.TensorSpec((), tf.int32, name="quality"),
@@ -274,7 +280,7 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
             encode = lambda rgb: encode_as(rgb, output_format, quality)  # noqa: E731
             return {"colorized_bytes": tf.map_fn(encode, colorized, fn_output_signature=tf.string)}
 
-        @tf.function(
+        @graph_function(
             input_signature=[
                 tf.TensorSpec((), tf.string, name="image_bytes"), tf.TensorSpec((), tf.int32, name="samples"),
                 *image_features,

@@ -9,10 +9,10 @@ import zlib
 
 import keras
 import numpy as np
-import skimage.data
 import tensorflow as tf
 
 from chroma import color
+from chroma.data import samples
 from chroma.models.network_generator import NetworkGenerator
 
 
@@ -23,7 +23,7 @@ def _as_saved(config):
 
 def photo_lab(size, names=("astronaut", "coffee")):
     """Bundled photos resized to size x size -> (scaled L (N,S,S,1), scaled ab (N,S,S,2))."""
-    photos = [tf.image.resize(getattr(skimage.data, name)(), (size, size)) / 255.0 for name in names]
+    photos = [tf.image.resize(record.image, (size, size)) / 255.0 for record in samples(names).records]
     return color.rgb_to_scaled_lab(tf.stack(photos))
 
 

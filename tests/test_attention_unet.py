@@ -3,19 +3,16 @@
 import keras
 import numpy as np
 import pytest
-import skimage.data
 import tensorflow as tf
 
-from chroma import color
 from chroma.models.attention_unet import AttentionGate, AttentionUNetGenerator
-from helpers import ab_of, assert_reloads_identically, trainable_count
+from helpers import ab_of, assert_reloads_identically, photo_lab, trainable_count
 
 pytestmark = pytest.mark.xdist_group("attention_unet")  # the paper-size generator: built once, on one worker
 
 
 def photo_l(size, names=("astronaut", "coffee")):
-    photos = [tf.image.resize(getattr(skimage.data, name)(), (size, size)) / 255.0 for name in names]
-    scaled_l, _ = color.rgb_to_scaled_lab(tf.stack(photos))
+    scaled_l, _ = photo_lab(size, names)
     return scaled_l
 
 

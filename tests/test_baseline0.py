@@ -1,15 +1,12 @@
 import numpy as np
-import skimage.data
 import tensorflow as tf
 
-from chroma import color
 from chroma.models.baseline0 import MeanColorBaseline
-from helpers import ab_of, assert_reloads_identically
+from helpers import ab_of, assert_reloads_identically, photo_lab
 
 
 def photo_batch(names=("astronaut", "coffee"), size=48):
-    photos = [tf.image.resize(getattr(skimage.data, name)(), (size, size)) / 255.0 for name in names]
-    scaled_l, scaled_ab = color.rgb_to_scaled_lab(tf.stack(photos))
+    scaled_l, scaled_ab = photo_lab(size, names)
     return {"L": scaled_l, "ab": scaled_ab}
 
 

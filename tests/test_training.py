@@ -5,15 +5,13 @@ import json
 import keras
 import numpy as np
 import pytest
-import skimage.data
 import tensorflow as tf
 
-from chroma import color
 from chroma.losses import kl_class_loss, l1, labelled_cross_entropy, minimax_discriminator_loss, modified_generator_loss
 from chroma.metrics import colorization_metrics
 from chroma.training import AuxiliaryLoss, ConditionalGAN, RegressionColorizer, optimizer_for, set_precision, stack_batches
 from chroma.models.network_generator import NetworkGenerator
-from helpers import ab_of, assert_reloads_identically
+from helpers import ab_of, assert_reloads_identically, photo_lab
 
 SIZE = 16
 
@@ -39,8 +37,7 @@ def tiny_discriminator():
 
 
 def photo_batch(names=("astronaut", "coffee", "chelsea", "rocket"), size=SIZE):
-    photos = [tf.image.resize(getattr(skimage.data, name)(), (size, size)) / 255.0 for name in names]
-    scaled_l, scaled_ab = color.rgb_to_scaled_lab(tf.stack(photos))
+    scaled_l, scaled_ab = photo_lab(size, names)
     return {"L": scaled_l, "ab": scaled_ab}
 
 

@@ -6,6 +6,7 @@ each record with `ImageRecord.load` and skip the ones that fail.
 """
 
 import contextlib
+import functools
 import io
 import os
 import pathlib
@@ -80,11 +81,17 @@ def samples(names=None):
     unknown = sorted(set(names) - set(_SAMPLES))
     if unknown:
         raise ValueError(f"unknown sample image(s) {unknown}; choose from {list(SAMPLE_NAMES)}")
-    records = []
-    for name in names:
-        load, caption = _SAMPLES[name]
-        records.append(ImageRecord(name, image=load(), caption=caption))
+    records = [ImageRecord(name, image=_sample_pixels(name), caption=_SAMPLES[name][1]) for name in names]
     return Source("samples", records, [])
+
+
+@functools.cache
+def _sample_pixels(name):
+    """A bundled photo's pixels, read from scikit-image's files once per process (a run asks for them
+    several times); read-only, since every Source of samples shares them."""
+    pixels = _SAMPLES[name][0]()
+    pixels.setflags(write=False)
+    return pixels
 
 
 def folder(root):
