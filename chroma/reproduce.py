@@ -20,7 +20,9 @@ sample grid of training images too (agosti's figure 5).
 import gc
 import importlib.util
 import multiprocessing
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -244,21 +246,35 @@ def in_own_process(experiment, scale, run, runs_root, coco, data, assets, strate
 
 def train_in_own_process(sender, recipe_path, scale, run_key, runs_root, coco, data, assets, strategy, precision,
                          jit, overrides):
-    """What in_own_process's child runs: one run's train_and_draw, its outcome sent back through `sender`."""
+    """What in_own_process's child runs: one run's train_and_draw, its outcome sent back through `sender`.
+
+    The child then leaves as the `chroma` executable does (cli.console_main), without finalising the
+    interpreter: a run stopped mid-epoch leaves its tf.data iterator in reference cycles, and finalising it
+    there can wait forever on a Python map call whose thread may no longer run (seen in the test suite).
+    """
     from chroma.training import make_strategy
 
-    experiment = load_experiment(recipe_path)
-    settings = experiment.settings(scale, coco=coco, data=data)._replace(
-        assets=assets, **{name: value for name, value in overrides.items() if name in Settings._fields})
-    run, = select_runs(experiment, [run_key])
-    lpips_model, fid_model = metric_networks(assets)
+    status = 0
     try:
-        row, columns = train_and_draw(experiment, scale, run, settings, Path(runs_root) / experiment.PAPER / scale,
-                                      make_strategy(strategy), precision, jit, lpips_model, fid_model, overrides)
-    except (RunStopped, ValueError, FileNotFoundError) as error:
-        sender.send({"error": error})
-        return
-    sender.send({"row": row, "columns": columns})
+        experiment = load_experiment(recipe_path)
+        settings = experiment.settings(scale, coco=coco, data=data)._replace(
+            assets=assets, **{name: value for name, value in overrides.items() if name in Settings._fields})
+        run, = select_runs(experiment, [run_key])
+        lpips_model, fid_model = metric_networks(assets)
+        try:
+            row, columns = train_and_draw(experiment, scale, run, settings,
+                                          Path(runs_root) / experiment.PAPER / scale, make_strategy(strategy),
+                                          precision, jit, lpips_model, fid_model, overrides)
+        except (RunStopped, ValueError, FileNotFoundError) as error:
+            sender.send({"error": error})
+        else:
+            sender.send({"row": row, "columns": columns})
+    except BaseException:  # noqa: BLE001 - anything else is shown here; the parent reports the missing outcome
+        traceback.print_exc()
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def train_beside_chief(experiment, settings, out_dir, run_keys, strategy, precision, jit):
