@@ -299,11 +299,20 @@ def test_frozen_savedmodels_compile_into_the_step(frozen_savedmodels_run):
     assert_alike(compiled_and_uncompiled(*frozen_savedmodels_run))
 
 
-def test_train_with_jit_compiles_the_steps(tmp_path):
+def tiny_gan_trained_with_jit(out_dir, epochs):
     recipe = load_experiment(str(Path(__file__).parent / "recipes" / "tiny.py"))
-    run, = select_runs(recipe, ["gan"])
-    model = train(run, recipe.settings("smoke")._replace(epochs=1), tmp_path, verbose=0, jit=True)
-    assert model.jit_compile is True
+    run = Run("jit", "tiny cGAN", recipe.gan, recipe.constant_recipe, paper={}, metrics=("l1_ab",))
+    return train(run, recipe.settings("smoke")._replace(epochs=epochs), out_dir, verbose=0, jit=True)
+
+
+def test_train_with_jit_compiles_the_model_with_xla(tmp_path):
+    assert tiny_gan_trained_with_jit(tmp_path, epochs=0).jit_compile is True
+
+
+@pytest.mark.slow("XLA's CPU code generation of a train step inside train(), about 7 s on 2 cores; the fast tier "
+                  "checks that train(jit=True) compiles the model with XLA")
+def test_train_with_jit_trains_with_compiled_steps(tmp_path):
+    tiny_gan_trained_with_jit(tmp_path, epochs=1)
     assert np.isfinite(read_history(tmp_path)["g_loss"]).all()
 
 
