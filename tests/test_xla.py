@@ -4,7 +4,8 @@ TPUs run XLA-compiled steps only, on numbers of static shapes, so a step may
 hold no Python callback, string or shape known only at run time. The fast
 tier lowers every distinct step of every recipe to HLO (TensorFlow's
 tf2xla bridge, which refuses any op XLA cannot express) in this process,
-without LLVM's code generation. The slow tier compiles three representative
+without LLVM's code generation; a step of several updates is lowered with
+two of them (two_unrolled_updates). The slow tier compiles three representative
 steps (a cGAN, a WGAN-GP, a regression) for real: each model is built twice
 from one seed at smoke size, one test step then one train step run on the
 batches `train()` would feed it, once eagerly and once with jit_compile=True,
