@@ -529,20 +529,26 @@ def main(argv=None):
         return 2
 
 
-def console_main():
-    """The `chroma` executable: main(), then leave without finalising the interpreter.
+def exit_without_finalizing(status):
+    """Flushes stdout and stderr, then ends the process with `status` without finalising the interpreter.
 
     TensorFlow can deadlock while Python finalises tf.data iterators that a
-    training run left open (they call back into Python); the work is done and
-    flushed by then, so the process exits directly.
+    training run left open (a run stopped mid-epoch keeps its iterator in
+    reference cycles; their map calls call back into Python, whose threads can
+    no longer run then); the work is done and flushed by then.
     """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def console_main():
+    """The `chroma` executable: main(), then exit_without_finalizing."""
     try:
         status = main()
     except SystemExit as exit:
         status = exit.code if isinstance(exit.code, int) else 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    exit_without_finalizing(status)
 
 
 if __name__ == "__main__":

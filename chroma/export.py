@@ -190,7 +190,7 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
     # One photo's bytes and features -> its colorization, uint8 (H, W, 3). A function of its own, which
     # serving_default and colorize_encoded_as call: traced and saved once, not once per signature.
     colorize_photo = graph_function(lambda photo, *features: colorize_bytes(photo, features)[0],
-                                 input_signature=[tf.TensorSpec((), tf.string), *image_features])
+                                    input_signature=[tf.TensorSpec((), tf.string), *image_features])
 
     def each_photo(function, inputs, output_dtype):
         """function(*one photo's inputs) for each photo of a batch (inputs: (N, ...) tensors), one at a time
@@ -239,7 +239,7 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
         return {"colorized": colorize_rgb(image, values)[0]}
 
     @graph_function(input_signature=[tf.TensorSpec((None, image_size, image_size, 1), tf.float32, name="scaled_l"),
-                                  *batch_features])
+                                     *batch_features])
     def colorize_lab(scaled_l, *values):
         return {"scaled_ab": predict_ab(scaled_l, values)}
 

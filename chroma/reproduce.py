@@ -20,7 +20,6 @@ sample grid of training images too (agosti's figure 5).
 import gc
 import importlib.util
 import multiprocessing
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -247,11 +246,8 @@ def in_own_process(experiment, scale, run, runs_root, coco, data, assets, strate
 def train_in_own_process(sender, recipe_path, scale, run_key, runs_root, coco, data, assets, strategy, precision,
                          jit, overrides):
     """What in_own_process's child runs: one run's train_and_draw, its outcome sent back through `sender`.
-
-    The child then leaves as the `chroma` executable does (cli.console_main), without finalising the
-    interpreter: a run stopped mid-epoch leaves its tf.data iterator in reference cycles, and finalising it
-    there can wait forever on a Python map call whose thread may no longer run (seen in the test suite).
-    """
+    The child then ends as the `chroma` executable does (cli.exit_without_finalizing)."""
+    from chroma.cli import exit_without_finalizing
     from chroma.training import make_strategy
 
     status = 0
@@ -272,9 +268,7 @@ def train_in_own_process(sender, recipe_path, scale, run_key, runs_root, coco, d
     except BaseException:  # noqa: BLE001 - anything else is shown here; the parent reports the missing outcome
         traceback.print_exc()
         status = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    exit_without_finalizing(status)
 
 
 def train_beside_chief(experiment, settings, out_dir, run_keys, strategy, precision, jit):

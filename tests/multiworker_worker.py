@@ -18,6 +18,7 @@ from pathlib import Path
 
 import keras
 
+from chroma.cli import exit_without_finalizing
 from chroma.data import make_dataset
 from chroma.data.specs import resolve
 from chroma.reproduce import load_experiment, reproduce
@@ -71,8 +72,4 @@ if __name__ == "__main__":
     except BaseException:
         traceback.print_exc()
         code = 1
-    # As the `chroma` command does (cli.console_main): finalising the interpreter can deadlock on the tf.data
-    # iterators a run leaves open.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_without_finalizing(code)  # as the `chroma` command does
