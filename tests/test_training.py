@@ -257,7 +257,7 @@ def test_mixed_precision_keeps_losses_float32_and_steps_like_float32(policy):
 @pytest.mark.xdist_group("two_replicas")  # one worker, so the fixture's process starts once
 def test_one_step_under_mirrored_strategy_equals_the_global_batch_on_one_device(two_replicas):
     """For each engine model: losses divided by the replicas, batch norm over the global batch."""
-    for model in ("gan", "regression", "critic_ratio_gan"):
+    for model in ("gan", "regression"):
         assert two_replicas[model]["moved"] > 1e-3, model  # the step moved the weights...
         assert two_replicas[model]["worst"] < 1e-5, model  # ...identically with two replicas of 4 images as with one batch of 8
 
