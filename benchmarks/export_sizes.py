@@ -33,7 +33,7 @@ from machine_info import machine_lines  # noqa: E402
 
 from chroma.demo import run_demo  # noqa: E402
 from chroma.export import export_saved_model  # noqa: E402
-from chroma.reproduce import load_experiment, select_runs  # noqa: E402
+from chroma.recipes import load_experiment, select_runs  # noqa: E402
 from chroma.tflite_export import export_tflite  # noqa: E402
 from chroma.training import Settings  # noqa: E402
 

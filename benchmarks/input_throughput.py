@@ -4,7 +4,7 @@ shuffled, decoded, resized, converted to Lab and flipped by make_dataset, in pap
 import time
 
 from chroma.data import make_dataset, samples, write_tfrecords
-from chroma.reproduce import load_experiment
+from chroma.recipes import load_experiment
 
 from rates import Throughput
 

@@ -17,7 +17,7 @@ import keras
 
 from chroma.data import make_dataset, samples
 from chroma.metrics import colorization_metrics
-from chroma.reproduce import load_experiment, select_runs
+from chroma.recipes import load_experiment, select_runs
 from chroma.training import optimizer_for, set_precision
 from chroma.training.trainer import step_datasets
 

@@ -4,11 +4,14 @@ TensorFlow is imported inside the handlers so that `chroma --help` answers at on
 """
 
 import argparse
+import importlib.metadata
 import os
 import sys
 import time
 import warnings
 from pathlib import Path
+
+from chroma.recipes import known_experiments
 
 EXPORT_MAX_PIXELS = 64 * 1024 * 1024  # chroma.data.MAX_PIXELS, which `chroma colorize` reads files within
 
@@ -30,6 +33,10 @@ DATA_SPEC_HELP = (
     "'tfds:NAME?split=SPLIT&data_dir=DIR' for a dataset TensorFlow Datasets has prepared in DIR (a folder or "
     "gs://...), e.g. 'tfds:coco_captions/2017?split=train[:8000]&data_dir=gs://bucket/tfds'; never downloaded"
 )
+
+
+EXPERIMENT_HELP = (f"a paper's name ({', '.join(known_experiments())}: the recipes installed with chroma, "
+                   "experiments/ in its repository) or a path to a recipe .py file of your own")
 
 
 SET_HELP = (
@@ -116,11 +123,11 @@ def asset_argument(text):
 
 def training_data(experiment, args):
     """The data spec of every training phase `chroma reproduce` runs: each run's and its pretraining's."""
-    from chroma import reproduce
+    from chroma import recipes
 
     settings = experiment.settings(args.scale, coco=args.coco, data=args.data)
     specs = []
-    for run in reproduce.select_runs(experiment, args.run):
+    for run in recipes.select_runs(experiment, args.run):
         run_settings = run.settings_for(settings)
         specs.append(run_settings.train_data)
         if run.pretrain is not None:
@@ -129,11 +136,11 @@ def training_data(experiment, args):
 
 
 def run_reproduce(args):
-    from chroma import reproduce, training
+    from chroma import recipes, reproduce, training
     from chroma.train_run import UNREAD_COCO, parse_overrides
     from chroma.training.hardware import check_tpu_data, is_chief
 
-    experiment = reproduce.load_experiment(args.experiment)
+    experiment = recipes.load_experiment(args.experiment)
     if args.estimate_batch is not None and args.estimate is None:
         raise ValueError("--estimate-batch sets the batch --estimate STEPS measures at: give --estimate too")
     if args.strategy == "tpu" and args.estimate is None:
@@ -152,7 +159,7 @@ def run_reproduce(args):
         return
     overrides = parse_overrides(args.set, experiment.settings(args.scale, coco=args.coco or UNREAD_COCO,
                                                               data=args.data),
-                                reproduce.select_runs(experiment, args.run))
+                                recipes.select_runs(experiment, args.run))
     try:
         md_path, csv_path = reproduce.reproduce(
             experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,
@@ -168,10 +175,10 @@ def run_reproduce(args):
 
 
 def run_train(args):
-    from chroma import evaluation, reproduce, training
+    from chroma import evaluation, recipes, training
     from chroma.train_run import train_one_run
 
-    experiment = reproduce.load_experiment(args.experiment)
+    experiment = recipes.load_experiment(args.experiment)
     try:
         saved_model, rows, changes = train_one_run(
             experiment, args.run, args.data, args.eval_data, args.output, overrides=args.set, init=args.init,
@@ -268,6 +275,7 @@ def build_parser():
         prog="chroma",
         description="Image colorization research, reproduced on one TensorFlow/Keras engine.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('chroma')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     baseline0 = commands.add_parser(
@@ -322,13 +330,13 @@ def build_parser():
         "reproduce",
         help="train and score every model of a paper, write its results table and figures",
         description=(
-            "Train (or resume) every run of a paper's recipe (experiments/<paper>.py), score it on "
+            "Train (or resume) every run of a paper's recipe (chroma.experiments.<paper>), score it on "
             "the held-out images, and write runs/<paper>/<scale>/results.md and .csv (our figures "
             "beside the paper's), loss curves, a sample grid, and the top-level RESULTS.md. "
             "Rerunning resumes each run from its last checkpoint."
         ),
     )
-    reproduce.add_argument("experiment", help="paper name (a file in experiments/) or a path to a recipe .py file")
+    reproduce.add_argument("experiment", help=EXPERIMENT_HELP)
     reproduce.add_argument("--scale", choices=("smoke", "paper"), default="smoke",
                            help="smoke: bundled photos, small networks, minutes on a CPU; paper: the paper's recipe on COCO (default: smoke)")
     reproduce.add_argument("--coco", help="COCO 2017 root for --scale paper (train2017/, val2017/, annotations/)")
@@ -443,13 +451,13 @@ def build_parser():
         "train",
         help="train one run of a paper's recipe on your own photos, export it and score it beside baseline0",
         description=(
-            "Train one run of a paper's recipe (experiments/<paper>.py) on any data spec, through the engine "
+            "Train one run of a paper's recipe (chroma.experiments.<paper>) on any data spec, through the engine "
             "'chroma reproduce' uses (a resumable run folder: rerun the command to resume), then export its "
             "generator as a SavedModel and print its scores beside baseline0's on --eval-data, also written "
             "to OUTPUT/results.md and .csv."
         ),
     )
-    train.add_argument("experiment", help="paper name (a file in experiments/) or a path to a recipe .py file")
+    train.add_argument("experiment", help=EXPERIMENT_HELP)
     train.add_argument("--run", required=True, help="the run to train (a Run key of the recipe, e.g. unet_cgan)")
     train.add_argument("--data", required=True, help="training images: " + DATA_SPEC_HELP)
     train.add_argument("--eval-data", help="data spec it is scored on (default: --data, which flatters it)")

@@ -18,7 +18,8 @@ from chroma import evaluation, reports
 from chroma.data import samples, subset
 from chroma.data.specs import dataset_from_spec
 from chroma.export import export_saved_model
-from chroma.reproduce import fit_baseline0, load_experiment, sample_column, select_runs, titled
+from chroma.recipes import load_experiment, select_runs
+from chroma.reproduce import fit_baseline0, sample_column, titled
 from chroma.training import Settings, read_history, train
 
 TRAIN_DATA = "samples?take=7"

@@ -33,6 +33,7 @@ import tensorflow as tf
 from chroma.data import samples, write_tfrecords
 from chroma.data.specs import parse_data_spec, resolve
 from chroma.data.pipeline import count_elements
+from chroma.recipes import select_runs
 from chroma.training import train
 
 # Images in COCO 2017's splits, for a recipe that reads a whole split this machine does not hold.
@@ -177,8 +178,6 @@ def estimate(experiment, steps, coco=None, data=None, assets=None, run_keys=None
              precision="float32", jit=False, measured_batch=None):
     """[PhaseCost] of every run (and pretraining phase) of `experiment` at paper scale, STEPS steps each
     (measure's measured_batch: at smaller batches, projected to the paper's)."""
-    from chroma.reproduce import select_runs  # the harness imports this module
-
     if steps < 2:
         raise ValueError(f"--estimate needs at least 2 steps (the first one compiles), got {steps}")
     if measured_batch is not None and measured_batch < 1:

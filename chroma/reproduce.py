@@ -18,7 +18,6 @@ sample grid of training images too (agosti's figure 5).
 """
 
 import gc
-import importlib.util
 import multiprocessing
 import sys
 import traceback
@@ -32,11 +31,11 @@ from chroma.data.specs import dataset_from_spec
 from chroma.export import dropout_layers, dropout_on
 from chroma.metrics import LPIPS, fid_inception
 from chroma.models.baseline0 import MeanColorBaseline
+from chroma.recipes import load_experiment, select_runs
 from chroma.training import RunStopped, Settings, read_history, train
 from chroma.training.hardware import choose_precision, is_chief, wait_for_workers
 from chroma.training.trainer import monitor_mode
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 SAMPLE_IMAGES = 4
 # Pretrained networks the metrics of a table read, by the column that needs them.
 METRIC_ASSETS = {
@@ -48,29 +47,6 @@ SCORED_AT = ("last", "best")  # Run.scored_at
 SCORED_IN = ("inference", "dropout", "training")  # Run.scored_in
 BEST_EPOCH_COLUMNS = ("epochs", "best epoch")
 EPOCH_LOSS_COLUMNS = ("d_loss, first epoch", "g_loss, first epoch", "d_loss, last epoch", "g_loss, last epoch")
-
-
-def load_experiment(name):
-    """A recipe module from its name in experiments/ or from a path to a .py file."""
-    path = Path(name) if name.endswith(".py") else EXPERIMENTS_DIR / f"{name}.py"
-    if not path.is_file():
-        known = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.py"))
-        raise FileNotFoundError(f"no experiment {name!r} ({path} does not exist); known: {', '.join(known)}")
-    spec = importlib.util.spec_from_file_location(f"experiments.{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def select_runs(experiment, keys=None):
-    """The experiment's runs, or those named by `keys` (Run.key), in the recipe's order."""
-    if not keys:
-        return list(experiment.RUNS)
-    known = {run.key: run for run in experiment.RUNS}
-    unknown = [key for key in keys if key not in known]
-    if unknown:
-        raise ValueError(f"{experiment.PAPER} has no run {unknown}; its runs: {', '.join(known)}")
-    return [run for run in experiment.RUNS if run.key in keys]
 
 
 def known_assets(experiment):

@@ -13,7 +13,8 @@ import tensorflow as tf
 from chroma import evaluation
 from chroma.data.specs import dataset_from_spec
 from chroma.export import export_saved_model, load_keras_model
-from chroma.reproduce import check_protocol, fit_baseline0, score_run, select_runs, train_with_pretraining
+from chroma.recipes import select_runs
+from chroma.reproduce import check_protocol, fit_baseline0, score_run, train_with_pretraining
 from chroma.training.colorization_model import ColorizationModel
 from chroma.training.trainer import compile_values
 

@@ -21,7 +21,8 @@ import keras
 from chroma.cli import exit_without_finalizing
 from chroma.data import make_dataset
 from chroma.data.specs import resolve
-from chroma.reproduce import load_experiment, reproduce
+from chroma.recipes import load_experiment
+from chroma.reproduce import reproduce
 from chroma.training import make_strategy
 from chroma.training.hardware import is_chief, worker_count
 

@@ -8,7 +8,8 @@ from chroma import reports
 from chroma.data import make_dataset, samples
 from chroma.export import dropout_layers
 from chroma.models.unet import UNetGenerator
-from chroma.reproduce import diverse_columns, load_experiment, select_runs
+from chroma.recipes import load_experiment, select_runs
+from chroma.reproduce import diverse_columns
 from chroma.training import RegressionColorizer
 from helpers import ab_of, trainable_count
 

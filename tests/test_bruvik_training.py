@@ -10,7 +10,7 @@ from chroma.models.generator import BatchInput, Generator
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.segmentation_prior import SegmentationPrior
-from chroma.reproduce import load_experiment, select_runs
+from chroma.recipes import load_experiment, select_runs
 from chroma.training import ConditionalGAN, stack_batches
 from chroma.training.embedding_cache import compute_embeddings, with_cached_embeddings
 from helpers import ab_of, trainable_count

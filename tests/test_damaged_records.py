@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from chroma import cli, data
 from chroma.data.tfrecords import read_captions
-from chroma.reproduce import load_experiment, select_runs
+from chroma.recipes import load_experiment, select_runs
 from chroma.training import train
 from test_runs import RECIPE
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from chroma import data
 from chroma.data import images
-from chroma.reproduce import load_experiment
+from chroma.recipes import load_experiment
 from conftest import colour_image, encode, gray_image, png_rgb48
 
 SMALL = 32  # image size for pipeline tests: fast, and not a size any paper uses

@@ -8,7 +8,7 @@ from chroma import cli
 from chroma.data import count_elements
 from chroma.data.specs import resolve
 from chroma.estimate import PhaseCost, StepTimer, along_batch, cost_table, estimate, paper_images
-from chroma.reproduce import load_experiment
+from chroma.recipes import load_experiment
 from chroma.training import train
 from test_runs import RECIPE
 

@@ -11,7 +11,8 @@ from chroma.models.iizuka import IizukaColorizer
 from chroma.models.inception_embedding import InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma import cli
-from chroma.reproduce import EXPERIMENTS_DIR, load_experiment, reproduce, select_runs
+from chroma.recipes import known_experiments, load_experiment, select_runs
+from chroma.reproduce import reproduce
 from helpers import trainable_count
 
 pytestmark = pytest.mark.xdist_group("experiments")  # every recipe's smoke models: built once, on one worker
@@ -133,15 +134,14 @@ def smoke_models():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keras.applications, "InceptionResNetV2", inception_resnet_v2_stand_in)
-        for path in sorted(EXPERIMENTS_DIR.glob("*.py")):
-            recipe = load_experiment(str(path))
+        for name in known_experiments():
+            recipe = load_experiment(name)
             smoke = recipe.settings("smoke")
             for run in select_runs(recipe):
                 settings = run.settings_for(smoke)
-                models[path.stem, run.key] = build(run.build, settings)
+                models[name, run.key] = build(run.build, settings)
                 if run.pretrain is not None and run.pretrain.build is not None:
-                    models[path.stem, f"{run.key}/pretrain"] = build(run.pretrain.build,
-                                                                     run.pretrain.settings(settings))
+                    models[name, f"{run.key}/pretrain"] = build(run.pretrain.build, run.pretrain.settings(settings))
     return models
 
 
@@ -190,7 +190,7 @@ def test_every_trained_batch_norm_is_synchronized_across_replicas(smoke_models):
     assert not plain, "batch norm not synchronized across replicas (synchronized=False):\n" + "\n".join(plain)
     assert not missing, "no batch norm; if on purpose, add the class to NO_BATCH_NORM with why:\n" + "\n".join(missing)
     assert not unexpected, "batch norm in a network of NO_BATCH_NORM; drop it from there:\n" + "\n".join(unexpected)
-    assert {recipe for recipe, _ in smoke_models} == {path.stem for path in EXPERIMENTS_DIR.glob("*.py")}
+    assert {recipe for recipe, _ in smoke_models} == set(known_experiments())
     assert trained_count > 0
     assert frozen_count > 0, "no network needs FROZEN_PRETRAINED's allowance any more: drop it"
 
@@ -211,12 +211,12 @@ def test_villarenteria_runs_build_their_generators(smoke_models):
 def test_a_best_epoch_monitor_is_a_value_its_smoke_model_logs(smoke_models):
     """test_scoring's check of every recipe at once, on the models built here anyway: compiled with its
     run's arguments, a model tracks the losses it will log."""
-    for path in sorted(EXPERIMENTS_DIR.glob("*.py")):
-        for run in select_runs(load_experiment(str(path))):
+    for name in known_experiments():
+        for run in select_runs(load_experiment(name)):
             if run.scored_at == "best":
-                model = smoke_models[path.stem, run.key]
+                model = smoke_models[name, run.key]
                 model.compile(**run.compile_args(total_steps=1))
-                assert run.monitor.removeprefix("val_") in model.loss_trackers, f"{path.stem}/{run.key}"
+                assert run.monitor.removeprefix("val_") in model.loss_trackers, f"{name}/{run.key}"
 
 
 def test_a_recipes_asset_reaches_its_runs_and_a_missing_file_says_how_to_do_without(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from chroma import cli
-from chroma.reproduce import load_experiment, select_runs
+from chroma.recipes import load_experiment, select_runs
 from chroma.training import train
 from chroma.training.hardware import choose_precision, cpu_flags
 from test_runs import RECIPE

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from chroma.reproduce import load_experiment, select_runs
+from chroma.recipes import load_experiment, select_runs
 from chroma.training import CheckpointNotSaved, TrainingDiverged, read_history, train
 
 RECIPE = Path(__file__).parent / "recipes" / "tiny.py"
@@ -434,7 +434,7 @@ PROCESS_PER_RUN_RECIPE = """
 import os
 from pathlib import Path
 
-from chroma.reproduce import load_experiment
+from chroma.recipes import load_experiment
 from chroma.training import Run, Settings
 
 tiny = load_experiment({tiny!r})

@@ -12,7 +12,8 @@ from chroma.data.specs import dataset_from_spec
 from chroma.models.network_generator import NetworkGenerator
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.unet import UNetGenerator
-from chroma.reproduce import check_protocol, load_experiment, score_run, select_runs
+from chroma.recipes import load_experiment, select_runs
+from chroma.reproduce import check_protocol, score_run
 from chroma.training import ConditionalGAN, Run
 
 COLUMNS = ("l1_ab", "psnr")

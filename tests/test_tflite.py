@@ -14,7 +14,7 @@ from chroma.models.generator import BatchInput, Generator
 from chroma.models.inception_embedding import InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.unet import UNetGenerator
-from chroma.reproduce import load_experiment
+from chroma.recipes import load_experiment
 from chroma.tflite_export import DYNAMIC_RANGE_FILE, FLOAT_FILE, export_tflite
 from chroma.training import smoke_settings
 from helpers import ab_of, spread_colours, tiny_generator, trainable_count

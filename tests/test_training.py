@@ -123,7 +123,7 @@ def test_update_ratios_update_on_different_batches(d_steps, g_steps):
 def test_a_run_epoch_is_one_pass_in_steps_of_several_batches_and_each_schedule_ends_with_the_run(tmp_path):
     """train() with 2 critic updates per step: an epoch of 4 batches is 2 steps, 4 critic and 2 G updates; paper
     agosti's recipe anneals each optimizer over its own updates, so both reach their floor at the last step."""
-    from chroma.reproduce import load_experiment
+    from chroma.recipes import load_experiment
     from chroma.training import Run, Settings, train
 
     agosti = load_experiment("agosti")

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from chroma.losses import mse
-from chroma.reproduce import load_experiment, select_runs
+from chroma.recipes import load_experiment, select_runs
 from helpers import photo_lab
 
 RELEASE_MSE_WEIGHT, RELEASE_CLASS_WEIGHT = 1.0, 0.003  # the public ChromaGAN release's, on its ab / 255

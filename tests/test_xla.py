@@ -37,7 +37,7 @@ from chroma.models.inception_embedding import InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.network_generator import NetworkGenerator
 from chroma.models.segmentation_prior import SegmentationPrior
-from chroma.reproduce import EXPERIMENTS_DIR, load_experiment, select_runs
+from chroma.recipes import known_experiments, load_experiment, select_runs
 from chroma.training import (
     RegressionColorizer,
     Run,
@@ -58,8 +58,8 @@ def distinct_steps():
     batch-16 run and its own, villarenteria's release and paper Adam betas) are one step, named after all of
     them: those change the schedule's length, a shape's first dimension and constants, not what compiles."""
     steps = []  # [identity, names, run, settings]
-    for path in sorted(EXPERIMENTS_DIR.glob("*.py")):
-        recipe = load_experiment(str(path))
+    for name in known_experiments():
+        recipe = load_experiment(name)
         smoke = recipe.settings("smoke")
         for run in select_runs(recipe):
             settings = run.settings_for(smoke)
@@ -70,9 +70,9 @@ def distinct_steps():
                 identity = (phase.build, compiled_kind(phase), phase.batch_targets, step_shape(phase_settings))
                 same = next((step for step in steps if step[0] == identity), None)
                 if same:
-                    same[1].append(f"{path.stem}/{key}")
+                    same[1].append(f"{name}/{key}")
                 else:
-                    steps.append((identity, [f"{path.stem}/{key}"], phase, phase_settings))
+                    steps.append((identity, [f"{name}/{key}"], phase, phase_settings))
     return {"+".join(names): (run, settings) for _, names, run, settings in steps}
 
 
@@ -276,8 +276,8 @@ def test_representative_steps_compile_with_xla_and_give_the_uncompiled_losses():
 def test_the_steps_cover_every_run_of_every_recipe():
     assert set(REPRESENTATIVE_STEPS) <= set(STEPS)
     covered = [name for step in STEPS for name in step.split("+")]
-    expected = [f"{path.stem}/{key}" for path in sorted(EXPERIMENTS_DIR.glob("*.py"))
-                for run in select_runs(load_experiment(str(path)))
+    expected = [f"{name}/{key}" for name in known_experiments()
+                for run in select_runs(load_experiment(name))
                 for key in (run.key, *([f"{run.key}/pretrain"] if run.pretrain is not None else []))]
     assert sorted(covered) == sorted(expected)
 
