@@ -187,7 +187,7 @@ def estimate(experiment, steps, coco=None, data=None, assets=None, run_keys=None
         settings = experiment.settings("paper", coco=coco or "/coco", data=data)
     except ValueError:  # a recipe that needs DATA as well (efthymiadis' imagenet27)
         settings = experiment.settings("paper", coco=coco or "/coco", data="/data")
-    random_weights = {name: "random" for name in getattr(experiment, "ASSETS", {})}
+    random_weights = {name: "random" for name in experiment.ASSETS}
     settings = settings._replace(assets={**random_weights, **(assets or {})})
     costs = []
     with tempfile.TemporaryDirectory(prefix="chroma-estimate-") as work_dir:

@@ -1,12 +1,78 @@
-"""Paper recipes: the ones installed with chroma (the package chroma.experiments, experiments/ in the
-repository) found by name, any other loaded from its file, and a recipe's runs chosen by key.
+"""Paper recipes: the contract a recipe file follows (CONTRACT), checked when it is loaded; the recipes
+installed with chroma (the package chroma.experiments, experiments/ in the repository) found by name, any other
+loaded from its file; and a recipe's runs chosen by key.
 
 This module imports no TensorFlow, so the command line can name the recipes in its help at once.
 """
 
+import difflib
 import importlib.util
 import pkgutil
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
+
+
+class Name(NamedTuple):
+    """One name of the recipe contract: the type of its value, what it means, and its value when a recipe leaves
+    it out (REQUIRED: it may not)."""
+
+    kinds: tuple
+    meaning: str
+    default: object
+
+
+REQUIRED = object()
+# The module-level names a recipe file may define in UPPER_CASE (and `settings`); its own constants start with
+# an underscore, so a misspelt contract name cannot pass for one of them.
+CONTRACT = {
+    "PAPER": Name((str,), "the paper's key: runs/<PAPER>/ and the 'paper' columns of its table", REQUIRED),
+    "TITLE": Name((str,), "the paper's title, heading its results", REQUIRED),
+    "COLUMNS": Name((tuple,), "the metric names of its table, in order (chroma.evaluation.COLUMN_TITLES)", REQUIRED),
+    "RUNS": Name((list,), "its chroma.training.Run list, in the table's order", REQUIRED),
+    "settings": Name((Callable,), "settings(scale, coco=None, data=None) -> chroma.training.Settings", REQUIRED),
+    "ASSETS": Name((dict,), "{name: what it is} of the pretrained networks its runs read from Settings.assets", {}),
+    "LOSS_TABLE": Name((tuple, type(None)), "(heading, {run key: the paper's losses}): a table of each run's mean D "
+                       "and G losses over its first and last epoch (paper bruvik's table 3)", None),
+    "BEST_EPOCH_TABLE": Name((tuple, type(None)), "(heading, {run key: {'epochs', 'best epoch'}}): the epochs each "
+                             "run scored at its best trained and the one chosen (villarenteria's table 3)", None),
+    "BASELINE0_PAPER": Name((dict,), "the paper's own baseline0 figures (villarenteria's table 1)", {}),
+    "REFERENCE_ROWS": Name((list,), "rows of the paper's table that are no model: [{'model', 'paper', 'note'}] "
+                           "(bruvik's optimal result from the literature)", []),
+    "DIVERSE_SAMPLES": Name((int,), "N > 0: a figure of N colorizations of each held-out image by each run whose "
+                            "generator has dropout, kept on at inference (agosti's figure 4)", 0),
+    "TRAINING_SAMPLES": Name((bool,), "True: the sample grid of training images too (agosti's figure 5)", False),
+}
+CONTRACT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+class RecipeError(ValueError):
+    """A recipe file that does not follow CONTRACT."""
+
+
+def check_recipe(module, origin):
+    """Refuses a recipe module that misspells, leaves out or mistypes a name of CONTRACT, naming `origin` (its
+    file) and the names there are; fills in the optional names it leaves out."""
+    namespace = vars(module)
+    required = [name for name, entry in CONTRACT.items() if entry.default is REQUIRED]
+    names = (f"{', '.join(required)} (required), {', '.join(name for name in CONTRACT if name not in required)} "
+             "(optional); their meanings in chroma.recipes.CONTRACT")
+    for name in namespace:
+        if CONTRACT_NAME.fullmatch(name) and name not in CONTRACT:
+            close = difflib.get_close_matches(name, CONTRACT, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise RecipeError(f"{origin}: {name} is not a name of the recipe contract{hint}; a recipe's own "
+                              f"constants start with an underscore. A recipe's names: {names}")
+    for name, entry in CONTRACT.items():
+        if name not in namespace:
+            if entry.default is REQUIRED:
+                raise RecipeError(f"{origin}: {name} is missing. A recipe's names: {names}")
+            setattr(module, name, entry.default)
+        elif not isinstance(namespace[name], entry.kinds) or (int in entry.kinds and type(namespace[name]) is bool):
+            expected = " or ".join("None" if kind is type(None) else kind.__name__ for kind in entry.kinds)
+            raise RecipeError(f"{origin}: {name} must be of type {expected} ({entry.meaning}), got a "
+                              f"{type(namespace[name]).__name__}. A recipe's names: {names}")
 
 
 def known_experiments():
@@ -17,7 +83,8 @@ def known_experiments():
 
 
 def load_experiment(name):
-    """A recipe module, loaded afresh: a module of chroma.experiments by its name, or a .py file by its path."""
+    """A recipe module, loaded afresh and checked against CONTRACT: a module of chroma.experiments by its name, or
+    a .py file by its path."""
     if name.endswith(".py"):
         path = Path(name)
         if not path.is_file():
@@ -30,6 +97,7 @@ def load_experiment(name):
         spec = importlib.util.find_spec(f"chroma.experiments.{name}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    check_recipe(module, spec.origin)
     return module
 
 

@@ -1,20 +1,10 @@
 """The reproduction harness shared by every paper: train each run of a recipe, score it, report it.
 
 `make reproduce-<paper>` calls `reproduce(load_experiment(<paper>), scale)`.
-A recipe is a plain module in experiments/ with PAPER, TITLE, COLUMNS (metric
-names), RUNS (a list of chroma.training.Run) and settings(scale, coco, data)
--> chroma.training.Settings. Optionally ASSETS: {name: what it is} of the
-pretrained networks its runs read from Settings.assets; LOSS_TABLE = (heading, {run key: the
-paper's losses}): a second table of each run's mean D and G losses over its
-first and last epoch (paper bruvik's table 3); BEST_EPOCH_TABLE = (heading,
-{run key: {"epochs", "best epoch"}}): the epochs each run scored at its best
-trained and the one chosen (villarenteria's table 3); BASELINE0_PAPER: the
-paper's own baseline0 figures (villarenteria's table 1); REFERENCE_ROWS: rows
-of the paper's table that are no model, [{"model", "paper", "note"}] (bruvik's
-"optimal result (literature)"); DIVERSE_SAMPLES = N: a figure of N
-colorizations of each held-out image by every run whose generator has dropout,
-kept on at inference (paper agosti's figure 4); TRAINING_SAMPLES = True: the
-sample grid of training images too (agosti's figure 5).
+A recipe is a module that follows chroma.recipes.CONTRACT (PAPER, TITLE,
+COLUMNS, RUNS, settings; optionally ASSETS, LOSS_TABLE, BEST_EPOCH_TABLE,
+BASELINE0_PAPER, REFERENCE_ROWS, DIVERSE_SAMPLES, TRAINING_SAMPLES), checked
+when loaded, which fills in the optional names it leaves out.
 """
 
 import gc
@@ -52,7 +42,7 @@ EPOCH_LOSS_COLUMNS = ("d_loss, first epoch", "g_loss, first epoch", "d_loss, las
 def known_assets(experiment):
     """{asset name: what it is}: the pretrained networks a recipe's runs read, and those its table's metrics need."""
     metrics = {name: text for name, text in METRIC_ASSETS.items() if name in experiment.COLUMNS}
-    return {**getattr(experiment, "ASSETS", {}), **metrics}
+    return {**experiment.ASSETS, **metrics}
 
 
 def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=None, run_keys=None, strategy=None,
@@ -92,14 +82,14 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
                                   drop_gray=settings.drop_gray)
     baseline0 = fit_baseline0(settings)
     rows = [{"model": "baseline0 (mean colour per gray level)", "note": "reference",
-             "paper": titled(getattr(experiment, "BASELINE0_PAPER", {})),
+             "paper": titled(experiment.BASELINE0_PAPER),
              "ours": titled(evaluation.evaluate(lambda batch: baseline0(batch)["ab"], eval_data, experiment.COLUMNS,
                                                 lpips_model, fid_model))}]
-    rows += [{**row, "ours": {}, "paper": titled(row["paper"])} for row in getattr(experiment, "REFERENCE_ROWS", [])]
+    rows += [{**row, "ours": {}, "paper": titled(row["paper"])} for row in experiment.REFERENCE_ROWS]
     # Sample grids are gathered column by column as each run ends, so no trained model outlives its run.
     held_out = [sample_column(title, None, eval_data) for title in ("original", "grayscale")]
     on_training = None
-    if getattr(experiment, "TRAINING_SAMPLES", False):
+    if experiment.TRAINING_SAMPLES:
         training_images = dataset_from_spec(settings.train_data, settings.image_size, settings.batch_size,
                                             drop_gray=settings.drop_gray)
         on_training = [sample_column(title, None, training_images) for title in ("original", "grayscale")]
@@ -129,12 +119,12 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         out_dir, f"{experiment.TITLE} — {scale} scale, trained in {trained_in}, scored on {settings.eval_data}"
                  + (changed if overrides else ""),
         rows, columns, experiment.PAPER)
-    if hasattr(experiment, "LOSS_TABLE"):
+    if experiment.LOSS_TABLE is not None:
         heading, paper_losses = experiment.LOSS_TABLE
         loss_rows = [{"model": run.name, "ours": epoch_losses(read_history(out_dir / run.key)),
                       "paper": paper_losses[run.key]} for run in runs if run.key in paper_losses]
         reports.append_table(out_dir, heading, loss_rows, EPOCH_LOSS_COLUMNS)
-    if hasattr(experiment, "BEST_EPOCH_TABLE"):
+    if experiment.BEST_EPOCH_TABLE is not None:
         heading, paper_epochs = experiment.BEST_EPOCH_TABLE
         epoch_rows = [{"model": run.name, "ours": best_epoch(run, read_history(out_dir / run.key)),
                        "paper": paper_epochs.get(run.key, {})} for run in runs if run.scored_at == "best"]
@@ -174,11 +164,11 @@ def train_and_draw(experiment, scale, run, settings, out_dir, strategy, precisio
         reports.epoch_samples(out_dir / run.key / "epoch_samples", epochs, out_dir / f"{run.key}_epochs.png",
                               f"{run.name}: held-out images at epochs {', '.join(map(str, epochs))} ({scale})")
     dropouts = dropout_layers(model.generator)
-    if getattr(experiment, "DIVERSE_SAMPLES", 0) and dropouts:
+    if experiment.DIVERSE_SAMPLES and dropouts:
         reports.sample_grid(diverse_columns(model, dropouts, run_eval_data, experiment.DIVERSE_SAMPLES),
                             out_dir / f"{run.key}_diverse.png", f"{run.name}: dropout on at inference ({scale})")
     columns = {"held_out": sample_column(run.name, model, run_eval_data), "on_training": None}
-    if getattr(experiment, "TRAINING_SAMPLES", False):
+    if experiment.TRAINING_SAMPLES:
         columns["on_training"] = sample_column(run.name, model, dataset_from_spec(
             settings.train_data, run_settings.image_size, settings.batch_size, drop_gray=settings.drop_gray))
     # Peak memory is one run's: the next run trains only after this one's model is freed.

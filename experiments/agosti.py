@@ -57,11 +57,11 @@ TITLE = "Image Recoloring with conditional GANs (Agosti, Bee & Saccaro)"
 # docstring), then chroma's RGB ones for comparison with the other papers.
 COLUMNS = ("fid", "ssim_torchmetrics", "psnr_torchmetrics", "lpips", "uiqi_torchmetrics", "ssim", "psnr", "uiqi")
 # Fig. 3 follows the perceptual metrics over the epochs; FID and LPIPS only in the final table (they need weights).
-EPOCH_METRICS = ("l1_ab", "psnr_torchmetrics", "ssim_torchmetrics", "uiqi_torchmetrics")
+_EPOCH_METRICS = ("l1_ab", "psnr_torchmetrics", "ssim_torchmetrics", "uiqi_torchmetrics")
 DIVERSE_SAMPLES = 4  # Fig. 4
 
-FINAL_LEARNING_RATE_FRACTION = 0.1  # "progressively lowered by a factor of 10" (V-C)
-CRITIC_STEPS = 5  # V-C, after Arjovsky et al. and Gulrajani et al.
+_FINAL_LEARNING_RATE_FRACTION = 0.1  # "progressively lowered by a factor of 10" (V-C)
+_CRITIC_STEPS = 5  # V-C, after Arjovsky et al. and Gulrajani et al.
 
 
 def settings(scale, coco=None, data=None):
@@ -100,7 +100,7 @@ def pixel_gan(settings):
 
 def wgan(settings):
     critic = DCGANCritic(image_size=settings.image_size, base_filters=16 if settings.smoke else 64)
-    return ConditionalGAN(UNetGenerator(**unet_arguments(settings)), critic, seed=settings.seed, d_steps=CRITIC_STEPS)
+    return ConditionalGAN(UNetGenerator(**unet_arguments(settings)), critic, seed=settings.seed, d_steps=_CRITIC_STEPS)
 
 
 def recipe(adversarial_loss, d_steps=1):
@@ -112,7 +112,7 @@ def recipe(adversarial_loss, d_steps=1):
 
     def compile_args(total_steps):
         def adam(updates):
-            schedule = learning_rate(2e-4, "cosine", updates, final_fraction=FINAL_LEARNING_RATE_FRACTION)
+            schedule = learning_rate(2e-4, "cosine", updates, final_fraction=_FINAL_LEARNING_RATE_FRACTION)
             return keras.optimizers.Adam(schedule, beta_1=0.5, beta_2=0.9)  # beta_2: the authors' code
 
         # pix2pix's lambda and halved D loss: chosen, not stated. WGAN-GP's critic loss is not halved (Gulrajani
@@ -128,21 +128,21 @@ def recipe(adversarial_loss, d_steps=1):
 TRAINING_SAMPLES = True
 
 # A deviation that changes two of Table 1's columns (see the docstring).
-RGB_SCORES = "FID and LPIPS on RGB (the authors': Lab in [0, 1] read as RGB, LPIPS on VGG)"
+_RGB_SCORES = "FID and LPIPS on RGB (the authors': Lab in [0, 1] read as RGB, LPIPS on VGG)"
 
 # VI: "the model is kept in training mode also during evaluation" (after pix2pix): dropout on, and batch norm
 # normalising with each test batch's statistics.
 RUNS = [
     Run("gan", "GAN (U-Net + PatchGAN)", gan, recipe("bce"),
         paper={"fid": 2.52, "ssim_torchmetrics": 0.86, "psnr_torchmetrics": 24.44, "lpips": 0.14,
-               "uiqi_torchmetrics": 0.37}, metrics=EPOCH_METRICS,
-        scored_in="training", note=RGB_SCORES),
+               "uiqi_torchmetrics": 0.37}, metrics=_EPOCH_METRICS,
+        scored_in="training", note=_RGB_SCORES),
     Run("pixel_gan", "PixelGAN (PixelTCL decoder)", pixel_gan, recipe("bce"),
         paper={"fid": 2.28, "ssim_torchmetrics": 0.86, "psnr_torchmetrics": 24.44, "lpips": 0.14,
-               "uiqi_torchmetrics": 0.37}, metrics=EPOCH_METRICS,
-        scored_in="training", note=RGB_SCORES),
-    Run("wgan", "WGAN (WGAN-GP, DCGAN critic)", wgan, recipe("wgan-gp", d_steps=CRITIC_STEPS),
+               "uiqi_torchmetrics": 0.37}, metrics=_EPOCH_METRICS,
+        scored_in="training", note=_RGB_SCORES),
+    Run("wgan", "WGAN (WGAN-GP, DCGAN critic)", wgan, recipe("wgan-gp", d_steps=_CRITIC_STEPS),
         paper={"fid": 3.21, "ssim_torchmetrics": 0.86, "psnr_torchmetrics": 23.83, "lpips": 0.16,
-               "uiqi_torchmetrics": 0.35}, metrics=EPOCH_METRICS,
-        scored_in="training", note=RGB_SCORES),
+               "uiqi_torchmetrics": 0.35}, metrics=_EPOCH_METRICS,
+        scored_in="training", note=_RGB_SCORES),
 ]

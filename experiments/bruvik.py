@@ -61,10 +61,10 @@ ASSETS = {
 }
 COLUMNS = ("psnr", "ssim", "l1_ab", "colorfulness")
 
-EPOCHS = 15
-PRETRAINING_EPOCHS = 20
-TABLE_3_SMALL_BATCH_DIVISOR = 4  # batch 16 beside the recipe's 64
-G_STEPS = 5  # 5.6: "for every 5 gradient descent steps that G takes, D takes one"
+_EPOCHS = 15
+_PRETRAINING_EPOCHS = 20
+_TABLE_3_SMALL_BATCH_DIVISOR = 4  # batch 16 beside the recipe's 64
+_G_STEPS = 5  # 5.6: "for every 5 gradient descent steps that G takes, D takes one"
 
 
 def settings(scale, coco=None, data=None):
@@ -75,7 +75,7 @@ def settings(scale, coco=None, data=None):
             raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
         return Settings(train_data=f"coco:{coco}?split=train2017&take=8000",
                         eval_data=f"coco:{coco}?split=val2017&take=2000", image_size=256, batch_size=64,
-                        epochs=EPOCHS, cache_embeddings=True)
+                        epochs=_EPOCHS, cache_embeddings=True)
     if scale == "smoke":
         return smoke_settings(epochs=8, cache_embeddings=True)
     raise unknown_scale(scale)
@@ -122,7 +122,7 @@ def discriminator(settings):
 def inception_gan(with_inception=True, with_segmentation=True):
     build_generator = generator_builder(with_inception, with_segmentation)
     return lambda settings: ConditionalGAN(build_generator(settings), discriminator(settings), seed=settings.seed,
-                                           g_steps=G_STEPS)
+                                           g_steps=_G_STEPS)
 
 
 def regression(build_generator):
@@ -144,7 +144,7 @@ def adam(learning_rate, loss):
 
 
 def gan_recipe(total_steps):
-    """Section 5.6: Adam 2e-4 (0.5, 0.999) for both networks (the update ratio is the model's, G_STEPS)."""
+    """Section 5.6: Adam 2e-4 (0.5, 0.999) for both networks (the update ratio is the model's, _G_STEPS)."""
     del total_steps  # constant learning rates
     return dict(
         g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999),
@@ -158,14 +158,14 @@ def pretraining(with_inception=True, with_segmentation=True):
     """Section 5.5: the generator alone, L1, Adam 1e-4, 20 epochs (smoke: half the run's epochs)."""
 
     def phase_settings(settings):
-        return settings._replace(epochs=max(1, settings.epochs // 2) if settings.smoke else PRETRAINING_EPOCHS)
+        return settings._replace(epochs=max(1, settings.epochs // 2) if settings.smoke else _PRETRAINING_EPOCHS)
 
     return Pretraining(phase_settings, build=regression(generator_builder(with_inception, with_segmentation)),
                        compile_args=adam(1e-4, "l1"))
 
 
 def smaller_batch(settings):
-    return settings._replace(batch_size=max(1, settings.batch_size // TABLE_3_SMALL_BATCH_DIVISOR))
+    return settings._replace(batch_size=max(1, settings.batch_size // _TABLE_3_SMALL_BATCH_DIVISOR))
 
 
 # Table 2's first column, "Optimal result for colorization (in literature)": SSIM "typical= 0.94 optimal=1",
@@ -174,12 +174,12 @@ REFERENCE_ROWS = [{"model": "optimal result for colorization (literature)", "pap
                    "note": "table 2: SSIM typically 0.94 (optimally 1), PSNR 22-25 dB"}]
 
 # Figure 8: "(1) Epoch 14 (2) Epoch 15. (3) Ground Truth", the run's last two epochs.
-OURS = Run("ours", "Inception-GAN (ours), batch 64", inception_gan(), gan_recipe,
+_OURS = Run("ours", "Inception-GAN (ours), batch 64", inception_gan(), gan_recipe,
            paper={"psnr": 21.4709, "ssim": 0.95026}, pretrain=pretraining(), note="smoke scale: batch 2",
            sample_epochs=lambda epochs: (epochs - 1, epochs))
 
 RUNS = [
-    Run("no_pretraining", "GAN without pretraining", OURS.build, gan_recipe, paper={"psnr": 17.6496, "ssim": 0.89217}),
+    Run("no_pretraining", "GAN without pretraining", _OURS.build, gan_recipe, paper={"psnr": 17.6496, "ssim": 0.89217}),
     Run("no_segmentation", "GAN without the segmentation layer", inception_gan(with_segmentation=False),
         gan_recipe, paper={"psnr": 19.9012, "ssim": 0.92358}, pretrain=pretraining(with_segmentation=False)),
     Run("no_inception", "GAN without Inception", inception_gan(with_inception=False), gan_recipe,
@@ -187,8 +187,8 @@ RUNS = [
     Run("koalarization", "Deep Koalarization (Baldassarre et al.)",
         regression(generator_builder(with_segmentation=False)), adam(1e-3, "mse"),
         paper={"psnr": 19.0556, "ssim": 0.90014}),
-    OURS,
-    OURS._replace(key="ours_batch16", name="Inception-GAN, batch 16", paper={}, overrides=smaller_batch,
+    _OURS,
+    _OURS._replace(key="ours_batch16", name="Inception-GAN, batch 16", paper={}, overrides=smaller_batch,
                   note="table 3's other batch: a quarter of the run's (smoke scale: 1)", sample_epochs=None),
     Run("pix2pix", "pix2pix (U-Net + PatchGAN)", pix2pix, gan_recipe, paper={},
         note="baseline cited in 5.2; no figures in table 2"),

@@ -52,10 +52,10 @@ PAPER = "efthymiadis"
 TITLE = "Deep Learning Image Colorization (Efthymiadis et al.)"
 COLUMNS = ("psnr", "ssim", "lpips", "colorfulness")
 
-CLASSES = 27  # the ImageNet classes of section 3.2.1
-GAN_EPOCHS = 100
-FINE_TUNING_EPOCHS = 20
-PRETRAINING_EPOCHS = 20
+_CLASSES = 27  # the ImageNet classes of section 3.2.1
+_GAN_EPOCHS = 100
+_FINE_TUNING_EPOCHS = 20
+_PRETRAINING_EPOCHS = 20
 
 
 def settings(scale, coco=None, data=None):
@@ -67,7 +67,7 @@ def settings(scale, coco=None, data=None):
         if not data or not coco:
             raise ValueError("SCALE=paper needs DATA=/path/to/imagenet27 (train/, val/) and COCO=/path/to/coco")
         return Settings(train_data=f"{data}/train", eval_data=f"{data}/val", image_size=256, batch_size=16,
-                        epochs=GAN_EPOCHS, coco=coco)
+                        epochs=_GAN_EPOCHS, coco=coco)
     if scale == "smoke":
         return smoke_settings(epochs=12)
     raise unknown_scale(scale)
@@ -82,7 +82,7 @@ def pretraining(settings):
     """Section 3.3.3: first COCO (at smoke scale the same photos again), then fine-tuning."""
     if settings.smoke:
         return settings
-    return settings._replace(train_data=f"coco:{settings.coco}?split=train2017&take=8000", epochs=PRETRAINING_EPOCHS)
+    return settings._replace(train_data=f"coco:{settings.coco}?split=train2017&take=8000", epochs=_PRETRAINING_EPOCHS)
 
 
 def cnn(settings):
@@ -90,7 +90,7 @@ def cnn(settings):
 
 
 def cnn_with_classifier(settings):
-    return RegressionColorizer(IizukaColorizer(num_classes=CLASSES, image_size=settings.image_size))
+    return RegressionColorizer(IizukaColorizer(num_classes=_CLASSES, image_size=settings.image_size))
 
 
 def discriminator(settings):
@@ -108,7 +108,7 @@ def baseline_ugan(settings):
 
 
 # Equation 3: sigma = 1/300 times the classifier's cross-entropy on the image's class (unlabelled images: none).
-CLASSIFICATION_TERM = AuxiliaryLoss("classification", output="class_logits", target="label",
+_CLASSIFICATION_TERM = AuxiliaryLoss("classification", output="class_logits", target="label",
                                     loss=labelled_cross_entropy, weight=1 / 300)
 
 
@@ -138,8 +138,8 @@ def ugan_recipe(d_learning_rate):
 
 # 3.3.3: training the Attention U-Net, "we reduced the learning rate of the discriminator to a quite small value"
 # (chosen: a tenth of pix2pix's). The Baseline UGANs are pix2pix ([16]), whose D learns at 2e-4.
-ATTENTION_UGAN_RECIPE = ugan_recipe(d_learning_rate=2e-5)
-BASELINE_UGAN_RECIPE = ugan_recipe(d_learning_rate=2e-4)
+_ATTENTION_UGAN_RECIPE = ugan_recipe(d_learning_rate=2e-5)
+_BASELINE_UGAN_RECIPE = ugan_recipe(d_learning_rate=2e-4)
 
 
 RUNS = [
@@ -147,20 +147,20 @@ RUNS = [
     Run("cnn", "CNN", cnn, l1_adam(1e-4), paper={"psnr": 21.239301, "ssim": 0.895211, "lpips": 0.168267},
         overrides=at_paper_scale(image_size=224, epochs=100), sample_epochs=progression),
     Run("cnn_classifier", "CNN + Classifier", cnn_with_classifier,
-        l1_adam(5e-5, auxiliary_losses=(CLASSIFICATION_TERM,)),
+        l1_adam(5e-5, auxiliary_losses=(_CLASSIFICATION_TERM,)),
         paper={"psnr": 21.259139, "ssim": 0.907357, "lpips": 0.161973},
         overrides=at_paper_scale(image_size=224, epochs=200), note="no class labels at smoke scale: CE is 0",
         # 3.2: "trained for 200 epochs reaching its lowest global loss at the 110th epoch", the one reported:
         # the epoch of the lowest total training loss (L1 + CE / 300).
         scored_at="best", monitor="loss"),
-    Run("attention_ugan", "Attention UGAN", attention_ugan, ATTENTION_UGAN_RECIPE,
+    Run("attention_ugan", "Attention UGAN", attention_ugan, _ATTENTION_UGAN_RECIPE,
         paper={"psnr": 18.476772, "ssim": 0.873606, "lpips": 0.188972}),
-    Run("baseline_ugan", "Baseline UGAN", baseline_ugan, BASELINE_UGAN_RECIPE,
+    Run("baseline_ugan", "Baseline UGAN", baseline_ugan, _BASELINE_UGAN_RECIPE,
         paper={"psnr": 17.939683, "ssim": 0.852737, "lpips": 0.199551}),
-    Run("pretrained_ugan", "Pretrained UGAN", baseline_ugan, BASELINE_UGAN_RECIPE,
+    Run("pretrained_ugan", "Pretrained UGAN", baseline_ugan, _BASELINE_UGAN_RECIPE,
         paper={"psnr": 19.658543, "ssim": 0.898401, "lpips": 0.150918},
-        overrides=at_paper_scale(epochs=FINE_TUNING_EPOCHS), pretrain=Pretraining(pretraining)),
-    Run("pretrained_attention_ugan", "Pretrained Attention UGAN", attention_ugan, ATTENTION_UGAN_RECIPE,
+        overrides=at_paper_scale(epochs=_FINE_TUNING_EPOCHS), pretrain=Pretraining(pretraining)),
+    Run("pretrained_attention_ugan", "Pretrained Attention UGAN", attention_ugan, _ATTENTION_UGAN_RECIPE,
         paper={"psnr": 19.997733, "ssim": 0.901787, "lpips": 0.147607},
-        overrides=at_paper_scale(epochs=FINE_TUNING_EPOCHS), pretrain=Pretraining(pretraining)),
+        overrides=at_paper_scale(epochs=_FINE_TUNING_EPOCHS), pretrain=Pretraining(pretraining)),
 ]

@@ -37,8 +37,8 @@ ASSETS = {"resnet18": "the ResNet-18 encoder's ImageNet weights (A.2): a keras-h
 # The paper reports test L1; PSNR, SSIM and colourfulness are chroma's additions.
 COLUMNS = ("l1_ab", "psnr", "ssim", "colorfulness")
 
-PAPER_IMAGE_SIZE = 256
-SMOKE_IMAGE_SIZE = 64
+_PAPER_IMAGE_SIZE = 256
+_SMOKE_IMAGE_SIZE = 64
 
 
 def settings(scale, coco=None, data=None):
@@ -53,12 +53,12 @@ def settings(scale, coco=None, data=None):
         return Settings(
             train_data=f"coco:{coco}?split=train2017&take=8000",
             eval_data=f"coco:{coco}?split={coco_test_split(coco)}&take=2000",
-            image_size=PAPER_IMAGE_SIZE,
+            image_size=_PAPER_IMAGE_SIZE,
             batch_size=16,
             epochs=300,
         )
     if scale == "smoke":
-        return smoke_settings(epochs=30, image_size=SMOKE_IMAGE_SIZE)
+        return smoke_settings(epochs=30, image_size=_SMOKE_IMAGE_SIZE)
     raise unknown_scale(scale)
 
 

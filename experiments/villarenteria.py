@@ -19,7 +19,7 @@ Paper scale: COCO 2017 train (118K images, one human caption each, a 1500-word
 vocabulary built from them), 224x224, no flips (the release has none), scored on
 val2017. The reference follows the release: generator loss MSE + 0.003 KL(VGG-16
 oracle || class head) + 0.1 Wasserstein on its ab / 255, which on chroma's ab / 110
-are MSE + 0.0161 KL + 0.232 Wasserstein, the same balance (RELEASE_AB_RATIO);
+are MSE + 0.0161 KL + 0.232 Wasserstein, the same balance (_RELEASE_AB_RATIO);
 gradient penalty 10, Adam 2e-5 (beta1 0.5), batch 10. Models A-C use
 the paper's changes (section 7.1): Adam 2e-5 with beta1 0.9 and a global batch of
 256 over 8 TPU cores; epochs as Table 3 (A and A.2 5, B 10; C as B).
@@ -69,26 +69,26 @@ COLUMNS = ("mse_unit", "mse_8bit", "ssim", "psnr")
 
 # The public ChromaGAN release's generator loss weights (MSE, class KL, Wasserstein) and gradient penalty, on its
 # ab scale: OpenCV's 8-bit a*b* / 255, in [0, 1].
-RELEASE_WEIGHTS = {"mse": 1.0, "class": 0.003, "adversarial": 0.1}
-GRADIENT_PENALTY_WEIGHT = 10.0
-# chroma's ab is a*b* / 110, 255 / 110 times the release's: the same colours give RELEASE_AB_RATIO^2 times its MSE
-# and, under the critic's unit gradient-norm penalty on ab, RELEASE_AB_RATIO times its Wasserstein term, while the
+_RELEASE_WEIGHTS = {"mse": 1.0, "class": 0.003, "adversarial": 0.1}
+_GRADIENT_PENALTY_WEIGHT = 10.0
+# chroma's ab is a*b* / 110, 255 / 110 times the release's: the same colours give _RELEASE_AB_RATIO^2 times its MSE
+# and, under the critic's unit gradient-norm penalty on ab, _RELEASE_AB_RATIO times its Wasserstein term, while the
 # KL is scale-free. Weighting KL and adversarial terms by those factors keeps the release's balance between the
 # three (Adam's steps do not depend on the total's overall scale).
-RELEASE_AB_RATIO = 255 / 110
-RECONSTRUCTION_WEIGHT = RELEASE_WEIGHTS["mse"]
-CLASS_WEIGHT = RELEASE_WEIGHTS["class"] * RELEASE_AB_RATIO**2  # 0.0161
-ADVERSARIAL_WEIGHT = RELEASE_WEIGHTS["adversarial"] * RELEASE_AB_RATIO  # 0.232
-LOSS_BALANCE = (f"losses on ab/110 weighted MSE {RECONSTRUCTION_WEIGHT:g}, KL {CLASS_WEIGHT:.4f}, adversarial "
-                f"{ADVERSARIAL_WEIGHT:.3f}: the release's 1, 0.003, 0.1 on ab/255")
-RELEASE_BETA_1, PAPER_BETA_1 = 0.5, 0.9
+_RELEASE_AB_RATIO = 255 / 110
+_RECONSTRUCTION_WEIGHT = _RELEASE_WEIGHTS["mse"]
+_CLASS_WEIGHT = _RELEASE_WEIGHTS["class"] * _RELEASE_AB_RATIO**2  # 0.0161
+_ADVERSARIAL_WEIGHT = _RELEASE_WEIGHTS["adversarial"] * _RELEASE_AB_RATIO  # 0.232
+_LOSS_BALANCE = (f"losses on ab/110 weighted MSE {_RECONSTRUCTION_WEIGHT:g}, KL {_CLASS_WEIGHT:.4f}, adversarial "
+                 f"{_ADVERSARIAL_WEIGHT:.3f}: the release's 1, 0.003, 0.1 on ab/255")
+_RELEASE_BETA_1, _PAPER_BETA_1 = 0.5, 0.9
 # ChromaGAN's L_s: gamma_s KL(frozen VGG-16's distribution, carried as "class_target" || the class head).
-CLASS_TERM = AuxiliaryLoss("class", output="class_logits", target="class_target", loss=kl_class_loss,
-                           weight=CLASS_WEIGHT)
+_CLASS_TERM = AuxiliaryLoss("class", output="class_logits", target="class_target", loss=kl_class_loss,
+                           weight=_CLASS_WEIGHT)
 # Model C: "the class distribution loss is replaced by the LSTM's classification loss across the entire
 # caption" (4.2.4), at the class loss's weight; caption_logits[:, t] predicts word t of the caption.
-CAPTION_TERM = AuxiliaryLoss("caption", output="caption_logits", target="tokens", loss=caption_cross_entropy,
-                             weight=CLASS_WEIGHT)
+_CAPTION_TERM = AuxiliaryLoss("caption", output="caption_logits", target="tokens", loss=caption_cross_entropy,
+                             weight=_CLASS_WEIGHT)
 
 
 def settings(scale, coco=None, data=None):
@@ -154,7 +154,7 @@ def oracle(settings):
     return {"class_target": VGGClassOracle(weights=vgg_weights(settings))}
 
 
-def recipe(adversarial_loss, beta_1, auxiliary_losses=(CLASS_TERM,)):
+def recipe(adversarial_loss, beta_1, auxiliary_losses=(_CLASS_TERM,)):
     """The release's losses and Adam 2e-5 (beta_1 the release's or the paper's); the critic's loss not halved."""
 
     def compile_args(total_steps):
@@ -164,9 +164,9 @@ def recipe(adversarial_loss, beta_1, auxiliary_losses=(CLASS_TERM,)):
             return keras.optimizers.Adam(2e-5, beta_1=beta_1)
 
         return dict(g_optimizer=adam(), d_optimizer=adam(), adversarial_loss=adversarial_loss,
-                    reconstruction_loss="mse", reconstruction_weight=RECONSTRUCTION_WEIGHT,
-                    adversarial_weight=ADVERSARIAL_WEIGHT, auxiliary_losses=auxiliary_losses,
-                    gradient_penalty_weight=GRADIENT_PENALTY_WEIGHT, discriminator_loss_weight=1.0)
+                    reconstruction_loss="mse", reconstruction_weight=_RECONSTRUCTION_WEIGHT,
+                    adversarial_weight=_ADVERSARIAL_WEIGHT, auxiliary_losses=auxiliary_losses,
+                    gradient_penalty_weight=_GRADIENT_PENALTY_WEIGHT, discriminator_loss_weight=1.0)
 
     return compile_args
 
@@ -175,33 +175,33 @@ def recipe(adversarial_loss, beta_1, auxiliary_losses=(CLASS_TERM,)):
 # "worst epoch (and losses)" says the epochs were rated by their losses, which the paper does not name: chroma
 # rates them by the validation MSE term, the loss of what table 4 measures. The reference is the release's
 # model as its own paper reports it (table 2), its last epoch.
-BEST_EPOCH = dict(scored_at="best", monitor="val_g_reconstruction_loss")
+_BEST_EPOCH = dict(scored_at="best", monitor="val_g_reconstruction_loss")
 
 RUNS = [
-    Run("reference", "ChromaGAN (release recipe)", chromagan, recipe("wgan-gp", RELEASE_BETA_1),
+    Run("reference", "ChromaGAN (release recipe)", chromagan, recipe("wgan-gp", _RELEASE_BETA_1),
         paper={"psnr": 23.39, "ssim": 0.902}, batch_targets=oracle,
         overrides=at_paper_scale(batch_size=10, epochs=10),
-        note=f"paper: the ImageNet-trained release on COCO (table 2); {LOSS_BALANCE}"),
+        note=f"paper: the ImageNet-trained release on COCO (table 2); {_LOSS_BALANCE}"),
     # Figure 3 (6.2): the release's recipe without its class head and class loss, for 10 epochs as the reference.
     Run("reference_no_classes", "ChromaGAN without class head (release recipe)", chromagan_without_classes,
-        recipe("wgan-gp", RELEASE_BETA_1, auxiliary_losses=()), paper={},
+        recipe("wgan-gp", _RELEASE_BETA_1, auxiliary_losses=()), paper={},
         overrides=at_paper_scale(batch_size=10, epochs=10), note="figure 3's other curve; no figures in a table"),
-    Run("model_a", "Model A (Wasserstein)", chromagan, recipe("wgan-gp", PAPER_BETA_1),
-        paper={"mse_unit": 0.0078, "ssim": 0.921, "psnr": 22.21}, batch_targets=oracle, **BEST_EPOCH),
+    Run("model_a", "Model A (Wasserstein)", chromagan, recipe("wgan-gp", _PAPER_BETA_1),
+        paper={"mse_unit": 0.0078, "ssim": 0.921, "psnr": 22.21}, batch_targets=oracle, **_BEST_EPOCH),
     # Figure 6 shows A.2's validation images once "the generator had diverged": every epoch's are kept.
-    Run("model_a2", "Model A.2 (BCE)", chromagan, recipe("bce", PAPER_BETA_1),
-        paper={"mse_unit": 0.0067, "ssim": 0.925, "psnr": 22.57}, batch_targets=oracle, **BEST_EPOCH,
+    Run("model_a2", "Model A.2 (BCE)", chromagan, recipe("bce", _PAPER_BETA_1),
+        paper={"mse_unit": 0.0067, "ssim": 0.925, "psnr": 22.57}, batch_targets=oracle, **_BEST_EPOCH,
         sample_epochs=lambda epochs: range(1, epochs + 1)),
     Run("model_b", "Model B (caption channel)", caption_model("channel"),
-        recipe("wgan-gp", PAPER_BETA_1, auxiliary_losses=()),
-        paper={"mse_unit": 0.0088, "ssim": 0.913, "psnr": 23.32}, overrides=at_paper_scale(epochs=10), **BEST_EPOCH),
+        recipe("wgan-gp", _PAPER_BETA_1, auxiliary_losses=()),
+        paper={"mse_unit": 0.0088, "ssim": 0.913, "psnr": 23.32}, overrides=at_paper_scale(epochs=10), **_BEST_EPOCH),
     # Model C.1 captions the colorized image, C.2 the gray one.
     Run("model_c1", "Model C.1 (FiLM; captioner on the colorized image)", caption_model("film", "colour"),
-        recipe("wgan-gp", PAPER_BETA_1, auxiliary_losses=(CAPTION_TERM,)), paper={},
-        overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there", **BEST_EPOCH),
+        recipe("wgan-gp", _PAPER_BETA_1, auxiliary_losses=(_CAPTION_TERM,)), paper={},
+        overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there", **_BEST_EPOCH),
     Run("model_c2", "Model C.2 (FiLM; captioner on the gray image)", caption_model("film", "gray"),
-        recipe("wgan-gp", PAPER_BETA_1, auxiliary_losses=(CAPTION_TERM,)), paper={},
-        overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there", **BEST_EPOCH),
+        recipe("wgan-gp", _PAPER_BETA_1, auxiliary_losses=(_CAPTION_TERM,)), paper={},
+        overrides=at_paper_scale(epochs=10), note="designed in the paper, never built there", **_BEST_EPOCH),
 ]
 
 # Table 3: the epochs each model trained and the best one, whose weights table 4 scores.

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from chroma.recipes import load_experiment, select_runs
+from chroma.recipes import check_recipe, load_experiment, select_runs
 from chroma.training import CheckpointNotSaved, TrainingDiverged, read_history, train
 
 RECIPE = Path(__file__).parent / "recipes" / "tiny.py"
@@ -48,7 +48,7 @@ def test_a_run_killed_mid_training_resumes_where_its_checkpoint_left_off(tmp_pat
     process.wait()
     assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
     killed_at = saved_epochs(out_dir)
-    assert 3 <= killed_at < recipe.EPOCHS
+    assert 3 <= killed_at < recipe._EPOCHS
 
     steps_per_epoch = 2  # 4 images, batch 2
     latest = tf.train.latest_checkpoint(str(out_dir / "checkpoints"))
@@ -60,11 +60,11 @@ def test_a_run_killed_mid_training_resumes_where_its_checkpoint_left_off(tmp_pat
     state = tf.train.get_checkpoint_state(str(out_dir / "checkpoints"))
     # Every epoch leaves its checkpoint: the manager keeps the last two.
     assert [path.rsplit("-", 1)[1] for path in state.all_model_checkpoint_paths] == [
-        str(recipe.EPOCHS - 1), str(recipe.EPOCHS)]
+        str(recipe._EPOCHS - 1), str(recipe._EPOCHS)]
     # Step counter (and with it the cosine schedule's position) carried on from the checkpoint.
-    assert checkpoint_step(state.model_checkpoint_path) == recipe.EPOCHS * steps_per_epoch
+    assert checkpoint_step(state.model_checkpoint_path) == recipe._EPOCHS * steps_per_epoch
     history = read_history(out_dir)
-    assert len(history["g_reconstruction_loss"]) == recipe.EPOCHS
+    assert len(history["g_reconstruction_loss"]) == recipe._EPOCHS
     assert (out_dir / "best.weights.h5").exists()
     assert list((out_dir / "logs").rglob("events.out.tfevents*"))
     results = (tmp_path / "runs" / "tiny" / "smoke" / "results.md").read_text()
@@ -79,8 +79,8 @@ def test_a_run_killed_mid_training_resumes_where_its_checkpoint_left_off(tmp_pat
     assert "| a figure from the literature | – | – | – | 25.00 | no model |" in results
     # Scored at its best epoch by val_l1_ab: the table says which, and a table of epochs follows.
     best = int(np.argmin(history["val_l1_ab"])) + 1
-    assert f"best epoch {best} of {recipe.EPOCHS} by val_l1_ab" in results
-    assert f"| tiny cGAN | {recipe.EPOCHS} | {recipe.EPOCHS} | {best} | – |" in results.split("## Tiny best epochs")[1]
+    assert f"best epoch {best} of {recipe._EPOCHS} by val_l1_ab" in results
+    assert f"| tiny cGAN | {recipe._EPOCHS} | {recipe._EPOCHS} | {best} | – |" in results.split("## Tiny best epochs")[1]
     # The recipe keeps epochs 1 (before the kill) and 12 (after resuming): gray, both epochs and the truth.
     assert sorted(path.name for path in (out_dir / "epoch_samples").iterdir()) == [
         "epoch_1.png", "epoch_12.png", "gray.png", "truth.png"]
@@ -126,7 +126,7 @@ def test_a_diverging_run_makes_chroma_reproduce_exit_1_and_keeps_its_last_good_c
     diverged_epoch, last_good = int(match[4]), match[5]
     out_dir = tmp_path / "tiny" / "smoke" / "exploding"
     assert last_good == str(out_dir / "checkpoints" / f"ckpt-{diverged_epoch - 1}")
-    assert 2 <= diverged_epoch < load_experiment(str(RECIPE)).EPOCHS
+    assert 2 <= diverged_epoch < load_experiment(str(RECIPE))._EPOCHS
     assert checkpoint_numbers(out_dir)[-1] == diverged_epoch - 1  # nothing from the epoch that diverged
     reader = tf.train.load_checkpoint(last_good)
     for name, dtype in reader.get_variable_to_dtype_map().items():
@@ -204,13 +204,13 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_the_last_good_one
 def test_a_gan_whose_losses_turn_non_finite_stops_at_that_step(run_key, loss, tmp_path):
     recipe = load_experiment(str(RECIPE))
     run, = select_runs(recipe, [run_key])
-    diverged_epoch = recipe.GOOD_EPOCHS + 1
+    diverged_epoch = recipe._GOOD_EPOCHS + 1
     with pytest.raises(TrainingDiverged) as error:
         train(run, recipe.settings("smoke"), tmp_path, verbose=0)
-    last_good = tmp_path / "checkpoints" / f"ckpt-{recipe.GOOD_EPOCHS}"
+    last_good = tmp_path / "checkpoints" / f"ckpt-{recipe._GOOD_EPOCHS}"
     assert re.match(rf"training stopped: {loss} is (nan|inf) at step 1 of epoch {diverged_epoch}\. "
                     rf"The last good checkpoint is {re.escape(str(last_good))};", str(error.value)), str(error.value)
-    assert checkpoint_numbers(tmp_path) == [recipe.GOOD_EPOCHS]  # nothing from the epoch that diverged
+    assert checkpoint_numbers(tmp_path) == [recipe._GOOD_EPOCHS]  # nothing from the epoch that diverged
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == str(last_good)
 
 
@@ -322,7 +322,7 @@ def test_batch_targets_are_computed_once_and_reach_the_train_step(tmp_path):
         lambda total_steps: dict(g_optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3),
                                  auxiliary_losses=(AuxiliaryLoss("class", "class_logits", "class_target",
                                                                  kl_class_loss, 0.003),)),
-        paper={}, metrics=recipe.METRICS, batch_targets=lambda settings: {"class_target": TinyEmbedding(8)})
+        paper={}, metrics=recipe._METRICS, batch_targets=lambda settings: {"class_target": TinyEmbedding(8)})
     train(run, recipe.settings("smoke")._replace(epochs=1), tmp_path, verbose=0)
     history = read_history(tmp_path)
     assert len(history["g_class_loss"]) == 1 and len(history["val_g_class_loss"]) == 1  # training and validation
@@ -366,7 +366,7 @@ def test_captions_reach_the_step_as_word_ids_made_in_tf_data(tmp_path):
     recipe = load_experiment(str(RECIPE))
     run = Run("captions", "captioned cGAN", lambda settings: RecordingGAN(CaptionShift(), tiny_discriminator()),
               lambda total_steps: dict(g_optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3)),
-              paper={}, metrics=recipe.METRICS)
+              paper={}, metrics=recipe._METRICS)
     train(run, recipe.settings("smoke")._replace(epochs=1), tmp_path, verbose=0)
     assert RecordingGAN.step_keys == {"L", "ab", "label", "tokens"}  # caption and name strings dropped
 
@@ -420,6 +420,7 @@ def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path, mo
         settings=lambda scale, coco=None, data=None: Settings(
             train_data="samples?take=2", eval_data="samples?skip=6", image_size=16, batch_size=2, epochs=1, smoke=True),
     )
+    check_recipe(experiment, "two runs")  # fills in the names it leaves out, as load_experiment does
     # Figures are drawn from arrays and histories, never from a model, and take a fifth of the time: not drawn here.
     for figure in ("plot_gan_losses", "plot_metric_curves", "sample_grid"):
         monkeypatch.setattr(reports, figure, lambda *args, **kwargs: None)

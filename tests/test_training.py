@@ -135,7 +135,7 @@ def test_a_run_epoch_is_one_pass_in_steps_of_several_batches_and_each_schedule_e
     model = train(run, settings, tmp_path, verbose=0)
     assert (int(model.g_optimizer.iterations), int(model.d_optimizer.iterations)) == (2 * 2, 2 * 4)
     assert json.loads((tmp_path / "run.json").read_text())["steps_per_epoch"] == 2
-    floor = 2e-4 * agosti.FINAL_LEARNING_RATE_FRACTION
+    floor = 2e-4 * agosti._FINAL_LEARNING_RATE_FRACTION
     for optimizer in (model.g_optimizer, model.d_optimizer):
         assert float(optimizer.learning_rate) == pytest.approx(floor)
         assert float(optimizer._learning_rate(int(optimizer.iterations) - 1)) > floor * 1.001  # not before

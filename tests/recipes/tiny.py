@@ -9,16 +9,16 @@ from chroma.training import ConditionalGAN, Pretraining, RegressionColorizer, Ru
 PAPER = "tiny"
 TITLE = "Tiny test recipe"
 COLUMNS = ("l1_ab", "psnr")
-METRICS = ("l1_ab",)  # what fit reports per epoch: SSIM's graph would double the time to trace a step
-EPOCHS = 12
-EXPLODING_LEARNING_RATE = 3000.0  # the loss overflows to inf in epoch 3 (from 1000 to 10000 alike), after 2 good ones
-STEPS_PER_EPOCH = 2  # 4 training images, batch 2
-GOOD_EPOCHS = 1  # the *_turns_inf runs train this many epochs, then one network's output turns inf
+_METRICS = ("l1_ab",)  # what fit reports per epoch: SSIM's graph would double the time to trace a step
+_EPOCHS = 12
+_EXPLODING_LEARNING_RATE = 3000.0  # the loss overflows to inf in epoch 3 (from 1000 to 10000 alike), after 2 good ones
+_STEPS_PER_EPOCH = 2  # 4 training images, batch 2
+_GOOD_EPOCHS = 1  # the *_turns_inf runs train this many epochs, then one network's output turns inf
 
 
 def settings(scale, coco=None, data=None):
     return Settings(train_data="samples?take=4", eval_data="samples?skip=6", image_size=16, batch_size=2,
-                    epochs=EPOCHS, smoke=True)
+                    epochs=_EPOCHS, smoke=True)
 
 
 def generator():
@@ -63,16 +63,16 @@ class TurnsInfinite(keras.layers.Layer):
 
 
 def generator_turns_inf(settings):
-    """G's ab turns inf after GOOD_EPOCHS; D squashes its input, so only G's losses become non-finite."""
+    """G's ab turns inf after _GOOD_EPOCHS; D squashes its input, so only G's losses become non-finite."""
     squashing = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Activation("tanh"), discriminator()])
-    g = NetworkGenerator(keras.Sequential([generator(), TurnsInfinite(GOOD_EPOCHS * STEPS_PER_EPOCH)]))
+    g = NetworkGenerator(keras.Sequential([generator(), TurnsInfinite(_GOOD_EPOCHS * _STEPS_PER_EPOCH)]))
     return ConditionalGAN(g, squashing, seed=0)
 
 
 def discriminator_turns_inf(settings):
-    """D's scores turn inf after GOOD_EPOCHS: it runs 3 times per step (real, fake, then for G's loss)."""
+    """D's scores turn inf after _GOOD_EPOCHS: it runs 3 times per step (real, fake, then for G's loss)."""
     return ConditionalGAN(NetworkGenerator(generator()),
-                          keras.Sequential([discriminator(), TurnsInfinite(3 * GOOD_EPOCHS * STEPS_PER_EPOCH)]), seed=0)
+                          keras.Sequential([discriminator(), TurnsInfinite(3 * _GOOD_EPOCHS * _STEPS_PER_EPOCH)]), seed=0)
 
 
 def cosine_recipe(total_steps):
@@ -94,7 +94,7 @@ def regression(settings):
 
 
 def exploding_recipe(total_steps):
-    return dict(optimizer=keras.optimizers.SGD(EXPLODING_LEARNING_RATE), loss="mse")
+    return dict(optimizer=keras.optimizers.SGD(_EXPLODING_LEARNING_RATE), loss="mse")
 
 
 def pretraining(settings):
@@ -110,21 +110,21 @@ def l1_recipe(total_steps):
 
 
 RUNS = [
-    Run("gan", "tiny cGAN", gan, cosine_recipe, paper={"l1_ab": 0.1}, metrics=METRICS,
+    Run("gan", "tiny cGAN", gan, cosine_recipe, paper={"l1_ab": 0.1}, metrics=_METRICS,
         sample_epochs=lambda epochs: (1, epochs), scored_at="best"),
-    Run("pretrained_gan", "tiny cGAN, pretrained", gan, constant_recipe, paper={}, metrics=METRICS,
+    Run("pretrained_gan", "tiny cGAN, pretrained", gan, constant_recipe, paper={}, metrics=_METRICS,
         pretrain=Pretraining(pretraining)),
     Run("regression_pretrained_gan", "tiny cGAN, generator pretrained by L1", gan, constant_recipe, paper={},
-        metrics=METRICS, pretrain=Pretraining(pretraining, build=generator_regression, compile_args=l1_recipe)),
+        metrics=_METRICS, pretrain=Pretraining(pretraining, build=generator_regression, compile_args=l1_recipe)),
     Run("exploding", "regression at a learning rate that diverges", regression, exploding_recipe, paper={},
-        metrics=METRICS),
+        metrics=_METRICS),
     Run("generator_turns_inf", "cGAN whose generator diverges", generator_turns_inf, constant_recipe, paper={},
-        metrics=METRICS),
+        metrics=_METRICS),
     Run("discriminator_turns_inf", "cGAN whose discriminator diverges", discriminator_turns_inf, constant_recipe,
-        paper={}, metrics=METRICS),
+        paper={}, metrics=_METRICS),
 ]
 
 LOSS_TABLE = ("Tiny losses by epoch", {"gan": {"d_loss, first epoch": 0.7}})
-BEST_EPOCH_TABLE = ("Tiny best epochs", {"gan": {"epochs": EPOCHS}})
+BEST_EPOCH_TABLE = ("Tiny best epochs", {"gan": {"epochs": _EPOCHS}})
 REFERENCE_ROWS = [{"model": "a figure from the literature", "paper": {"psnr": 25.0}, "note": "no model"}]
 TRAINING_SAMPLES = True
