@@ -175,8 +175,8 @@ REFERENCE_ROWS = [{"model": "optimal result for colorization (literature)", "pap
 
 # Figure 8: "(1) Epoch 14 (2) Epoch 15. (3) Ground Truth", the run's last two epochs.
 _OURS = Run("ours", "Inception-GAN (ours), batch 64", inception_gan(), gan_recipe,
-           paper={"psnr": 21.4709, "ssim": 0.95026}, pretrain=pretraining(), note="smoke scale: batch 2",
-           sample_epochs=lambda epochs: (epochs - 1, epochs))
+            paper={"psnr": 21.4709, "ssim": 0.95026}, pretrain=pretraining(), note="smoke scale: batch 2",
+            sample_epochs=lambda epochs: (epochs - 1, epochs))
 
 RUNS = [
     Run("no_pretraining", "GAN without pretraining", _OURS.build, gan_recipe, paper={"psnr": 17.6496, "ssim": 0.89217}),
@@ -189,7 +189,7 @@ RUNS = [
         paper={"psnr": 19.0556, "ssim": 0.90014}),
     _OURS,
     _OURS._replace(key="ours_batch16", name="Inception-GAN, batch 16", paper={}, overrides=smaller_batch,
-                  note="table 3's other batch: a quarter of the run's (smoke scale: 1)", sample_epochs=None),
+                   note="table 3's other batch: a quarter of the run's (smoke scale: 1)", sample_epochs=None),
     Run("pix2pix", "pix2pix (U-Net + PatchGAN)", pix2pix, gan_recipe, paper={},
         note="baseline cited in 5.2; no figures in table 2"),
 ]

@@ -109,7 +109,7 @@ def baseline_ugan(settings):
 
 # Equation 3: sigma = 1/300 times the classifier's cross-entropy on the image's class (unlabelled images: none).
 _CLASSIFICATION_TERM = AuxiliaryLoss("classification", output="class_logits", target="label",
-                                    loss=labelled_cross_entropy, weight=1 / 300)
+                                     loss=labelled_cross_entropy, weight=1 / 300)
 
 
 def l1_adam(learning_rate, auxiliary_losses=()):

@@ -84,11 +84,11 @@ _LOSS_BALANCE = (f"losses on ab/110 weighted MSE {_RECONSTRUCTION_WEIGHT:g}, KL 
 _RELEASE_BETA_1, _PAPER_BETA_1 = 0.5, 0.9
 # ChromaGAN's L_s: gamma_s KL(frozen VGG-16's distribution, carried as "class_target" || the class head).
 _CLASS_TERM = AuxiliaryLoss("class", output="class_logits", target="class_target", loss=kl_class_loss,
-                           weight=_CLASS_WEIGHT)
+                            weight=_CLASS_WEIGHT)
 # Model C: "the class distribution loss is replaced by the LSTM's classification loss across the entire
 # caption" (4.2.4), at the class loss's weight; caption_logits[:, t] predicts word t of the caption.
 _CAPTION_TERM = AuxiliaryLoss("caption", output="caption_logits", target="tokens", loss=caption_cross_entropy,
-                             weight=_CLASS_WEIGHT)
+                              weight=_CLASS_WEIGHT)
 
 
 def settings(scale, coco=None, data=None):
