@@ -5,6 +5,7 @@ loaded from its file; and a recipe's runs chosen by key.
 This module imports no TensorFlow, so the command line can name the recipes in its help at once.
 """
 
+import copy
 import difflib
 import importlib.util
 import pkgutil
@@ -68,7 +69,7 @@ def check_recipe(module, origin):
         if name not in namespace:
             if entry.default is REQUIRED:
                 raise RecipeError(f"{origin}: {name} is missing. A recipe's names: {names}")
-            setattr(module, name, entry.default)
+            setattr(module, name, copy.copy(entry.default))  # a {} or [] of its own, not CONTRACT's
         elif not isinstance(namespace[name], entry.kinds) or (int in entry.kinds and type(namespace[name]) is bool):
             expected = " or ".join("None" if kind is type(None) else kind.__name__ for kind in entry.kinds)
             raise RecipeError(f"{origin}: {name} must be of type {expected} ({entry.meaning}), got a "
