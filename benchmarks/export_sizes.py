@@ -33,18 +33,17 @@ from machine_info import machine_lines  # noqa: E402
 
 from chroma.demo import run_demo  # noqa: E402
 from chroma.export import export_saved_model  # noqa: E402
-from chroma.recipes import load_experiment, select_runs  # noqa: E402
+from chroma.recipes import hyperparameters, load_experiment, select_runs  # noqa: E402
 from chroma.tflite_export import export_tflite  # noqa: E402
-from chroma.training import Settings  # noqa: E402
 
 DEMO_IMAGE_SIZE = inspect.signature(run_demo).parameters["image_size"].default
 
 
 def demo_generator(image_size):
     """The generator chroma demo trains, untrained: its recipe's build with the demo's settings."""
-    run, = select_runs(load_experiment("nampouri"), ["unet_cgan"])
-    settings = Settings(train_data="samples", eval_data="samples", image_size=image_size, batch_size=2, epochs=1,
-                        smoke=True)
+    nampouri = load_experiment("nampouri")
+    run, = select_runs(nampouri, ["unet_cgan"])
+    settings = hyperparameters(nampouri, "smoke")._replace(image_size=image_size)
     keras.utils.set_random_seed(settings.seed)
     return run.build(settings).generator
 

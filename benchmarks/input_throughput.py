@@ -4,7 +4,7 @@ shuffled, decoded, resized, converted to Lab and flipped by make_dataset, in pap
 import time
 
 from chroma.data import make_dataset, samples, write_tfrecords
-from chroma.recipes import load_experiment
+from chroma.recipes import hyperparameters, load_experiment
 
 from rates import Throughput
 
@@ -15,7 +15,7 @@ REQUIRED_MARGIN = 5.0
 
 def bruvik_sizes():
     """(image size, batch size) of paper bruvik's paper-scale run: 256 px, batch 64."""
-    settings = load_experiment("bruvik").settings("paper", coco="/coco")  # names data it never reads
+    settings = hyperparameters(load_experiment("bruvik"), "paper")
     return settings.image_size, settings.batch_size
 
 

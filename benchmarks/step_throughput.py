@@ -17,7 +17,7 @@ import keras
 
 from chroma.data import make_dataset, samples
 from chroma.metrics import colorization_metrics
-from chroma.recipes import load_experiment, select_runs
+from chroma.recipes import hyperparameters, load_experiment, select_runs
 from chroma.training import optimizer_for, set_precision
 from chroma.training.trainer import step_datasets
 
@@ -41,10 +41,10 @@ STEP_BENCHMARKS = {
 
 def paper_run(benchmark, image_size=None, batch_size=None):
     """(run, settings): the recipe's run and its paper settings, with the image size and batch given (None: the
-    paper's). The settings name COCO at /coco, which is never read: only sizes and networks are used."""
+    paper's); only sizes and networks are used, so the settings name no data."""
     experiment = load_experiment(benchmark.paper)
     run, = select_runs(experiment, [benchmark.run_key])
-    settings = run.settings_for(experiment.settings("paper", coco="/coco"))
+    settings = run.settings_for(hyperparameters(experiment, "paper"))
     return run, settings._replace(image_size=image_size or settings.image_size,
                                   batch_size=batch_size or settings.batch_size)
 

@@ -1,5 +1,7 @@
-"""The `chroma` command. Each subcommand parses its flags and calls the library.
+"""The `chroma` command. Each subcommand declares its flags next to its handler, which calls the library.
 
+Flags several commands share (the recipe, the runtime, the data) are declared once, as option groups built from
+the library's own names (chroma.recipes.SCALES, chroma.runtime.STRATEGIES and PRECISIONS, chroma.limits.MAX_PIXELS).
 TensorFlow is imported inside the handlers so that `chroma --help` answers at once.
 """
 
@@ -7,13 +9,11 @@ import argparse
 import importlib.metadata
 import os
 import sys
-import time
-import warnings
 from pathlib import Path
 
-from chroma.recipes import known_experiments
-
-EXPORT_MAX_PIXELS = 64 * 1024 * 1024  # chroma.data.MAX_PIXELS, which `chroma colorize` reads files within
+from chroma.limits import MAX_PIXELS
+from chroma.recipes import SCALES, known_experiments
+from chroma.runtime import PRECISIONS, STRATEGIES
 
 
 def positive_int(text):
@@ -21,6 +21,21 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def asset_argument(text):
+    """'NAME=PATH' -> (name, path), for --asset."""
+    name, separator, path = text.partition("=")
+    if not separator or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, path
 
 
 DATA_SPEC_HELP = (
@@ -33,55 +48,103 @@ DATA_SPEC_HELP = (
     "'tfds:NAME?split=SPLIT&data_dir=DIR' for a dataset TensorFlow Datasets has prepared in DIR (a folder or "
     "gs://...), e.g. 'tfds:coco_captions/2017?split=train[:8000]&data_dir=gs://bucket/tfds'; never downloaded"
 )
-
-
-EXPERIMENT_HELP = (f"a paper's name ({', '.join(known_experiments())}: the recipes installed with chroma, "
-                   "experiments/ in its repository) or a path to a recipe .py file of your own")
-
-
 SET_HELP = (
-    "change a value of the recipe, NAME=VALUE; repeatable. Settings: image_size, batch_size, epochs, smoke "
-    "(small networks), flip, seed, cache_embeddings, drop_gray; and the values its runs compile with, such as "
-    "g_lr and d_lr (constant learning rates), lr, reconstruction_weight, adversarial_loss. An unknown name or a "
-    "value of the wrong type is refused with the names there are"
+    "change a value of the recipe, NAME=VALUE; repeatable; applied last, over the recipe's scale and a run's own "
+    "settings. Settings: image_size, batch_size, epochs, smoke (small networks), base_filters (the networks' "
+    "width), flip, seed, cache_embeddings, drop_gray; and the values its runs compile with, such as g_lr and d_lr "
+    "(constant learning rates), lr, reconstruction_weight, adversarial_loss. An unknown name or a value of the "
+    "wrong type is refused with the names there are"
 )
 
 
-def run_baseline0(args):
-    import keras
+def add_recipe_options(parser):
+    """The recipe, its scale, --set and --asset: what `reproduce` and `train` share."""
+    parser.add_argument("experiment", help=f"a paper's name ({', '.join(known_experiments())}: the recipes "
+                        "installed with chroma, experiments/ in its repository) or a path to a recipe .py file")
+    parser.add_argument("--scale", choices=SCALES, default=SCALES[0],
+                        help="whose settings and networks: smoke (small networks, minutes on a CPU) or the paper's "
+                        "(default: %(default)s)")
+    parser.add_argument("--set", action="append", metavar="NAME=VALUE", help=SET_HELP)
+    parser.add_argument("--asset", type=asset_argument, action="append", metavar="NAME=PATH",
+                        help="where this machine keeps a pretrained network the recipe or its table's metrics read, "
+                        "never downloaded; repeatable. `chroma assets` lists each recipe's names and what each "
+                        "takes; an unknown name is refused with them. Smoke runs use random weights without")
 
-    from chroma import data, evaluation
-    from chroma.data.specs import dataset_from_spec
-    from chroma.models.baseline0 import MeanColorBaseline
+
+def add_runtime_options(parser):
+    """The strategy, precision and XLA a run trains with (chroma.runtime.Runtime)."""
+    parser.add_argument("--strategy", choices=STRATEGIES, default=STRATEGIES[0],
+                        help="tf.distribute strategy: one device, all local GPUs, several machines (TF_CONFIG), or "
+                        "a TPU (default: %(default)s)")
+    parser.add_argument("--tpu", help="TPU address for --strategy tpu ('local' on a TPU VM, or grpc://IP:8470)")
+    parser.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
+                        help="auto (the default): mixed_float16 (with loss scaling) on a GPU, mixed_bfloat16 on a "
+                        "TPU or a CPU with native bfloat16 (AVX-512-BF16, AMX), float32 on other CPUs; each run "
+                        "prints its choice and why, and records it in run.json")
+    parser.add_argument("--jit", action="store_true",
+                        help="compile the train and test steps with XLA (GPUs; a TPU compiles them anyway): faster "
+                        "steps after a compilation of seconds to minutes per run")
+
+
+def runtime_of(args):
+    """The chroma.runtime.Runtime that add_runtime_options' flags name."""
+    from chroma.runtime import Runtime
+    from chroma.training import make_strategy
+
+    return Runtime(make_strategy(args.strategy, args.tpu), args.precision, args.jit)
+
+
+def add_command(commands, name, handler, summary, description):
+    """A subcommand whose handler is `handler`; `summary` in `chroma --help`, `description` in its own."""
+    command = commands.add_parser(name, help=summary, description=description)
+    command.set_defaults(handler=handler)
+    return command
+
+
+def run_baseline0(args):
+    from chroma import data, evaluation, reports
 
     report = data.SkipReport()
-    train = dataset_from_spec(args.data, args.image_size, args.batch_size, report, drop_gray=args.drop_gray)
     print(f"fitting baseline0 on {args.data} at {args.image_size}x{args.image_size}", file=sys.stderr)
-    started = time.perf_counter()
-    model = MeanColorBaseline()
-    model.compile()
-    with warnings.catch_warnings():
-        # One pass over a decoded source has no known length, and Keras warns when it ends.
-        warnings.filterwarnings("ignore", "Your input ran out of data")
-        model.fit(train, epochs=1, shuffle=False, verbose=1 if sys.stderr.isatty() else 2)
-    print(f"fitted in {time.perf_counter() - started:.1f} s; {report.summary()}", file=sys.stderr)
-
+    model = evaluation.fit_baseline0(args.data, args.image_size, args.batch_size, report, drop_gray=args.drop_gray)
+    print(f"fitted; {report.summary()}", file=sys.stderr)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     model.save(output)
     print(f"saved {output}", file=sys.stderr)
 
     eval_spec = args.eval_data or args.data
-    eval_report = data.SkipReport()
-    test = dataset_from_spec(eval_spec, args.image_size, args.batch_size, eval_report)
-    rows = [
-        ("gray (ab = 0)", evaluation.evaluate(evaluation.gray_prediction, test)),
-        ("baseline0", evaluation.evaluate(lambda batch: model(batch)["ab"], test)),
-        ("ground truth", evaluation.evaluate(evaluation.ground_truth, test)),
-    ]
+    test = evaluation_data(eval_spec, args.image_size, args.batch_size)
+    rows = [evaluation.scored_row(name, evaluation.evaluate(colorizer, test)) for name, colorizer in (
+        ("gray (ab = 0)", evaluation.gray_prediction),
+        ("baseline0", lambda batch: model(batch)["ab"]),
+        ("ground truth", evaluation.ground_truth),
+    )]
+    columns = [evaluation.COLUMN_TITLES[name] for name in evaluation.DEFAULT_METRICS]
     print(f"\nbaseline0 on {eval_spec}, {args.image_size}x{args.image_size}:\n")
-    print(evaluation.markdown_table(rows))
-    keras.backend.clear_session()
+    print(reports.markdown_table(rows, columns))
+
+
+def evaluation_data(spec, image_size, batch_size):
+    from chroma.data.specs import dataset_from_spec
+
+    return dataset_from_spec(spec, image_size, batch_size)
+
+
+def add_baseline0(commands):
+    command = add_command(
+        commands, "baseline0", run_baseline0, "fit baseline0 (mean colour per gray level) and print its metrics table",
+        "Fit baseline0 (paper villarenteria, section 4.1: the mean colour of each gray level), save it, and print "
+        "PSNR / SSIM / MSE / L1 / UIQI / colourfulness beside two reference rows: gray output (ab = 0) and the "
+        "ground truth.")
+    command.add_argument("--data", default="samples", help=DATA_SPEC_HELP + " (default: samples)")
+    command.add_argument("--eval-data", help="data spec to evaluate on (default: the --data images)")
+    command.add_argument("--image-size", type=positive_int, default=256,
+                         help="square side images are resized to (default: %(default)s)")
+    command.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: %(default)s)")
+    command.add_argument("--drop-gray", action="store_true", help="leave out training images that are already gray")
+    command.add_argument("--output", default="saved_models/baseline0.keras",
+                         help="where to save the fitted model (default: %(default)s)")
 
 
 def run_data_build(args):
@@ -113,105 +176,66 @@ def run_data_verify(args):
     return 0
 
 
-def asset_argument(text):
-    """'NAME=PATH' -> (name, path), for --asset."""
-    name, separator, path = text.partition("=")
-    if not separator or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
-    return name, path
-
-
-def training_data(experiment, args):
-    """The data spec of every training phase `chroma reproduce` runs: each run's and its pretraining's."""
-    from chroma import recipes
-
-    settings = experiment.settings(args.scale, coco=args.coco, data=args.data)
-    specs = []
-    for run in recipes.select_runs(experiment, args.run):
-        run_settings = run.settings_for(settings)
-        specs.append(run_settings.train_data)
-        if run.pretrain is not None:
-            specs.append(run.pretrain.settings(run_settings).train_data)
-    return specs
+def add_data(commands):
+    data_commands = commands.add_parser("data", help="prepare datasets", description="Prepare datasets.") \
+        .add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    build = add_command(
+        data_commands, "build", run_data_build, "write sharded TFRecords from any image source",
+        "Decode every image of a source once (converting CMYK, 16-bit, alpha and palette images, skipping "
+        "unreadable ones) and write sharded TFRecords that training reads at full speed. OUTPUT may be a gs:// "
+        "path for TPUs.")
+    build.add_argument("source", help=DATA_SPEC_HELP)
+    build.add_argument("-o", "--output", required=True, help="output folder (local or gs://)")
+    build.add_argument("--shards", type=positive_int, default=8, help="number of TFRecord files (default: %(default)s)")
+    build.add_argument("--max-side", type=positive_int, default=512,
+                       help="longer image side kept, in pixels (default: %(default)s)")
+    verify = add_command(
+        data_commands, "verify", run_data_verify, "read every record of a TFRecord folder and report damaged shards",
+        "Read every record of every shard of a folder 'chroma data build' wrote (local or gs://), in parallel: "
+        "check each record's CRCs, decode each image, and compare the counts with dataset.json. Prints a table of "
+        "the damaged shards and where each is damaged. Exit status 0 when all is well, 1 when a record is damaged "
+        "or missing or the counts disagree. A run reading a damaged folder leaves those records out, and refuses "
+        "it when more than a fraction are (the data spec's ?max_damaged=F, default 0.01).")
+    verify.add_argument("folder", help="the TFRecord folder (local or gs://)")
 
 
 def run_reproduce(args):
     from chroma import recipes, reproduce, training
-    from chroma.train_run import UNREAD_COCO, parse_overrides
+    from chroma.train_run import parse_overrides
     from chroma.training.hardware import check_tpu_data, is_chief
 
     experiment = recipes.load_experiment(args.experiment)
     if args.estimate_batch is not None and args.estimate is None:
         raise ValueError("--estimate-batch sets the batch --estimate STEPS measures at: give --estimate too")
-    if args.strategy == "tpu" and args.estimate is None:
-        check_tpu_data(training_data(experiment, args))
-    strategy = training.make_strategy(args.strategy, args.tpu)
     if args.estimate is not None:
-        from chroma.estimate import cost_table, estimate
-
-        if args.scale != "paper":
-            raise ValueError("--estimate projects the paper's recipe: use it with --scale paper")
-        costs = estimate(experiment, args.estimate, coco=args.coco, data=args.data, assets=dict(args.asset or []),
-                         run_keys=args.run, strategy=strategy, precision=args.precision, jit=args.jit,
-                         measured_batch=args.estimate_batch)
-        print(f"{experiment.TITLE}: cost of the paper's recipe on this machine ({args.estimate} steps measured a phase)")
-        print(cost_table(costs))
-        return
-    overrides = parse_overrides(args.set, experiment.settings(args.scale, coco=args.coco or UNREAD_COCO,
-                                                              data=args.data),
+        return run_estimate(experiment, args)
+    if args.strategy == "tpu":
+        check_tpu_data(reproduce.training_data(experiment, args.scale, args.coco, args.data, args.run))
+    runtime = runtime_of(args)
+    overrides = parse_overrides(args.set, recipes.hyperparameters(experiment, args.scale),
                                 recipes.select_runs(experiment, args.run))
     try:
         md_path, csv_path = reproduce.reproduce(
             experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,
-            assets=dict(args.asset or []), run_keys=args.run, strategy=strategy, precision=args.precision,
-            jit=args.jit, process_per_run=process_per_run(args), overrides=overrides,
-        )
+            assets=dict(args.asset or []), run_keys=args.run, runtime=runtime,
+            process_per_run=process_per_run(args), overrides=overrides)
     except training.RunStopped as error:
         print(f"chroma: {error}", file=sys.stderr)
         raise SystemExit(1) from error
     print(Path(md_path).read_text())
-    writer = "wrote" if is_chief(strategy) else "the chief wrote"  # a multi-worker run's other workers write none
+    writer = "wrote" if is_chief(runtime.strategy) else "the chief wrote"  # the other workers write none
     print(f"{writer} {md_path}, {csv_path} and RESULTS.md", file=sys.stderr)
 
 
-def run_train(args):
-    from chroma import evaluation, recipes, training
-    from chroma.train_run import train_one_run
+def run_estimate(experiment, args):
+    from chroma.estimate import cost_table, estimate
 
-    experiment = recipes.load_experiment(args.experiment)
-    try:
-        saved_model, rows, changes = train_one_run(
-            experiment, args.run, args.data, args.eval_data, args.output, overrides=args.set, init=args.init,
-            export_dir=args.export, scale=args.scale, coco=args.coco, assets=dict(args.asset or []),
-            strategy=training.make_strategy(args.strategy), precision=args.precision, jit=args.jit)
-    except training.RunStopped as error:
-        print(f"chroma: {error}", file=sys.stderr)
-        raise SystemExit(1) from error
-    title = f"{experiment.PAPER} {args.run} trained on {args.data}, scored on {args.eval_data or args.data}"
-    md_path, _ = evaluation.write_scores(args.output, title, rows)
-    print(md_path.read_text())
-    print(f"SavedModel {saved_model}; run folder {args.output} (results.md, history, best weights)",
-          file=sys.stderr)
-
-
-def run_evaluate(args):
-    from chroma import evaluation
-    from chroma.data.specs import dataset_from_spec
-    from chroma.reproduce import fit_baseline0
-    from chroma.training import Settings
-
-    colorizer, size = evaluation.model_colorizer(args.model, args.image_size)
-    data = dataset_from_spec(args.data, size, args.batch_size)
-    rows = [(str(args.model), evaluation.evaluate(colorizer, data))]
-    if args.baseline_data:
-        baseline0 = fit_baseline0(Settings(train_data=args.baseline_data, eval_data=args.data, image_size=size,
-                                           batch_size=args.batch_size, epochs=1))
-        rows.insert(0, ("baseline0", evaluation.evaluate(lambda batch: baseline0(batch)["ab"], data)))
-    title = f"{args.model} scored on {args.data} at {size}x{size}"
-    if args.output:
-        md_path, csv_path = evaluation.write_scores(args.output, title, rows)
-        print(f"wrote {md_path} and {csv_path}", file=sys.stderr)
-    print(f"{title}\n\n{evaluation.markdown_table(rows)}")
+    if args.scale != "paper":
+        raise ValueError("--estimate projects the paper's recipe: use it with --scale paper")
+    costs = estimate(experiment, args.estimate, coco=args.coco, data=args.data, assets=dict(args.asset or []),
+                     run_keys=args.run, runtime=runtime_of(args), measured_batch=args.estimate_batch)
+    print(f"{experiment.TITLE}: cost of the paper's recipe on this machine ({args.estimate} steps measured a phase)")
+    print(cost_table(costs))
 
 
 def process_per_run(args):
@@ -221,38 +245,236 @@ def process_per_run(args):
     return args.scale == "paper" and args.strategy in ("default", "mirrored")
 
 
+def add_reproduce(commands):
+    command = add_command(
+        commands, "reproduce", run_reproduce, "train and score every model of a paper, write its results table and figures",
+        "Train (or resume) every run of a paper's recipe (chroma.experiments.<paper>), score it on the held-out "
+        "images, and write runs/<paper>/<scale>/results.md and .csv (our figures beside the paper's), loss curves, "
+        "a sample grid, and the top-level RESULTS.md. Rerunning resumes each run from its last checkpoint.")
+    add_recipe_options(command)
+    command.add_argument("--coco", help="COCO 2017 root for --scale paper (train2017/, val2017/, annotations/)")
+    command.add_argument("--data", help="for --scale paper: the paper's other dataset, as a data spec (e.g. paper "
+                         "efthymiadis' ImageNet class folders)")
+    command.add_argument("--run", action="append", help="train only this run (a Run key of the recipe); repeatable")
+    command.add_argument("--runs-dir", default="runs", help="where runs are written (default: %(default)s)")
+    add_runtime_options(command)
+    command.add_argument(
+        "--process-per-run", action=argparse.BooleanOptionalAction, default=None,
+        help="train, score and draw each run in a process of its own, so the recipe's peak memory is its largest "
+        "run's (TensorFlow's oneDNN allocator keeps what a run used until its process ends); on by default with "
+        "--scale paper and a single-machine strategy, off otherwise")
+    command.add_argument(
+        "--estimate", type=int, metavar="STEPS",
+        help="with --scale paper: train each run (and its pretraining) STEPS steps at the paper's settings on "
+        "stand-in photos, and print seconds per step, images/s, peak memory and the projected hours of the paper's "
+        "whole recipe on this machine (its steps from the data --coco and --data locate); writes nothing to the "
+        "runs directory")
+    command.add_argument(
+        "--estimate-batch", type=int, metavar="N",
+        help="with --estimate, for a paper's batch this machine cannot hold: measure each phase at batches of N and "
+        "2N and project its step time and peak memory to the paper's batch along the line through both")
+
+
+def run_assets(args):
+    from chroma import recipes
+    from chroma.reproduce import known_assets
+
+    for name in [args.experiment] if args.experiment else recipes.known_experiments():
+        experiment = recipes.load_experiment(name)
+        print(f"{experiment.PAPER}:")
+        for asset, meaning in known_assets(experiment).items() or {"(none)": "it reads no pretrained network"}.items():
+            print(f"  {asset}: {meaning}")
+
+
+def add_assets(commands):
+    command = add_command(
+        commands, "assets", run_assets, "list the pretrained networks each recipe reads (--asset NAME=PATH)",
+        "List, for each recipe (or the one named), the pretrained networks its runs and its table's metrics read "
+        "from --asset NAME=PATH, and what each value may be. Nothing is ever downloaded.")
+    command.add_argument("experiment", nargs="?", help="a paper's name or a recipe .py file (default: every recipe)")
+
+
+def run_train(args):
+    from chroma import evaluation, recipes, reports, training
+    from chroma.train_run import train_one_run
+
+    experiment = recipes.load_experiment(args.experiment)
+    try:
+        saved_model, rows, _ = train_one_run(
+            experiment, args.run, args.data, args.eval_data, args.output, overrides=args.set, init=args.init,
+            export_dir=args.export, scale=args.scale, pretrain_data=args.pretrain_data,
+            assets=dict(args.asset or []), runtime=runtime_of(args))
+    except training.RunStopped as error:
+        print(f"chroma: {error}", file=sys.stderr)
+        raise SystemExit(1) from error
+    title = f"{experiment.PAPER} {args.run} trained on {args.data}, scored on {args.eval_data or args.data}"
+    md_path, _ = reports.write_results(args.output, title, rows,
+                                       [evaluation.COLUMN_TITLES[name] for name in evaluation.DEFAULT_METRICS])
+    print(md_path.read_text())
+    print(f"SavedModel {saved_model}; run folder {args.output} (results.md, history, best weights)",
+          file=sys.stderr)
+
+
+def add_train(commands):
+    command = add_command(
+        commands, "train", run_train,
+        "train one run of a paper's recipe on your own photos, export it and score it beside baseline0",
+        "Train one run of a paper's recipe (chroma.experiments.<paper>) on any data spec, through the engine "
+        "'chroma reproduce' uses (a resumable run folder: rerun the command to resume), then export its generator "
+        "as a SavedModel and print its scores beside baseline0's on --eval-data, also written to OUTPUT/results.md "
+        "and .csv.")
+    add_recipe_options(command)
+    command.add_argument("--run", required=True, help="the run to train (a Run key of the recipe, e.g. unet_cgan)")
+    command.add_argument("--data", required=True, help="training images: " + DATA_SPEC_HELP)
+    command.add_argument("--eval-data", help="data spec it is scored on (default: --data, which flatters it)")
+    command.add_argument("--pretrain-data", help="data spec a run's pretraining phase reads (paper efthymiadis' "
+                         "COCO; default: --data)")
+    command.add_argument("-o", "--output", required=True, help="the run folder")
+    command.add_argument("--export", help="SavedModel folder (default: OUTPUT/saved_model)")
+    command.add_argument("--init", metavar="PATH",
+                         help="fine-tune: start from a run folder's best weights or a .keras model (its networks "
+                         "that this run has), with fresh optimizers; a network that differs is named")
+    add_runtime_options(command)
+
+
+def run_evaluate(args):
+    from chroma import evaluation, reports
+
+    colorizer, size = evaluation.model_colorizer(args.model, args.image_size)
+    data = evaluation_data(args.data, size, args.batch_size)
+    rows = [evaluation.scored_row(str(args.model), evaluation.evaluate(colorizer, data))]
+    if args.baseline_data:
+        baseline0 = evaluation.fit_baseline0(args.baseline_data, size, args.batch_size)
+        rows.insert(0, evaluation.scored_row("baseline0", evaluation.evaluate(lambda batch: baseline0(batch)["ab"],
+                                                                             data)))
+    title = f"{args.model} scored on {args.data} at {size}x{size}"
+    columns = [evaluation.COLUMN_TITLES[name] for name in evaluation.DEFAULT_METRICS]
+    if args.output:
+        md_path, csv_path = reports.write_results(args.output, title, rows, columns)
+        print(f"wrote {md_path} and {csv_path}", file=sys.stderr)
+    print(f"{title}\n\n{reports.markdown_table(rows, columns)}")
+
+
+def add_evaluate(commands):
+    command = add_command(
+        commands, "evaluate", run_evaluate, "score a SavedModel or .keras model on any data, beside baseline0",
+        "Score a model on a data spec with chroma's metrics (PSNR, SSIM, MSE, L1 ab, UIQI, colourfulness). A "
+        "SavedModel is scored through its colorize_lab signature, so it needs no chroma code; a .keras model needs "
+        "--image-size. With --baseline-data, baseline0 fitted there is scored beside it.")
+    command.add_argument("--model", required=True, help="a SavedModel folder or a .keras file")
+    command.add_argument("--data", required=True, help="images to score on: " + DATA_SPEC_HELP)
+    command.add_argument("--baseline-data", help="data spec baseline0 is fitted on, to score it beside the model")
+    command.add_argument("--image-size", type=positive_int, help="for a .keras model: the size it was trained at")
+    command.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: %(default)s)")
+    command.add_argument("-o", "--output", help="folder for results.md and results.csv")
+
+
 def run_demo(args):
     from chroma.demo import run_demo as demo
 
     demo(out_dir=args.out_dir, model_dir=args.model_dir, image_size=args.image_size, epochs=args.epochs)
 
 
-def run_export(args):
-    from chroma.export import describe_signatures, export_saved_model, load_generator
+def add_demo(commands):
+    command = add_command(
+        commands, "demo", run_demo,
+        "train the U-Net cGAN on the bundled photos, score it, export it, colorize a held-out photo",
+        "The main job on the photos bundled with scikit-image, in minutes on a CPU: train paper nampouri's U-Net "
+        "cGAN (small) on seven photos, print its metrics beside the untrained network and baseline0, write loss "
+        "curves and a sample grid, export a SavedModel and colorize the eighth photo at full size. Rerunning "
+        "resumes or reuses the trained run.")
+    command.add_argument("--out-dir", default="runs/demo", help="results, figures and the run (default: %(default)s)")
+    command.add_argument("--model-dir", default="saved_models/demo_unet_cgan",
+                         help="where the SavedModel goes (default: %(default)s)")
+    command.add_argument("--image-size", type=positive_int, default=64,
+                         help="training size in pixels (default: %(default)s)")
+    command.add_argument("--epochs", type=positive_int, default=150,
+                         help="passes over the seven photos (default: %(default)s)")
 
+
+def run_export(args):
+    from chroma.export import describe_signatures, export_saved_model, load_generator, scored_generator
+
+    if Path(args.model).is_dir():
+        generator, image_size = scored_generator(args.model)
+        if args.image_size not in (None, image_size):
+            raise ValueError(f"{args.model} was trained at {image_size} px (its run.json), not --image-size "
+                             f"{args.image_size}")
+    elif args.image_size is None:
+        raise ValueError(f"--image-size: give the size {args.model} was trained at (a run folder knows its own)")
+    else:
+        generator, image_size = load_generator(args.model), args.image_size
     output = Path(args.output or Path("saved_models") / Path(args.model).stem)
     if output.exists() and not args.overwrite and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"{output} already exists and is not empty; pass --overwrite to replace it")
-    generator = load_generator(args.model)
     if args.tflite:
         from chroma.tflite_export import export_tflite, tflite_refusal
 
         refusal = tflite_refusal(generator)  # before the SavedModel, so a refused export writes nothing
         if refusal:
             raise ValueError(f"cannot export to TFLite: {refusal}")
-    export_saved_model(generator, output, args.image_size, max_pixels=args.max_pixels)
-    print(f"exported {type(generator).__name__} ({args.image_size}x{args.image_size}) to {output}; signatures:")
+    export_saved_model(generator, output, image_size, max_pixels=args.max_pixels)
+    print(f"exported {type(generator).__name__} ({image_size}x{image_size}) to {output}; signatures:")
     for line in describe_signatures(output):
         print(f"  {line}")
     if args.tflite:
-        for path in export_tflite(generator, output, args.image_size):
+        for path in export_tflite(generator, output, image_size):
             print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+def add_export(commands):
+    command = add_command(
+        commands, "export", run_export,
+        "export a trained run or a .keras colorizer as a SavedModel that colorizes photos of any size",
+        "Export a run folder that 'chroma reproduce' or 'chroma train' wrote (the generator its results table "
+        "scores: its best or its last weights, as the run's protocol says, at the size in its run.json), or a "
+        ".keras model (a generator, or a trained model wrapping one), as a TensorFlow SavedModel that needs no "
+        "chroma to serve. Signatures: serving_default (a batch of encoded JPEG/PNG/GIF/BMP/WebP photos of one size "
+        "-> colorized uint8 RGB at their full size), colorize_encoded (photos of any sizes -> PNGs), "
+        "colorize_encoded_as (the same, PNG or JPEG of a quality per photo), colorize_image (uint8 RGB -> the "
+        "same), colorize_lab (scaled L -> scaled ab at the training size) and, for a generator with dropout such "
+        "as the U-Net, colorize_samples, colorize_samples_encoded and colorize_samples_encoded_as (a photo and N "
+        "-> N different colorizations, dropout kept on). A JPEG is turned upright as its EXIF orientation says. "
+        "--tflite adds TensorFlow Lite models.")
+    command.add_argument("--model", required=True, help="a run folder (with run.json) or a .keras model file")
+    command.add_argument("--image-size", type=positive_int,
+                         help="for a .keras model: the square side it was trained at, in pixels")
+    command.add_argument("-o", "--output",
+                         help="SavedModel folder (default: saved_models/<the model's name, without .keras>)")
+    command.add_argument("--overwrite", action="store_true", help="replace an existing SavedModel at --output")
+    command.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS, metavar="N",
+                         help="the largest image (width x height) the SavedModel's image signatures accept; larger "
+                         "ones are refused, from their header, before decoding (default: %(default)s)")
+    command.add_argument("--tflite", action="store_true",
+                         help="also write TensorFlow Lite models into the SavedModel folder: model.tflite (float32) "
+                         "and model_dynamic_range.tflite (int8 weights, about 1/4 the size), each taking uint8 RGB "
+                         "(1, S, S, 3) at the training size S and returning colorized, uint8 RGB (1, S, S, 3), and "
+                         "scaled_ab, float32 (1, S, S, 2). Caption models, models holding a TF-Hub network and "
+                         "models with dropout kept on at inference are refused, before anything is written")
 
 
 def run_colorize(args):
     from chroma.colorize import colorize_files
 
     colorize_files(args.inputs, args.model, args.output, image_size=args.image_size, samples=args.samples)
+
+
+def add_colorize(commands):
+    command = add_command(
+        commands, "colorize", run_colorize, "colorize photos (files and folders) at their full size",
+        "Colorize every image in the given files and folders (searched recursively) and write each to the output "
+        "folder under the same relative path and name, at the same size. Unreadable files are skipped and counted. "
+        "Exits with status 2 if none was colorized.")
+    command.add_argument("inputs", nargs="+", metavar="INPUT", help="an image file or a folder of images")
+    command.add_argument("--model", required=True, help="a SavedModel folder from 'chroma export', or a .keras file")
+    command.add_argument("-o", "--output", required=True, help="folder the colorized images are written to")
+    command.add_argument("--image-size", type=positive_int, default=256,
+                         help="for a .keras model: square side it was trained at (default: %(default)s; a "
+                         "SavedModel knows its own)")
+    command.add_argument("--samples", type=int, metavar="N",
+                         help="write N different colorizations of each image, NAME_sample1.EXT ... NAME_sampleN.EXT: "
+                         "the generator's dropout stays on, its only source of noise (paper agosti, figure 4, after "
+                         "pix2pix). Needs a generator with dropout, such as the U-Net")
 
 
 def run_serve(args):
@@ -263,268 +485,42 @@ def run_serve(args):
           timeout=args.timeout)
 
 
-def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def add_serve(commands):
+    command = add_command(
+        commands, "serve", run_serve,
+        "serve a SavedModel over TensorFlow Serving's REST API, with a page to colorize photos in a browser",
+        "Serve a SavedModel from 'chroma export' over TensorFlow Serving's REST API (GET /v1/models/NAME, GET "
+        "/v1/models/NAME/metadata, POST /v1/models/NAME:predict with {\"instances\": [{\"b64\": ...}]}), so a "
+        "client written for TensorFlow Serving works against it, and a page at / where photos dropped or picked "
+        "are coloured at their full size. Every refused request gets a JSON error; the server goes on serving. "
+        "Ctrl-C stops it.")
+    command.add_argument("--model", required=True, help="the SavedModel folder")
+    command.add_argument("--host", default="127.0.0.1",
+                         help="address to listen on (default: %(default)s, this machine only; 0.0.0.0: every network)")
+    command.add_argument("--port", type=int, default=8501,
+                         help="port (default: %(default)s, TF Serving's REST port; 0: any free one, printed)")
+    command.add_argument("--name", help="the model's name in URLs (default: the folder's name)")
+    command.add_argument("--max-body-mib", type=positive_int, default=64, metavar="MIB",
+                         help="the largest request body, base64 photos included (default: %(default)s MiB)")
+    command.add_argument("--max-pixels", type=positive_int, metavar="N",
+                         help="the largest photo (width x height) served, read from its header before decoding "
+                         "(default: the limit the SavedModel was exported with)")
+    command.add_argument("--max-in-flight", type=positive_int, default=1, metavar="N",
+                         help="predictions run at once (default: %(default)s: one uses every core)")
+    command.add_argument("--max-waiting", type=positive_int, default=16, metavar="N",
+                         help="requests that wait for a turn; more are answered 503 (default: %(default)s)")
+    command.add_argument("--timeout", type=positive_float, default=120.0, metavar="SECONDS",
+                         help="a request waiting and predicting longer is answered 504 (default: %(default)s)")
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="chroma",
-        description="Image colorization research, reproduced on one TensorFlow/Keras engine.",
-    )
+        prog="chroma", description="Image colorization research, reproduced on one TensorFlow/Keras engine.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('chroma')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    baseline0 = commands.add_parser(
-        "baseline0",
-        help="fit baseline0 (mean colour per gray level) and print its metrics table",
-        description=(
-            "Fit baseline0 (paper villarenteria, section 4.1: the mean colour of each gray "
-            "level), save it, and print PSNR / SSIM / MSE / L1 / UIQI / colourfulness beside "
-            "two reference rows: gray output (ab = 0) and the ground truth."
-        ),
-    )
-    baseline0.add_argument("--data", default="samples", help=DATA_SPEC_HELP + " (default: samples)")
-    baseline0.add_argument("--eval-data", help="data spec to evaluate on (default: the --data images)")
-    baseline0.add_argument("--image-size", type=int, default=256, help="square side images are resized to (default: 256)")
-    baseline0.add_argument("--batch-size", type=int, default=8, help="images per batch (default: 8)")
-    baseline0.add_argument("--drop-gray", action="store_true", help="leave out training images that are already gray")
-    baseline0.add_argument("--output", default="saved_models/baseline0.keras", help="where to save the fitted model (default: %(default)s)")
-    baseline0.set_defaults(handler=run_baseline0)
-
-    data_command = commands.add_parser("data", help="prepare datasets", description="Prepare datasets.")
-    data_commands = data_command.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
-    build = data_commands.add_parser(
-        "build",
-        help="write sharded TFRecords from any image source",
-        description=(
-            "Decode every image of a source once (converting CMYK, 16-bit, alpha and palette "
-            "images, skipping unreadable ones) and write sharded TFRecords that training reads "
-            "at full speed. OUTPUT may be a gs:// path for TPUs."
-        ),
-    )
-    build.add_argument("source", help=DATA_SPEC_HELP)
-    build.add_argument("-o", "--output", required=True, help="output folder (local or gs://)")
-    build.add_argument("--shards", type=int, default=8, help="number of TFRecord files (default: 8)")
-    build.add_argument("--max-side", type=int, default=512, help="longer image side kept, in pixels (default: 512)")
-    build.set_defaults(handler=run_data_build)
-    verify = data_commands.add_parser(
-        "verify",
-        help="read every record of a TFRecord folder and report damaged shards",
-        description=(
-            "Read every record of every shard of a folder 'chroma data build' wrote (local or gs://), in parallel: "
-            "check each record's CRCs, decode each image, and compare the counts with dataset.json. Prints a "
-            "table of the damaged shards and where each is damaged. Exit status 0 when all is well, 1 when a "
-            "record is damaged or missing or the counts disagree. A run reading a damaged folder leaves those "
-            "records out, and refuses it when more than a fraction are (the data spec's ?max_damaged=F, "
-            "default 0.01)."
-        ),
-    )
-    verify.add_argument("folder", help="the TFRecord folder (local or gs://)")
-    verify.set_defaults(handler=run_data_verify)
-
-    reproduce = commands.add_parser(
-        "reproduce",
-        help="train and score every model of a paper, write its results table and figures",
-        description=(
-            "Train (or resume) every run of a paper's recipe (chroma.experiments.<paper>), score it on "
-            "the held-out images, and write runs/<paper>/<scale>/results.md and .csv (our figures "
-            "beside the paper's), loss curves, a sample grid, and the top-level RESULTS.md. "
-            "Rerunning resumes each run from its last checkpoint."
-        ),
-    )
-    reproduce.add_argument("experiment", help=EXPERIMENT_HELP)
-    reproduce.add_argument("--scale", choices=("smoke", "paper"), default="smoke",
-                           help="smoke: bundled photos, small networks, minutes on a CPU; paper: the paper's recipe on COCO (default: smoke)")
-    reproduce.add_argument("--coco", help="COCO 2017 root for --scale paper (train2017/, val2017/, annotations/)")
-    reproduce.add_argument("--data", help="for --scale paper: the paper's other dataset, as a data spec (e.g. paper efthymiadis' ImageNet class folders)")
-    reproduce.add_argument(
-        "--asset", type=asset_argument, action="append", metavar="NAME=PATH",
-        help="where this machine keeps a pretrained network, never downloaded; repeatable. Recipes read: nampouri "
-        "resnet18 (.weights.h5, keras-hub preset dir, or none); bruvik inception (imagenet = the Keras cache "
-        "file, a .h5, a TF-Hub SavedModel dir, or none) and deeplabv3 (a SavedModel dir, or random); "
-        "villarenteria vgg16 (imagenet, a .h5, or none). Tables with LPIPS or FID read lpips (.npz, see "
-        "chroma/metrics/lpips.py) and fid (imagenet or a .h5). Without them smoke runs use random weights",
-    )
-    reproduce.add_argument("--run", action="append", help="train only this run (a Run key of the recipe); repeatable")
-    reproduce.add_argument("--set", action="append", metavar="NAME=VALUE", help=SET_HELP)
-    reproduce.add_argument("--runs-dir", default="runs", help="where runs are written (default: runs)")
-    reproduce.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"), default="default",
-                           help="tf.distribute strategy: one device, all local GPUs, several machines (TF_CONFIG), or a TPU (default: default)")
-    reproduce.add_argument("--tpu", help="TPU address for --strategy tpu ('local' on a TPU VM, or grpc://IP:8470)")
-    reproduce.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"), default="auto",
-                           help="auto (the default): mixed_float16 (with loss scaling) on a GPU, mixed_bfloat16 on a TPU "
-                                "or a CPU with native bfloat16 (AVX-512-BF16, AMX), float32 on other CPUs; each run "
-                                "prints its choice and why, and records it in run.json")
-    reproduce.add_argument("--jit", action="store_true",
-                           help="compile the train and test steps with XLA (GPUs; a TPU compiles them anyway): "
-                                "faster steps after a compilation of seconds to minutes per run")
-    reproduce.add_argument(
-        "--process-per-run", action=argparse.BooleanOptionalAction, default=None,
-        help="train, score and draw each run in a process of its own, so the recipe's peak memory is its largest "
-        "run's (TensorFlow's oneDNN allocator keeps what a run used until its process ends); on by default with "
-        "--scale paper and a single-machine strategy, off otherwise",
-    )
-    reproduce.add_argument(
-        "--estimate", type=int, metavar="STEPS",
-        help="with --scale paper: train each run (and its pretraining) STEPS steps at the paper's settings on "
-        "stand-in photos, and print seconds per step, images/s, peak memory and the projected hours of the paper's "
-        "whole recipe on this machine; writes nothing to the runs directory",
-    )
-    reproduce.add_argument(
-        "--estimate-batch", type=int, metavar="N",
-        help="with --estimate, for a paper's batch this machine cannot hold: measure each phase at batches of N and "
-        "2N and project its step time and peak memory to the paper's batch along the line through both",
-    )
-    reproduce.set_defaults(handler=run_reproduce)
-
-    demo = commands.add_parser(
-        "demo",
-        help="train the U-Net cGAN on the bundled photos, score it, export it, colorize a held-out photo",
-        description=(
-            "The main job on the photos bundled with scikit-image, in minutes on a CPU: train paper "
-            "nampouri's U-Net cGAN (small) on seven photos, print its metrics beside the untrained "
-            "network and baseline0, write loss curves and a sample grid, export a SavedModel and "
-            "colorize the eighth photo at full size. Rerunning resumes or reuses the trained run."
-        ),
-    )
-    demo.add_argument("--out-dir", default="runs/demo", help="results, figures and the run (default: %(default)s)")
-    demo.add_argument("--model-dir", default="saved_models/demo_unet_cgan", help="where the SavedModel goes (default: %(default)s)")
-    demo.add_argument("--image-size", type=int, default=64, help="training size in pixels (default: %(default)s)")
-    demo.add_argument("--epochs", type=int, default=150, help="passes over the seven photos (default: %(default)s)")
-    demo.set_defaults(handler=run_demo)
-
-    export = commands.add_parser(
-        "export",
-        help="export a .keras colorizer as a SavedModel that colorizes photos of any size",
-        description=(
-            "Export a .keras model (a generator, or a trained model wrapping one) as a TensorFlow "
-            "SavedModel that needs no chroma to serve. Signatures: serving_default (a batch of encoded "
-            "JPEG/PNG/GIF/BMP/WebP photos of one size -> colorized uint8 RGB at their full size), "
-            "colorize_encoded (photos of any sizes -> PNGs), colorize_encoded_as (the same, PNG or JPEG of a "
-            "quality per photo), colorize_image (uint8 RGB -> the same), colorize_lab (scaled L -> scaled ab at "
-            "the training size) and, for a generator with dropout such as the U-Net, colorize_samples, "
-            "colorize_samples_encoded and colorize_samples_encoded_as (a photo and N -> N different "
-            "colorizations, dropout kept on). A JPEG is turned upright as its EXIF orientation says. --tflite "
-            "adds TensorFlow Lite models."
-        ),
-    )
-    export.add_argument("--model", required=True, help="the .keras model file")
-    export.add_argument("--image-size", type=int, required=True, help="square side the model was trained at, in pixels")
-    export.add_argument("-o", "--output", help="SavedModel folder (default: saved_models/<model file name without .keras>)")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing SavedModel at --output")
-    export.add_argument("--max-pixels", type=positive_int, default=EXPORT_MAX_PIXELS, metavar="N",
-                        help="the largest image (width x height) the SavedModel's image signatures accept; larger "
-                        "ones are refused, from their header, before decoding (default: %(default)s, 64 Mi)")
-    export.add_argument("--tflite", action="store_true",
-                        help="also write TensorFlow Lite models into the SavedModel folder: model.tflite (float32) "
-                        "and model_dynamic_range.tflite (int8 weights, about 1/4 the size), each taking uint8 RGB "
-                        "(1, S, S, 3) at --image-size S and returning colorized, uint8 RGB (1, S, S, 3), and "
-                        "scaled_ab, float32 (1, S, S, 2). Caption models, models holding a TF-Hub network and "
-                        "models with dropout kept on at inference are refused, before anything is written")
-    export.set_defaults(handler=run_export)
-
-    colorize = commands.add_parser(
-        "colorize",
-        help="colorize photos (files and folders) at their full size",
-        description=(
-            "Colorize every image in the given files and folders (searched recursively) and write "
-            "each to the output folder under the same relative path and name, at the same size. "
-            "Unreadable files are skipped and counted. Exits with status 2 if none was colorized."
-        ),
-    )
-    colorize.add_argument("inputs", nargs="+", metavar="INPUT", help="an image file or a folder of images")
-    colorize.add_argument("--model", required=True, help="a SavedModel folder from 'chroma export', or a .keras file")
-    colorize.add_argument("-o", "--output", required=True, help="folder the colorized images are written to")
-    colorize.add_argument("--image-size", type=int, default=256,
-                          help="for a .keras model: square side it was trained at (default: %(default)s; a SavedModel knows its own)")
-    colorize.add_argument("--samples", type=int, metavar="N",
-                          help="write N different colorizations of each image, NAME_sample1.EXT ... NAME_sampleN.EXT: "
-                               "the generator's dropout stays on, its only source of noise (paper agosti, figure 4, "
-                               "after pix2pix). Needs a generator with dropout, such as the U-Net")
-    colorize.set_defaults(handler=run_colorize)
-
-    train = commands.add_parser(
-        "train",
-        help="train one run of a paper's recipe on your own photos, export it and score it beside baseline0",
-        description=(
-            "Train one run of a paper's recipe (chroma.experiments.<paper>) on any data spec, through the engine "
-            "'chroma reproduce' uses (a resumable run folder: rerun the command to resume), then export its "
-            "generator as a SavedModel and print its scores beside baseline0's on --eval-data, also written "
-            "to OUTPUT/results.md and .csv."
-        ),
-    )
-    train.add_argument("experiment", help=EXPERIMENT_HELP)
-    train.add_argument("--run", required=True, help="the run to train (a Run key of the recipe, e.g. unet_cgan)")
-    train.add_argument("--data", required=True, help="training images: " + DATA_SPEC_HELP)
-    train.add_argument("--eval-data", help="data spec it is scored on (default: --data, which flatters it)")
-    train.add_argument("-o", "--output", required=True, help="the run folder")
-    train.add_argument("--export", help="SavedModel folder (default: OUTPUT/saved_model)")
-    train.add_argument("--scale", choices=("paper", "smoke"), default="paper",
-                       help="whose settings and networks: the paper's (default) or the small smoke ones")
-    train.add_argument("--set", action="append", metavar="NAME=VALUE", help=SET_HELP)
-    train.add_argument("--init", metavar="PATH",
-                       help="fine-tune: start from a run folder's best weights or a .keras model (its networks "
-                       "that this run has), with fresh optimizers; a network that differs is named")
-    train.add_argument("--coco", help="a COCO root, for a run whose recipe pretrains on COCO")
-    train.add_argument("--asset", type=asset_argument, action="append", metavar="NAME=PATH",
-                       help="a pretrained network the recipe reads (see chroma reproduce --help); repeatable")
-    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
-                       help="tf.distribute strategy (default: %(default)s)")
-    train.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
-                       default="auto", help="as chroma reproduce --precision (default: %(default)s)")
-    train.add_argument("--jit", action="store_true", help="XLA-compiled steps, as chroma reproduce --jit")
-    train.set_defaults(handler=run_train)
-
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="score a SavedModel or .keras model on any data, beside baseline0",
-        description=(
-            "Score a model on a data spec with chroma's metrics (PSNR, SSIM, MSE, L1 ab, UIQI, colourfulness). "
-            "A SavedModel is scored through its colorize_lab signature, so it needs no chroma code; a .keras "
-            "model needs --image-size. With --baseline-data, baseline0 fitted there is scored beside it."
-        ),
-    )
-    evaluate.add_argument("--model", required=True, help="a SavedModel folder or a .keras file")
-    evaluate.add_argument("--data", required=True, help="images to score on: " + DATA_SPEC_HELP)
-    evaluate.add_argument("--baseline-data", help="data spec baseline0 is fitted on, to score it beside the model")
-    evaluate.add_argument("--image-size", type=positive_int, help="for a .keras model: the size it was trained at")
-    evaluate.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: 8)")
-    evaluate.add_argument("-o", "--output", help="folder for results.md and results.csv")
-    evaluate.set_defaults(handler=run_evaluate)
-
-    serve = commands.add_parser(
-        "serve",
-        help="serve a SavedModel over TensorFlow Serving's REST API, with a page to colorize photos in a browser",
-        description=(
-            "Serve a SavedModel from 'chroma export' over TensorFlow Serving's REST API "
-            "(GET /v1/models/NAME, GET /v1/models/NAME/metadata, POST /v1/models/NAME:predict with "
-            "{\"instances\": [{\"b64\": ...}]}), so a client written for TensorFlow Serving works against it, "
-            "and a page at / where photos dropped or picked are coloured at their full size. Every refused "
-            "request gets a JSON error; the server goes on serving. Ctrl-C stops it."
-        ),
-    )
-    serve.add_argument("--model", required=True, help="the SavedModel folder")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default: %(default)s, this machine only; 0.0.0.0: every network)")
-    serve.add_argument("--port", type=int, default=8501, help="port (default: %(default)s, TF Serving's REST port; "
-                       "0: any free one, printed)")
-    serve.add_argument("--name", help="the model's name in URLs (default: the folder's name)")
-    serve.add_argument("--max-body-mib", type=positive_int, default=64, metavar="MIB",
-                       help="the largest request body, base64 photos included (default: %(default)s MiB)")
-    serve.add_argument("--max-pixels", type=positive_int, metavar="N",
-                       help="the largest photo (width x height) served, read from its header before decoding "
-                       "(default: the limit the SavedModel was exported with)")
-    serve.add_argument("--max-in-flight", type=positive_int, default=1, metavar="N",
-                       help="predictions run at once (default: %(default)s: one uses every core)")
-    serve.add_argument("--max-waiting", type=positive_int, default=16, metavar="N",
-                       help="requests that wait for a turn; more are answered 503 (default: %(default)s)")
-    serve.add_argument("--timeout", type=positive_float, default=120.0, metavar="SECONDS",
-                       help="a request waiting and predicting longer is answered 504 (default: %(default)s)")
-    serve.set_defaults(handler=run_serve)
+    for add in (add_demo, add_reproduce, add_train, add_evaluate, add_export, add_colorize, add_serve, add_baseline0,
+                add_data, add_assets):
+        add(commands)
     return parser
 
 

@@ -18,9 +18,9 @@ from chroma import evaluation, reports
 from chroma.data import samples, subset
 from chroma.data.specs import dataset_from_spec
 from chroma.export import export_saved_model
-from chroma.recipes import load_experiment, select_runs
-from chroma.reproduce import fit_baseline0, sample_column, titled
-from chroma.training import Settings, read_history, train
+from chroma.recipes import hyperparameters, load_experiment, select_runs
+from chroma.reproduce import sample_column
+from chroma.training import read_history, train
 
 TRAIN_DATA = "samples?take=7"
 HELD_OUT = dict(take=1, skip=7)  # the same seeded permutation: the one photo not trained on
@@ -31,30 +31,31 @@ def run_demo(out_dir="runs/demo", model_dir="saved_models/demo_unet_cgan", image
     out_dir, model_dir = Path(out_dir), Path(model_dir)
     nampouri = load_experiment("nampouri")
     run, = select_runs(nampouri, ["unet_cgan"])
-    settings = Settings(train_data=TRAIN_DATA, eval_data=TRAIN_DATA, image_size=image_size, batch_size=2,
-                        epochs=epochs, smoke=True)
+    # The recipe's smoke networks and batch, on 7 photos, at the demo's size and length.
+    settings = hyperparameters(nampouri, "smoke")._replace(train_data=TRAIN_DATA, eval_data=TRAIN_DATA,
+                                                            image_size=image_size, epochs=epochs)
     keras.utils.set_random_seed(settings.seed)  # the same untrained row on every run
     untrained = run.build(settings)
     model = train(run, settings, out_dir / run.key)
 
     # Scored on the training photos: the bar is beating baseline0 there.
     photos = dataset_from_spec(TRAIN_DATA, image_size, settings.batch_size)
-    rows = [
-        ("gray (ab = 0)", evaluation.evaluate(evaluation.gray_prediction, photos, METRICS)),
-        ("baseline0", evaluation.evaluate(lambda b, m=fit_baseline0(settings): m(b)["ab"], photos, METRICS)),
-        ("U-Net cGAN, untrained", evaluation.evaluate(lambda b: untrained(b, training=False), photos, METRICS)),
-        ("U-Net cGAN, trained", evaluation.evaluate(lambda b: model(b, training=False), photos, METRICS)),
-    ]
-    table = evaluation.markdown_table(rows, METRICS)
+    baseline0 = evaluation.fit_baseline0(TRAIN_DATA, image_size, settings.batch_size)
+    rows = [evaluation.scored_row(name, evaluation.evaluate(colorizer, photos, METRICS)) for name, colorizer in (
+        ("gray (ab = 0)", evaluation.gray_prediction),
+        ("baseline0", lambda batch: baseline0(batch)["ab"]),
+        ("U-Net cGAN, untrained", lambda batch: untrained(batch, training=False)),
+        ("U-Net cGAN, trained", lambda batch: model(batch, training=False)),
+    )]
+    columns = [evaluation.COLUMN_TITLES[name] for name in METRICS]
+    table = reports.markdown_table(rows, columns)
     reports.write_results(
         out_dir, f"chroma demo: U-Net cGAN on 7 bundled photos, {image_size}x{image_size}, {epochs} epochs",
-        [{"model": name, "ours": titled(scores), "paper": {}} for name, scores in rows],
-        [evaluation.COLUMN_TITLES[name] for name in METRICS], "demo",
-    )
+        rows, columns)
     reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / "losses.png", "U-Net cGAN, demo")
-    columns = [sample_column("original", None, photos), sample_column("grayscale", None, photos),
-               sample_column("U-Net cGAN", model, photos)]
-    reports.sample_grid(columns, out_dir / "samples.png",
+    grid = [sample_column("original", None, photos), sample_column("grayscale", None, photos),
+            sample_column("U-Net cGAN", model, photos)]
+    reports.sample_grid(grid, out_dir / "samples.png",
                         "training photos: original, gray, colorized")
 
     export_saved_model(model.generator, model_dir, image_size)

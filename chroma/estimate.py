@@ -33,7 +33,8 @@ import tensorflow as tf
 from chroma.data import samples, write_tfrecords
 from chroma.data.specs import parse_data_spec, resolve
 from chroma.data.pipeline import count_elements
-from chroma.recipes import select_runs
+from chroma.recipes import hyperparameters, select_runs, settings_at
+from chroma.runtime import Runtime
 from chroma.training import train
 
 # Images in COCO 2017's splits, for a recipe that reads a whole split this machine does not hold.
@@ -128,7 +129,7 @@ def stand_in_photos(out_dir, count, image_size):
     return str(out_dir)
 
 
-def measure(run, settings, phase, steps, work_dir, strategy, precision, jit=False, measured_batch=None):
+def measure(run, settings, phase, steps, work_dir, runtime, measured_batch=None):
     """Trains `run` for `steps` steps on stand-in photos; its PhaseCost, projected over `settings`' data.
 
     measured_batch: measure at this batch and twice it, and project the
@@ -153,12 +154,11 @@ def measure(run, settings, phase, steps, work_dir, strategy, precision, jit=Fals
         timer = StepTimer()
         with peak_memory() as memory:
             train(run, at_batch._replace(train_data=photos, eval_data=held_out, epochs=1),
-                  work_dir / f"{phase}_{batch}", strategy=strategy, precision=precision, verbose=0,
-                  callbacks=[timer], jit=jit)
+                  work_dir / f"{phase}_{batch}", runtime, verbose=0, callbacks=[timer])
         measured.append((batch, timer.seconds_per_step(), memory["bytes"]))
     seconds, memory_bytes = (along_batch(measured, index, paper_batch) for index in (1, 2))
     per_step = paper_batch * batches_per_step
-    images = paper_images(settings.train_data)
+    images = paper_images(settings.train_data) if settings.train_data is not None else None
     paper_steps = settings.epochs * max(1, images // per_step) if images is not None else None
     return PhaseCost(run.name, phase, paper_batch, seconds, per_step / seconds, int(memory_bytes),
                      paper_steps, paper_steps * seconds if paper_steps is not None else None,
@@ -174,19 +174,20 @@ def along_batch(measured, index, batch):
     return max(high, high + (batch - large) * (high - low) / (large - small))
 
 
-def estimate(experiment, steps, coco=None, data=None, assets=None, run_keys=None, strategy=None,
-             precision="float32", jit=False, measured_batch=None):
+def estimate(experiment, steps, coco=None, data=None, assets=None, run_keys=None, runtime=Runtime(),
+             measured_batch=None):
     """[PhaseCost] of every run (and pretraining phase) of `experiment` at paper scale, STEPS steps each
-    (measure's measured_batch: at smaller batches, projected to the paper's)."""
+    (measure's measured_batch: at smaller batches, projected to the paper's). The paper's steps are projected
+    from its data where `coco` and `data` locate it (the recipe's paper_data), and unknown without."""
     if steps < 2:
         raise ValueError(f"--estimate needs at least 2 steps (the first one compiles), got {steps}")
     if measured_batch is not None and measured_batch < 1:
         raise ValueError(f"--estimate-batch needs a batch of at least 1 image, got {measured_batch}")
-    # Settings name the paper's data; only their sizes are read, and paths that are not here stay unread.
     try:
-        settings = experiment.settings("paper", coco=coco or "/coco", data=data)
-    except ValueError:  # a recipe that needs DATA as well (efthymiadis' imagenet27)
-        settings = experiment.settings("paper", coco=coco or "/coco", data="/data")
+        settings = settings_at(experiment, "paper", coco, data)
+    except ValueError as missing:  # a step's cost needs no data; the paper's number of steps does
+        print(f"{missing}: the paper's steps stay unknown", file=sys.stderr)
+        settings = hyperparameters(experiment, "paper")
     random_weights = {name: "random" for name in experiment.ASSETS}
     settings = settings._replace(assets={**random_weights, **(assets or {})})
     costs = []
@@ -198,8 +199,8 @@ def estimate(experiment, steps, coco=None, data=None, assets=None, run_keys=None
             if run.pretrain is not None:
                 phases.insert(0, ("pretraining", run.pretraining_run(), run.pretrain.settings(run_settings)))
             for phase, phase_run, phase_settings in phases:
-                costs.append(measure(phase_run, phase_settings, phase, steps, Path(work_dir) / run.key, strategy,
-                                     precision, jit, measured_batch))
+                costs.append(measure(phase_run, phase_settings, phase, steps, Path(work_dir) / run.key, runtime,
+                                     measured_batch))
             keras.backend.clear_session()
     return costs
 
@@ -210,7 +211,7 @@ def cost_table(costs):
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for cost in costs:
         hours = f"{cost.projected_seconds / 3600:.1f}" if cost.projected_seconds is not None else "unknown"
-        steps = f"{cost.paper_steps:,}" if cost.paper_steps is not None else "unknown (give DATA)"
+        steps = f"{cost.paper_steps:,}" if cost.paper_steps is not None else "unknown (give COCO / DATA)"
         batch = f"{cost.batch_size}" + (f" (from {', '.join(map(str, cost.measured_batches))})"
                                         if cost.measured_batches else "")
         lines.append(f"| {cost.run} | {cost.phase} | {batch} | {cost.seconds_per_step:.3f} | "

@@ -82,20 +82,26 @@ def evaluate(colorizer, dataset, metrics=DEFAULT_METRICS, lpips_model=None, fid_
     return scores
 
 
-def markdown_table(rows, metrics=DEFAULT_METRICS, first_column="model"):
-    """rows: (label, {metric: value}) pairs -> a GitHub markdown table."""
-    header = [first_column] + [COLUMN_TITLES.get(name, name) for name in metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, scores in rows:
-        cells = [label] + [_format(scores.get(name)) for name in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def titled(scores):
+    """{metric key: value} -> {column title: value}, as results tables show them."""
+    return {COLUMN_TITLES.get(name, name): value for name, value in scores.items()}
 
 
-def _format(value):
-    if value is None:
-        return "-"
-    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
+def scored_row(model, scores, note=None):
+    """A row of chroma.reports.write_results: `model` with its scores ({metric key: value})."""
+    return {"model": model, "ours": titled(scores), **({"note": note} if note is not None else {})}
+
+
+def fit_baseline0(train_data, image_size, batch_size, report=None, drop_gray=False):
+    """baseline0 (chroma.models.baseline0) fitted in one pass over a data spec: the floor every model must beat."""
+    from chroma.data.specs import dataset_from_spec
+    from chroma.models.baseline0 import MeanColorBaseline
+
+    model = MeanColorBaseline()
+    model.compile()
+    for batch in dataset_from_spec(train_data, image_size, batch_size, report, drop_gray=drop_gray):
+        model.train_step(batch)
+    return model
 
 
 def model_colorizer(path, image_size=None):
@@ -124,19 +130,3 @@ def model_colorizer(path, image_size=None):
         raise ValueError(f"{path}: a .keras model needs --image-size, the size it was trained at")
     generator = load_generator(path)
     return (lambda batch: generator(batch, training=False)["ab"]), image_size
-
-
-def write_scores(out_dir, title, rows, metrics=DEFAULT_METRICS):
-    """rows: (label, {metric: value}) -> out_dir/results.md (title and table) and results.csv; their paths."""
-    import csv
-    from pathlib import Path
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md_path, csv_path = out_dir / "results.md", out_dir / "results.csv"
-    md_path.write_text(f"# {title}\n\n{markdown_table(rows, metrics)}\n", encoding="utf-8")
-    with csv_path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["model", "metric", "value"])
-        writer.writerows([label, name, scores.get(name)] for label, scores in rows for name in metrics)
-    return md_path, csv_path

@@ -47,7 +47,7 @@ import keras
 import tensorflow as tf
 
 from chroma.color import rgb_to_scaled_lab, scaled_lab_to_rgb
-from chroma.data import MAX_PIXELS
+from chroma.limits import MAX_PIXELS
 from chroma.data.decode import checked_size, decode_photo, display_size, within_pixel_limit
 from chroma.data.pipeline import preprocess
 from chroma.models.blocks import SwitchableDropout
@@ -80,6 +80,9 @@ MODEL_MODULES = (
 )
 
 METADATA_FILE = "chroma.json"
+# In a run folder: the generator its results table scored (chroma.reproduce.score_run), and the run's settings.
+SCORED_GENERATOR = "generator.keras"
+RUN_FILE = "run.json"
 # zlib's fastest level: a 12-megapixel PNG in 0.4 s instead of the default level's 2 s, 30% larger (7.1 MB
 # against 5.5 MB for a photo), measured on 2 CPU cores.
 PNG_COMPRESSION = 1
@@ -355,6 +358,22 @@ def load_generator(path):
     if not isinstance(model, Generator):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a chroma generator or a model trained around one")
     return model
+
+
+def scored_generator(run_dir):
+    """(generator, image size) of a run folder: the generator its table scored, at the size its run.json names."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} holds no {RUN_FILE}: not a run folder 'chroma reproduce' or 'chroma "
+                                "train' wrote")
+    if not (run_dir / SCORED_GENERATOR).is_file():
+        raise FileNotFoundError(f"{run_dir} holds no {SCORED_GENERATOR}: its run has not finished and been scored "
+                                "(rerun its command to resume it)")
+    try:
+        image_size = json.loads((run_dir / RUN_FILE).read_text())["settings"]["image_size"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{run_dir / RUN_FILE} does not name the run's image size: {error}") from None
+    return load_generator(run_dir / SCORED_GENERATOR), int(image_size)
 
 
 def load_keras_model(path):

@@ -1,6 +1,7 @@
 """Paper recipes: the contract a recipe file follows (CONTRACT), checked when it is loaded; the recipes
 installed with chroma (the package chroma.experiments, experiments/ in the repository) found by name, any other
-loaded from its file; and a recipe's runs chosen by key.
+loaded from its file; a recipe's settings at a scale (the one place scales are told apart); and its runs chosen
+by key.
 
 This module imports no TensorFlow, so the command line can name the recipes in its help at once.
 """
@@ -32,7 +33,11 @@ CONTRACT = {
     "TITLE": Name((str,), "the paper's title, heading its results", REQUIRED),
     "COLUMNS": Name((tuple,), "the metric names of its table, in order (chroma.evaluation.COLUMN_TITLES)", REQUIRED),
     "RUNS": Name((list,), "its chroma.training.Run list, in the table's order", REQUIRED),
-    "settings": Name((Callable,), "settings(scale, coco=None, data=None) -> chroma.training.Settings", REQUIRED),
+    "SCALES": Name((dict,), "{'smoke': Settings, 'paper': Settings}: its hyperparameters at each scale "
+                   "(chroma.training.Settings); smoke's name the bundled photos (smoke_settings), paper's leave the data "
+                   "to paper_data", REQUIRED),
+    "paper_data": Name((Callable,), "paper_data(coco, data) -> chroma.training.PaperData: where the paper's data is "
+                       "on this machine, from --coco and --data; a ValueError says what is missing", REQUIRED),
     "ASSETS": Name((dict,), "{name: what it is} of the pretrained networks its runs read from Settings.assets", {}),
     "LOSS_TABLE": Name((tuple, type(None)), "(heading, {run key: the paper's losses}): a table of each run's mean D "
                        "and G losses over its first and last epoch (paper bruvik's table 3)", None),
@@ -46,6 +51,7 @@ CONTRACT = {
     "TRAINING_SAMPLES": Name((bool,), "True: the sample grid of training images too (agosti's figure 5)", False),
 }
 CONTRACT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+SCALES = ("smoke", "paper")  # CPU minutes on the bundled photos; the paper's data and recipe
 
 
 class RecipeError(ValueError):
@@ -74,6 +80,25 @@ def check_recipe(module, origin):
             expected = " or ".join("None" if kind is type(None) else kind.__name__ for kind in entry.kinds)
             raise RecipeError(f"{origin}: {name} must be of type {expected} ({entry.meaning}), got a "
                               f"{type(namespace[name]).__name__}. A recipe's names: {names}")
+    if sorted(module.SCALES) != sorted(SCALES):
+        raise RecipeError(f"{origin}: SCALES has {', '.join(map(repr, module.SCALES)) or 'no scale'}; it must have "
+                          f"{' and '.join(map(repr, SCALES))}, each a chroma.training.Settings. A recipe's names: {names}")
+
+
+def hyperparameters(experiment, scale):
+    """The recipe's Settings at `scale`, as SCALES holds them (paper scale's without data)."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose {' or '.join(SCALES)}")
+    return experiment.SCALES[scale]
+
+
+def settings_at(experiment, scale, coco=None, data=None):
+    """The recipe's Settings at `scale` with its data: smoke scale's own (the bundled photos), paper scale's where
+    the recipe's paper_data finds it from `coco` and `data` (a ValueError says what it lacks)."""
+    settings = hyperparameters(experiment, scale)
+    if scale == "paper":
+        settings = settings._replace(**experiment.paper_data(coco, data)._asdict())
+    return settings
 
 
 def known_experiments():

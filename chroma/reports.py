@@ -34,22 +34,26 @@ def format_value(value):
     return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
 
 
-def write_results(out_dir, title, rows, columns, paper_name):
-    """rows: [{"model", "ours": {metric: value}, "paper": {metric: value}, "note"?}] -> (results.md, results.csv).
+def write_results(out_dir, title, rows, columns, paper_name=None):
+    """rows: [{"model", "ours": {column: value}, "paper"?: {column: value}, "note"?}] -> (results.md, results.csv),
+    for every command that scores models (reproduce, train, evaluate, demo).
 
-    The Markdown table puts each metric's "ours" and "paper" columns side by
-    side; the CSV has one row per model and metric with full-precision values.
+    With paper_name, the Markdown table puts each column's "ours" and
+    "paper" side by side; without, "ours" alone. The CSV is the same for
+    all: one row per model and column (model, metric, ours, paper), values
+    at full precision.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, csv_path = out_dir / "results.md", out_dir / "results.csv"
+    quoted = f"\"paper\" columns quote paper `{paper_name}`; " if paper_name else ""
     lines = [
         f"# {title}",
         "",
-        f"Written {datetime.date.today().isoformat()} by chroma.reports. \"paper\" columns quote paper "
-        f"`{paper_name}`; {MISSING} marks a value not reported or not measured.",
+        f"Written {datetime.date.today().isoformat()} by chroma.reports. {quoted}{MISSING} marks a value not "
+        f"{'reported or not ' if paper_name else ''}measured.",
         "",
-        *table_lines(rows, columns),
+        *table_lines(rows, columns, with_paper=paper_name is not None),
     ]
     md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with csv_path.open("w", newline="", encoding="utf-8") as file:
@@ -57,6 +61,11 @@ def write_results(out_dir, title, rows, columns, paper_name):
         writer.writerow(["model", "metric", "ours", "paper"])
         writer.writerows(csv_rows(rows, columns))
     return md_path, csv_path
+
+
+def markdown_table(rows, columns):
+    """write_results' table without paper columns, as a command prints it."""
+    return "\n".join(table_lines(rows, columns, with_paper=False))
 
 
 def append_table(out_dir, heading, rows, columns):
@@ -68,16 +77,16 @@ def append_table(out_dir, heading, rows, columns):
         csv.writer(file).writerows(csv_rows(rows, columns))
 
 
-def table_lines(rows, columns):
-    """Markdown lines: each metric's "ours" and "paper" side by side, then the note."""
-    header = ["model"] + [f"{metric}, {side}" for metric in columns for side in ("ours", "paper")] + ["note"]
-    lines = [markdown_row(header), "|---|" + "---:|" * (2 * len(columns)) + "---|"]
+def table_lines(rows, columns, with_paper=True):
+    """Markdown lines: each column's "ours" (and "paper") side by side, then a note where a row has one."""
+    sides = ("ours", "paper") if with_paper else ("ours",)
+    notes = any("note" in row for row in rows)
+    header = ["model"] + [f"{column}, {side}" if with_paper else column for column in columns for side in sides]
+    lines = [markdown_row(header + (["note"] if notes else [])),
+             "|---|" + "---:|" * (len(sides) * len(columns)) + ("---|" if notes else "")]
     for row in rows:
-        ours, paper = row.get("ours", {}), row.get("paper", {})
-        cells = [row["model"]]
-        for metric in columns:
-            cells += [format_value(ours.get(metric)), format_value(paper.get(metric))]
-        lines.append(markdown_row(cells + [row.get("note", "")]))
+        cells = [row["model"]] + [format_value(row.get(side, {}).get(column)) for column in columns for side in sides]
+        lines.append(markdown_row(cells + ([row.get("note", "")] if notes else [])))
     return lines
 
 

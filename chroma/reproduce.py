@@ -2,9 +2,11 @@
 
 `make reproduce-<paper>` calls `reproduce(load_experiment(<paper>), scale)`.
 A recipe is a module that follows chroma.recipes.CONTRACT (PAPER, TITLE,
-COLUMNS, RUNS, settings; optionally ASSETS, LOSS_TABLE, BEST_EPOCH_TABLE,
-BASELINE0_PAPER, REFERENCE_ROWS, DIVERSE_SAMPLES, TRAINING_SAMPLES), checked
-when loaded, which fills in the optional names it leaves out.
+COLUMNS, RUNS, SCALES, paper_data; optionally ASSETS, LOSS_TABLE,
+BEST_EPOCH_TABLE, BASELINE0_PAPER, REFERENCE_ROWS, DIVERSE_SAMPLES,
+TRAINING_SAMPLES), checked when loaded, which fills in the optional names it
+leaves out. `chroma train`, `demo`, `estimate` and the benchmarks train
+through train_with_pretraining and score through score_run too.
 """
 
 import gc
@@ -18,11 +20,11 @@ import tensorflow as tf
 
 from chroma import color, evaluation, reports
 from chroma.data.specs import dataset_from_spec
-from chroma.export import dropout_layers, dropout_on
+from chroma.export import SCORED_GENERATOR, dropout_layers, dropout_on
 from chroma.metrics import LPIPS, fid_inception
-from chroma.models.baseline0 import MeanColorBaseline
-from chroma.recipes import load_experiment, select_runs
-from chroma.training import RunStopped, Settings, read_history, train
+from chroma.recipes import load_experiment, select_runs, settings_at
+from chroma.runtime import Runtime
+from chroma.training import RunStopped, read_history, train
 from chroma.training.hardware import choose_precision, is_chief, wait_for_workers
 from chroma.training.trainer import monitor_mode
 
@@ -45,23 +47,22 @@ def known_assets(experiment):
     return {**experiment.ASSETS, **metrics}
 
 
-def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=None, run_keys=None, strategy=None,
-              precision="float32", index_path="RESULTS.md", jit=False, process_per_run=False, overrides=None):
+def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=None, run_keys=None,
+              runtime=Runtime(), index_path="RESULTS.md", process_per_run=False, overrides=None):
     """Trains (or resumes) every run, then writes results.md/.csv, loss curves and a sample grid.
 
     assets: {name: where this machine keeps a pretrained network}, from the
     names of known_assets(experiment); the runs read theirs in
     Settings.assets, and "lpips" / "fid" fill those columns (without them
-    they stay empty). jit: XLA-compiled steps (chroma.training.train).
-    Under a multi-worker strategy only the chief scores the runs and writes
-    these; the other workers train beside it (train_beside_chief).
+    they stay empty). runtime: strategy, precision and XLA, as
+    chroma.training.train takes them. Under a multi-worker strategy only
+    the chief scores the runs and writes these; the other workers train beside it (train_beside_chief).
     process_per_run: each run trains, is scored and drawn in a process of its
     own (train_in_own_process), so the recipe's peak memory is its largest
     run's: with oneDNN, TensorFlow's CPU allocator keeps every byte a run
     used until its process ends. The recipe must then be a file.
-    overrides: {setting: value} over the recipe's settings at `scale`
-    (chroma.train_run.parse_overrides); a run's own settings (Run.overrides,
-    such as a CNN's 224 px) still apply on top. The results' title names them.
+    overrides: {name: value} of `--set` (chroma.train_run.parse_overrides),
+    applied last (Run.settings_for). The results' title names them.
     """
     assets = dict(assets or {})
     known = known_assets(experiment)
@@ -70,22 +71,21 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         listed = "".join(f"\n  {name}: {text}" for name, text in known.items()) or " none"
         raise ValueError(f"{experiment.PAPER} reads no asset named {', '.join(unknown)}. Its assets:{listed}")
     overrides = dict(overrides or {})
-    settings = experiment.settings(scale, coco=coco, data=data)._replace(
-        assets=assets, **{name: value for name, value in overrides.items() if name in Settings._fields})
+    settings = settings_at(experiment, scale, coco, data)._replace(assets=assets).with_overrides(overrides)
     out_dir = Path(runs_root) / experiment.PAPER / scale
-    if process_per_run and strategy_name(strategy) is None:
+    if process_per_run and strategy_name(runtime.strategy) is None:
         raise ValueError("one process per run trains on this machine alone: not with a multi-worker or TPU strategy")
-    if not is_chief(strategy):
-        return train_beside_chief(experiment, settings, out_dir, run_keys, strategy, precision, jit)
+    if not is_chief(runtime.strategy):
+        return train_beside_chief(experiment, settings, out_dir, run_keys, runtime, overrides)
     lpips_model, fid_model = metric_networks(assets)
     eval_data = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size,
                                   drop_gray=settings.drop_gray)
-    baseline0 = fit_baseline0(settings)
+    baseline0 = evaluation.fit_baseline0(settings.train_data, settings.image_size, settings.batch_size)
     rows = [{"model": "baseline0 (mean colour per gray level)", "note": "reference",
-             "paper": titled(experiment.BASELINE0_PAPER),
-             "ours": titled(evaluation.evaluate(lambda batch: baseline0(batch)["ab"], eval_data, experiment.COLUMNS,
+             "paper": evaluation.titled(experiment.BASELINE0_PAPER),
+             "ours": evaluation.titled(evaluation.evaluate(lambda batch: baseline0(batch)["ab"], eval_data, experiment.COLUMNS,
                                                 lpips_model, fid_model))}]
-    rows += [{**row, "ours": {}, "paper": titled(row["paper"])} for row in experiment.REFERENCE_ROWS]
+    rows += [{**row, "ours": {}, "paper": evaluation.titled(row["paper"])} for row in experiment.REFERENCE_ROWS]
     # Sample grids are gathered column by column as each run ends, so no trained model outlives its run.
     held_out = [sample_column(title, None, eval_data) for title in ("original", "grayscale")]
     on_training = None
@@ -99,11 +99,10 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
     for run in runs:
         print(f"== {experiment.PAPER} / {scale}: {run.name}", file=sys.stderr)
         if process_per_run:
-            row, columns = in_own_process(experiment, scale, run, runs_root, coco, data, assets, strategy, precision,
-                                          jit, overrides)
+            row, columns = in_own_process(experiment, scale, run, runs_root, coco, data, assets, runtime, overrides)
         else:
-            row, columns = train_and_draw(experiment, scale, run, settings, out_dir, strategy, precision, jit,
-                                          lpips_model, fid_model, overrides)
+            row, columns = train_and_draw(experiment, scale, run, settings, out_dir, runtime, lpips_model,
+                                          fid_model, overrides)
         rows.append(row)
         held_out.append(columns["held_out"])
         if on_training is not None:
@@ -113,12 +112,12 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         reports.sample_grid(on_training, out_dir / "training_samples.png",
                             f"{experiment.TITLE}: training images ({scale})")
     columns = [evaluation.COLUMN_TITLES.get(name, name) for name in experiment.COLUMNS]
-    trained_in, _ = choose_precision(precision, strategy)  # what train() chose for every run
+    trained_in, _ = choose_precision(runtime.precision, runtime.strategy)  # what train() chose for every run
     changed = f"; settings changed from the recipe's: {', '.join(f'{k}={v}' for k, v in overrides.items())}"
     paths = reports.write_results(
         out_dir, f"{experiment.TITLE} — {scale} scale, trained in {trained_in}, scored on {settings.eval_data}"
                  + (changed if overrides else ""),
-        rows, columns, experiment.PAPER)
+        rows, columns, paper_name=experiment.PAPER)
     if experiment.LOSS_TABLE is not None:
         heading, paper_losses = experiment.LOSS_TABLE
         loss_rows = [{"model": run.name, "ours": epoch_losses(read_history(out_dir / run.key)),
@@ -130,8 +129,20 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
                        "paper": paper_epochs.get(run.key, {})} for run in runs if run.scored_at == "best"]
         reports.append_table(out_dir, heading, epoch_rows, BEST_EPOCH_COLUMNS)
     reports.update_results_index(runs_root, index_path)
-    wait_for_workers(strategy)
+    wait_for_workers(runtime.strategy)
     return paths
+
+
+def training_data(experiment, scale, coco=None, data=None, run_keys=None):
+    """The data spec of every training phase reproduce runs: each run's and its pretraining's."""
+    settings = settings_at(experiment, scale, coco, data)
+    specs = []
+    for run in select_runs(experiment, run_keys):
+        run_settings = run.settings_for(settings)
+        specs.append(run_settings.train_data)
+        if run.pretrain is not None:
+            specs.append(run.pretrain.settings(run_settings).train_data)
+    return specs
 
 
 def metric_networks(assets):
@@ -139,18 +150,18 @@ def metric_networks(assets):
     return (LPIPS(weights=assets["lpips"]) if "lpips" in assets else None,
             fid_inception(assets["fid"]) if "fid" in assets else None)
 
-def train_and_draw(experiment, scale, run, settings, out_dir, strategy, precision, jit, lpips_model, fid_model,
-                   overrides=None):
+def train_and_draw(experiment, scale, run, settings, out_dir, runtime, lpips_model, fid_model, overrides=None):
     """Trains one run, scores it and draws its figures: (its results row, {"held_out": its sample column,
-    "on_training": its column of training images, or None}). Its model is gone when this returns."""
-    run_settings = run.settings_for(settings)
-    model = train_with_pretraining(run, run_settings, out_dir / run.key, strategy, precision, jit, overrides)
+    "on_training": its column of training images, or None}). Its model is gone when this returns.
+    settings: the scale's, `overrides` applied; the run is scored on their data and batch at its own image size."""
+    run_settings = run.settings_for(settings, overrides)
+    model = train_with_pretraining(run, run_settings, out_dir / run.key, runtime, overrides)
     run_eval_data = dataset_from_spec(settings.eval_data, run_settings.image_size, settings.batch_size,
                                       drop_gray=settings.drop_gray)
     scores, protocol = score_run(run, model, out_dir / run.key, run_eval_data, experiment.COLUMNS,
                                  lpips_model, fid_model)
     note = "; ".join(part for part in (run.note, protocol) if part)
-    row = {"model": run.name, "ours": titled(scores), "paper": titled(run.paper), "note": note}
+    row = {"model": run.name, "ours": evaluation.titled(scores), "paper": evaluation.titled(run.paper), "note": note}
     reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / f"{run.key}_losses.png",
                             f"{run.name} ({scale})")
     if run.pretrain is not None:  # e.g. paper bruvik's figure 10
@@ -186,15 +197,15 @@ def strategy_name(strategy):
     return None
 
 
-def in_own_process(experiment, scale, run, runs_root, coco, data, assets, strategy, precision, jit, overrides):
+def in_own_process(experiment, scale, run, runs_root, coco, data, assets, runtime, overrides):
     """train_and_draw in a fresh Python process (spawned, not forked: TensorFlow's threads do not survive a
     fork), which loads the recipe from its file again. Its output is this process's; so are its stop (a
     divergence, a checkpoint not saved) and the errors it reports as the CLI does (bad data)."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=train_in_own_process, args=(
-        sender, experiment.__file__, scale, run.key, runs_root, coco, data, assets, strategy_name(strategy),
-        precision, jit, overrides), name=f"chroma-{run.key}")
+        sender, experiment.__file__, scale, run.key, runs_root, coco, data, assets, strategy_name(runtime.strategy),
+        runtime.precision, runtime.jit, overrides), name=f"chroma-{run.key}")
     process.start()
     sender.close()
     try:
@@ -219,14 +230,14 @@ def train_in_own_process(sender, recipe_path, scale, run_key, runs_root, coco, d
     status = 0
     try:
         experiment = load_experiment(recipe_path)
-        settings = experiment.settings(scale, coco=coco, data=data)._replace(
-            assets=assets, **{name: value for name, value in overrides.items() if name in Settings._fields})
+        settings = settings_at(experiment, scale, coco, data)._replace(assets=assets).with_overrides(overrides)
         run, = select_runs(experiment, [run_key])
         lpips_model, fid_model = metric_networks(assets)
         try:
             row, columns = train_and_draw(experiment, scale, run, settings,
-                                          Path(runs_root) / experiment.PAPER / scale, make_strategy(strategy),
-                                          precision, jit, lpips_model, fid_model, overrides)
+                                          Path(runs_root) / experiment.PAPER / scale,
+                                          Runtime(make_strategy(strategy), precision, jit), lpips_model, fid_model,
+                                          overrides)
         except (RunStopped, ValueError, FileNotFoundError) as error:
             sender.send({"error": error})
         else:
@@ -237,12 +248,12 @@ def train_in_own_process(sender, recipe_path, scale, run_key, runs_root, coco, d
     exit_without_finalizing(status)
 
 
-def train_beside_chief(experiment, settings, out_dir, run_keys, strategy, precision, jit):
+def train_beside_chief(experiment, settings, out_dir, run_keys, runtime, overrides):
     """What a multi-worker run's other workers do: train every run with the chief, which alone scores them and
     writes the results. Returns the chief's (results.md, results.csv) once it has written them."""
     for run in select_runs(experiment, run_keys):
-        train_with_pretraining(run, run.settings_for(settings), out_dir / run.key, strategy, precision, jit)
-    wait_for_workers(strategy)
+        train_with_pretraining(run, run.settings_for(settings, overrides), out_dir / run.key, runtime, overrides)
+    wait_for_workers(runtime.strategy)
     return out_dir / "results.md", out_dir / "results.csv"
 
 
@@ -258,13 +269,17 @@ def score_run(run, model, out_dir, dataset, columns, lpips_model=None, fid_model
     """(scores, what the table's note says of the protocol) for a trained run, scored as its paper did.
 
     scored_at "best" loads best.weights.h5 into `model` first, so the
-    figures drawn afterwards show the scored weights too.
+    figures drawn afterwards show the scored weights too; the scored
+    generator is saved as out_dir/generator.keras, which `chroma export`
+    takes through its run folder.
     """
     notes = []
     if run.scored_at == "best":
         chosen = best_epoch(run, read_history(out_dir))
         model.load_weights(Path(out_dir) / "best.weights.h5")
         notes.append(f"best epoch {chosen['best epoch']} of {chosen['epochs']} by {run.monitor}")
+    # What `chroma export RUN_DIR` exports: the generator the table scores.
+    model.generator.save(Path(out_dir) / SCORED_GENERATOR)
     if run.scored_in == "training":
         # Training mode updates batch norm's moving averages: they are put back after scoring.
         averages = [weight.numpy() for weight in model.non_trainable_weights]
@@ -291,17 +306,15 @@ def best_epoch(run, history):
     return {"epochs": len(values), "best epoch": int(best) + 1}
 
 
-def train_with_pretraining(run, settings, out_dir, strategy=None, precision="float32", jit=False, overrides=None,
-                           start_from=None):
+def train_with_pretraining(run, settings, out_dir, runtime=Runtime(), overrides=None, start_from=None):
     """train(), after the run's pretraining phase (in out_dir/pretrain) if it has one and no start_from (a model
-    to fine-tune, see chroma.train_run.initial_model) replaces it."""
+    to fine-tune, see chroma.train_run.initial_model) replaces it. settings: the run's (Run.settings_for)."""
     pretrained = start_from
     if run.pretrain is not None and start_from is None:
         print(f"{run.name}: pretraining phase", file=sys.stderr)
         pretrained = train(run.pretraining_run(), run.pretrain.settings(settings), Path(out_dir) / "pretrain",
-                           strategy=strategy, precision=precision, jit=jit)
-    return train(run, settings, out_dir, strategy=strategy, precision=precision, start_from=pretrained, jit=jit,
-                 overrides=overrides)
+                           runtime)
+    return train(run, settings, out_dir, runtime, start_from=pretrained, overrides=overrides)
 
 
 def epoch_losses(history):
@@ -309,20 +322,6 @@ def epoch_losses(history):
     return {f"{name}, {which} epoch": history[name][index]
             for name in ("d_loss", "g_loss") if history.get(name)
             for which, index in (("first", 0), ("last", -1))}
-
-
-def titled(scores):
-    """{metric key: value} -> {column title: value}, as the results table shows them."""
-    return {evaluation.COLUMN_TITLES.get(name, name): value for name, value in scores.items()}
-
-
-def fit_baseline0(settings):
-    """baseline0 on the run's training images: the floor every model must beat."""
-    model = MeanColorBaseline()
-    model.compile()
-    for batch in dataset_from_spec(settings.train_data, settings.image_size, settings.batch_size):
-        model.train_step(batch)
-    return model
 
 
 def sample_column(title, model, dataset):

@@ -13,16 +13,15 @@ import tensorflow as tf
 from chroma import evaluation
 from chroma.data.specs import dataset_from_spec
 from chroma.export import export_saved_model, load_keras_model
-from chroma.recipes import select_runs
-from chroma.reproduce import check_protocol, fit_baseline0, score_run, train_with_pretraining
+from chroma.recipes import hyperparameters, select_runs
+from chroma.reproduce import check_protocol, score_run, train_with_pretraining
+from chroma.runtime import Runtime
 from chroma.training.colorization_model import ColorizationModel
 from chroma.training.trainer import compile_values
 
 # Settings a command line may change; the data specs and assets have flags of their own.
-OVERRIDABLE = ("image_size", "batch_size", "epochs", "smoke", "flip", "seed", "cache_embeddings", "drop_gray")
-# A recipe's settings(scale, coco=...) names COCO for its own data; `chroma train` replaces that data, so a
-# recipe that needs a root to build its settings gets this one, which nothing then reads.
-UNREAD_COCO = "/chroma-train-reads-no-coco"
+OVERRIDABLE = ("image_size", "batch_size", "epochs", "smoke", "base_filters", "flip", "seed", "cache_embeddings",
+               "drop_gray")
 
 
 def overridable(settings, runs):
@@ -106,32 +105,33 @@ def copy_variables(network, variables, path, name="generator"):
 
 
 def train_one_run(experiment, run_key, data, eval_data, out_dir, overrides=(), init=None, export_dir=None,
-                  scale="paper", coco=None, assets=None, strategy=None, precision="auto", jit=False):
+                  scale="smoke", pretrain_data=None, assets=None, runtime=Runtime(precision="auto")):
     """Trains run `run_key` of `experiment` on data, exports it and scores it beside baseline0 on eval_data.
 
-    Returns (the SavedModel's folder, results rows [(name, scores)]). overrides: NAME=VALUE strings over the
-    recipe's settings at `scale` (see OVERRIDABLE); init: where to start from (see initial_model).
+    Returns (the SavedModel's folder, results rows (chroma.reports.write_results), the --set changes).
+    overrides: NAME=VALUE strings over the recipe's settings at `scale` (see OVERRIDABLE), applied last
+    (Run.settings_for); pretrain_data: what a run's pretraining phase reads (None: `data`); init: where to
+    start from (see initial_model).
     """
     run, = select_runs(experiment, [run_key])
     check_protocol(run)
-    base = experiment.settings(scale, coco=coco or UNREAD_COCO)
-    settings = base._replace(train_data=data, eval_data=eval_data or data, coco=coco, assets=dict(assets or {}))
+    settings = hyperparameters(experiment, scale)._replace(
+        train_data=data, eval_data=eval_data or data, pretrain_data=pretrain_data, assets=dict(assets or {}))
     changes = parse_overrides(overrides, settings, [run])
-    settings_changes = {name: value for name, value in changes.items() if name in OVERRIDABLE}
-    settings = run.settings_for(settings)._replace(**settings_changes)
+    settings = run.settings_for(settings, changes)
     out_dir = Path(out_dir)
     print(f"{run.name} ({experiment.PAPER}, {scale} recipe) on {data}, scored on {settings.eval_data}"
           + (f"; settings changed: {', '.join(f'{k}={v}' for k, v in changes.items())}" if changes else ""),
           file=sys.stderr)
     start_from = initial_model(init, run, settings) if init else None
-    model = train_with_pretraining(run, settings, out_dir, strategy, precision, jit, overrides=changes,
-                                   start_from=start_from)
+    model = train_with_pretraining(run, settings, out_dir, runtime, overrides=changes, start_from=start_from)
     eval_dataset = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size,
                                      drop_gray=settings.drop_gray)
     scores, protocol = score_run(run, model, out_dir, eval_dataset, evaluation.DEFAULT_METRICS)
-    baseline0 = fit_baseline0(settings)
-    rows = [("baseline0", evaluation.evaluate(lambda batch: baseline0(batch)["ab"], eval_dataset)),
-            (f"{run.name}{f' ({protocol})' if protocol else ''}", scores)]
+    baseline0 = evaluation.fit_baseline0(settings.train_data, settings.image_size, settings.batch_size)
+    rows = [evaluation.scored_row("baseline0", evaluation.evaluate(lambda batch: baseline0(batch)["ab"],
+                                                                    eval_dataset)),
+            evaluation.scored_row(run.name, scores, note=protocol)]
     saved_model = export_saved_model(model.generator, Path(export_dir or out_dir / "saved_model"),
                                      settings.image_size)
     return saved_model, rows, changes

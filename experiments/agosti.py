@@ -49,7 +49,7 @@ from chroma.models.dcgan_critic import DCGANCritic
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.pixel_unet import PixelUNetGenerator
 from chroma.models.unet import UNetGenerator
-from chroma.training import ConditionalGAN, Run, Settings, learning_rate, smoke_settings, unknown_scale
+from chroma.training import ConditionalGAN, PaperData, Run, Settings, learning_rate, smoke_settings
 
 PAPER = "agosti"
 TITLE = "Image Recoloring with conditional GANs (Agosti, Bee & Saccaro)"
@@ -64,29 +64,30 @@ _FINAL_LEARNING_RATE_FRACTION = 0.1  # "progressively lowered by a factor of 10"
 _CRITIC_STEPS = 5  # V-C, after Arjovsky et al. and Gulrajani et al.
 
 
-def settings(scale, coco=None, data=None):
-    """The data and compute of `scale`: "paper" (sections IV and V-C) or "smoke" (a CPU, minutes)."""
-    del data  # COCO only
-    if scale == "paper":
-        if not coco:
-            raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
-        return Settings(train_data=f"coco:{coco}?split=train2017&take=23000",
-                        eval_data=f"coco:{coco}?split={coco_test_split(coco)}", image_size=256, batch_size=16,
-                        epochs=100, drop_gray=True, flip=False)
-    if scale == "smoke":
-        return smoke_settings(epochs=12, drop_gray=True, flip=False)
-    raise unknown_scale(scale)
+SCALES = {
+    "paper": Settings(image_size=256, batch_size=16, epochs=100, drop_gray=True, flip=False),  # IV, V-C
+    "smoke": smoke_settings(epochs=12, drop_gray=True, flip=False),
+}
+
+
+def paper_data(coco, data):
+    """Sections IV and V-C: COCO only."""
+    del data
+    if not coco:
+        raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
+    return PaperData(train_data=f"coco:{coco}?split=train2017&take=23000",
+                     eval_data=f"coco:{coco}?split={coco_test_split(coco)}")
 
 
 def unet_arguments(settings):
     """Section V-A: 8 blocks down to 1x1 at 256 (smoke: 16 base filters, down to 1x1 at 64), "a dropout of 50%
     is applied starting from the fourth block" of the decoder (pix2pix drops in its first three)."""
     depth = int(math.log2(settings.image_size))
-    return dict(base_filters=16 if settings.smoke else 64, depth=depth, dropout_blocks=range(4, depth))
+    return dict(base_filters=settings.base_filters, depth=depth, dropout_blocks=range(4, depth))
 
 
 def patch_discriminator(settings):
-    return PatchDiscriminator(base_filters=16 if settings.smoke else 64)
+    return PatchDiscriminator(base_filters=settings.base_filters)
 
 
 def gan(settings):
@@ -99,7 +100,7 @@ def pixel_gan(settings):
 
 
 def wgan(settings):
-    critic = DCGANCritic(image_size=settings.image_size, base_filters=16 if settings.smoke else 64)
+    critic = DCGANCritic(image_size=settings.image_size, base_filters=settings.base_filters)
     return ConditionalGAN(UNetGenerator(**unet_arguments(settings)), critic, seed=settings.seed, d_steps=_CRITIC_STEPS)
 
 

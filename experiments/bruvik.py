@@ -45,10 +45,10 @@ from chroma.training import (
     ConditionalGAN,
     Pretraining,
     RegressionColorizer,
+    PaperData,
     Run,
     Settings,
     smoke_settings,
-    unknown_scale,
 )
 
 PAPER = "bruvik"
@@ -67,18 +67,19 @@ _TABLE_3_SMALL_BATCH_DIVISOR = 4  # batch 16 beside the recipe's 64
 _G_STEPS = 5  # 5.6: "for every 5 gradient descent steps that G takes, D takes one"
 
 
-def settings(scale, coco=None, data=None):
-    """The data and compute of `scale`: "paper" (sections 4 and 5.6) or "smoke" (a CPU, minutes)."""
-    del data  # COCO only
-    if scale == "paper":
-        if not coco:
-            raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
-        return Settings(train_data=f"coco:{coco}?split=train2017&take=8000",
-                        eval_data=f"coco:{coco}?split=val2017&take=2000", image_size=256, batch_size=64,
-                        epochs=_EPOCHS, cache_embeddings=True)
-    if scale == "smoke":
-        return smoke_settings(epochs=8, cache_embeddings=True)
-    raise unknown_scale(scale)
+SCALES = {
+    "paper": Settings(image_size=256, batch_size=64, epochs=_EPOCHS, cache_embeddings=True),  # 4 and 5.6
+    "smoke": smoke_settings(epochs=8, cache_embeddings=True),
+}
+
+
+def paper_data(coco, data):
+    """Sections 4 and 5.6: COCO only."""
+    del data
+    if not coco:
+        raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
+    return PaperData(train_data=f"coco:{coco}?split=train2017&take=8000",
+                     eval_data=f"coco:{coco}?split=val2017&take=2000")
 
 
 def inception(settings):
@@ -116,7 +117,7 @@ def generator_builder(with_inception=True, with_segmentation=True):
 
 
 def discriminator(settings):
-    return PatchDiscriminator(base_filters=16 if settings.smoke else 64)
+    return PatchDiscriminator(base_filters=settings.base_filters)
 
 
 def inception_gan(with_inception=True, with_segmentation=True):
@@ -131,7 +132,7 @@ def regression(build_generator):
 
 def pix2pix(settings):
     # pix2pix's own generator (5.2): the U-Net with dropout, down to 1x1.
-    generator = UNetGenerator(base_filters=16 if settings.smoke else 64, depth=int(math.log2(settings.image_size)))
+    generator = UNetGenerator(base_filters=settings.base_filters, depth=int(math.log2(settings.image_size)))
     return ConditionalGAN(generator, discriminator(settings), seed=settings.seed)
 
 

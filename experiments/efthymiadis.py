@@ -42,10 +42,10 @@ from chroma.training import (
     Pretraining,
     RegressionColorizer,
     Run,
+    PaperData,
     Settings,
     at_paper_scale,
     smoke_settings,
-    unknown_scale,
 )
 
 PAPER = "efthymiadis"
@@ -58,19 +58,19 @@ _FINE_TUNING_EPOCHS = 20
 _PRETRAINING_EPOCHS = 20
 
 
-def settings(scale, coco=None, data=None):
-    """The data and compute of `scale`: "paper" (section 3) or "smoke" (a CPU, minutes).
+# Section 3. No pretrained backbone: ResNetCNN's conv1 takes one channel.
+SCALES = {
+    "paper": Settings(image_size=256, batch_size=16, epochs=_GAN_EPOCHS),
+    "smoke": smoke_settings(epochs=12),
+}
 
-    No pretrained backbone: ResNetCNN's conv1 takes one channel.
-    """
-    if scale == "paper":
-        if not data or not coco:
-            raise ValueError("SCALE=paper needs DATA=/path/to/imagenet27 (train/, val/) and COCO=/path/to/coco")
-        return Settings(train_data=f"{data}/train", eval_data=f"{data}/val", image_size=256, batch_size=16,
-                        epochs=_GAN_EPOCHS, coco=coco)
-    if scale == "smoke":
-        return smoke_settings(epochs=12)
-    raise unknown_scale(scale)
+
+def paper_data(coco, data):
+    """Section 3: ImageNet's 27 classes (`data`), and COCO for the pretraining of 3.3.3."""
+    if not data or not coco:
+        raise ValueError("SCALE=paper needs DATA=/path/to/imagenet27 (train/, val/) and COCO=/path/to/coco")
+    return PaperData(train_data=f"{data}/train", eval_data=f"{data}/val",
+                     pretrain_data=f"coco:{coco}?split=train2017&take=8000")
 
 
 def progression(epochs, count=5):
@@ -80,9 +80,8 @@ def progression(epochs, count=5):
 
 def pretraining(settings):
     """Section 3.3.3: first COCO (at smoke scale the same photos again), then fine-tuning."""
-    if settings.smoke:
-        return settings
-    return settings._replace(train_data=f"coco:{settings.coco}?split=train2017&take=8000", epochs=_PRETRAINING_EPOCHS)
+    settings = settings._replace(train_data=settings.pretrain_data or settings.train_data)
+    return settings if settings.smoke else settings._replace(epochs=_PRETRAINING_EPOCHS)
 
 
 def cnn(settings):
@@ -94,7 +93,7 @@ def cnn_with_classifier(settings):
 
 
 def discriminator(settings):
-    return PatchDiscriminator(base_filters=16 if settings.smoke else 64)
+    return PatchDiscriminator(base_filters=settings.base_filters)
 
 
 def attention_ugan(settings):
@@ -103,7 +102,7 @@ def attention_ugan(settings):
 
 
 def baseline_ugan(settings):
-    generator = UNetGenerator(base_filters=16 if settings.smoke else 64, depth=int(math.log2(settings.image_size)))
+    generator = UNetGenerator(base_filters=settings.base_filters, depth=int(math.log2(settings.image_size)))
     return ConditionalGAN(generator, discriminator(settings), seed=settings.seed)
 
 

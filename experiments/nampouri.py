@@ -28,7 +28,7 @@ from chroma.data import coco_test_split
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.resnet_unet import ResNetUNetGenerator
 from chroma.models.unet import UNetGenerator
-from chroma.training import ConditionalGAN, Run, Settings, smoke_settings, unknown_scale
+from chroma.training import ConditionalGAN, PaperData, Run, Settings, smoke_settings
 
 PAPER = "nampouri"
 TITLE = "Image Colorization with Conditional GANs (Nampouri et al.)"
@@ -40,43 +40,36 @@ COLUMNS = ("l1_ab", "psnr", "ssim", "colorfulness")
 _PAPER_IMAGE_SIZE = 256
 _SMOKE_IMAGE_SIZE = 64
 
+SCALES = {
+    "paper": Settings(image_size=_PAPER_IMAGE_SIZE, batch_size=16, epochs=300),  # section 5
+    "smoke": smoke_settings(epochs=30, image_size=_SMOKE_IMAGE_SIZE),
+}
 
-def settings(scale, coco=None, data=None):
-    """The data and compute of `scale`: "paper" (section 5) or "smoke" (a CPU, minutes).
 
-    The paper trains on COCO only, so `data` (another dataset) is not used.
-    """
+def paper_data(coco, data):
+    """Section 5: COCO only (`data`, another dataset, is not used)."""
     del data
-    if scale == "paper":
-        if not coco:
-            raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
-        return Settings(
-            train_data=f"coco:{coco}?split=train2017&take=8000",
-            eval_data=f"coco:{coco}?split={coco_test_split(coco)}&take=2000",
-            image_size=_PAPER_IMAGE_SIZE,
-            batch_size=16,
-            epochs=300,
-        )
-    if scale == "smoke":
-        return smoke_settings(epochs=30, image_size=_SMOKE_IMAGE_SIZE)
-    raise unknown_scale(scale)
+    if not coco:
+        raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
+    return PaperData(train_data=f"coco:{coco}?split=train2017&take=8000",
+                     eval_data=f"coco:{coco}?split={coco_test_split(coco)}&take=2000")
 
 
-def discriminator(smoke):
-    return PatchDiscriminator(base_filters=16 if smoke else 64)
+def discriminator(settings):
+    return PatchDiscriminator(base_filters=settings.base_filters)
 
 
 def unet_cgan(settings):
     # As many levels as halve the image to 1x1: 8 at the paper's 256 px (figure 10).
     depth = int(math.log2(settings.image_size))
-    generator = UNetGenerator(base_filters=16 if settings.smoke else 64, depth=depth)
-    return ConditionalGAN(generator, discriminator(settings.smoke), seed=settings.seed)
+    generator = UNetGenerator(base_filters=settings.base_filters, depth=depth)
+    return ConditionalGAN(generator, discriminator(settings), seed=settings.seed)
 
 
 def resnet_cgan(settings):
     weights = settings.assets.get("resnet18")
     generator = ResNetUNetGenerator(backbone_weights=None if weights == "random" else weights)
-    return ConditionalGAN(generator, discriminator(settings.smoke), seed=settings.seed)
+    return ConditionalGAN(generator, discriminator(settings), seed=settings.seed)
 
 
 def pix2pix_recipe(total_steps):

@@ -54,11 +54,11 @@ from chroma.losses import caption_cross_entropy, kl_class_loss
 from chroma.training import (
     AuxiliaryLoss,
     ConditionalGAN,
+    PaperData,
     Run,
     Settings,
     at_paper_scale,
     smoke_settings,
-    unknown_scale,
 )
 
 PAPER = "villarenteria"
@@ -91,17 +91,18 @@ _CAPTION_TERM = AuxiliaryLoss("caption", output="caption_logits", target="tokens
                               weight=_CLASS_WEIGHT)
 
 
-def settings(scale, coco=None, data=None):
-    """The data and compute of `scale`: "paper" (sections 4-5) or "smoke" (a CPU, minutes)."""
-    if scale == "paper":
-        if not coco and not data:
-            raise ValueError("SCALE=paper needs COCO=/path/to/coco (or DATA=a TFRecord folder of COCO train)")
-        return Settings(train_data=data or f"coco:{coco}?split=train2017",
-                        eval_data=f"coco:{coco}?split=val2017" if coco else data, image_size=224, batch_size=256,
-                        epochs=5, flip=False)
-    if scale == "smoke":
-        return smoke_settings(epochs=3, flip=False)
-    raise unknown_scale(scale)
+SCALES = {
+    "paper": Settings(image_size=224, batch_size=256, epochs=5, flip=False),  # sections 4-5
+    "smoke": smoke_settings(epochs=3, flip=False),
+}
+
+
+def paper_data(coco, data):
+    """Sections 4-5: COCO train2017, or `data`, a TFRecord folder of it (a TPU's); scored on val2017."""
+    if not coco and not data:
+        raise ValueError("SCALE=paper needs COCO=/path/to/coco (or DATA=a TFRecord folder of COCO train)")
+    return PaperData(train_data=data or f"coco:{coco}?split=train2017",
+                     eval_data=f"coco:{coco}?split=val2017" if coco else data)
 
 
 def vgg_weights(settings):
@@ -123,7 +124,7 @@ def vgg_weights(settings):
 
 
 def critic(settings):
-    return ChromaGANCritic(base_filters=16 if settings.smoke else 64)
+    return ChromaGANCritic(base_filters=settings.base_filters)
 
 
 def chromagan(settings, num_classes=1000):

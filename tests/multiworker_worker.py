@@ -23,7 +23,7 @@ from chroma.data import make_dataset
 from chroma.data.specs import resolve
 from chroma.recipes import load_experiment
 from chroma.reproduce import reproduce
-from chroma.training import make_strategy
+from chroma.training import Runtime, make_strategy
 from chroma.training.hardware import is_chief, worker_count
 
 TINY = Path(__file__).resolve().parent / "recipes" / "tiny.py"
@@ -48,9 +48,8 @@ def sgd_recipe(total_steps):
 def tiny_experiment(epochs, batch_size):
     """The tiny recipe's "gan" run, trained by SGD for `epochs` epochs of `batch_size` per worker."""
     experiment = load_experiment(str(TINY))
-    settings = experiment.settings
-    experiment.settings = lambda scale, **options: settings(scale, **options)._replace(
-        epochs=epochs, batch_size=batch_size)
+    experiment.SCALES = {scale: settings._replace(epochs=epochs, batch_size=batch_size)
+                         for scale, settings in experiment.SCALES.items()}
     experiment.RUNS = [run._replace(compile_args=sgd_recipe) for run in experiment.RUNS if run.key == "gan"]
     return experiment
 
@@ -62,7 +61,7 @@ def main(runs_dir, epochs, batch_size, tfrecords, report):
         "chief": is_chief(strategy), "workers": worker_count(strategy),
         "decoded": shards(strategy, DECODED, batch_size), "tfrecords": shards(strategy, tfrecords, batch_size),
     }))
-    reproduce(tiny_experiment(epochs, batch_size), "smoke", runs_root=runs_dir, run_keys=["gan"], strategy=strategy,
+    reproduce(tiny_experiment(epochs, batch_size), "smoke", runs_root=runs_dir, run_keys=["gan"], runtime=Runtime(strategy),
               index_path=Path(runs_dir) / "RESULTS.md")
 
 

@@ -8,7 +8,7 @@ from chroma import reports
 from chroma.data import make_dataset, samples
 from chroma.export import dropout_layers
 from chroma.models.unet import UNetGenerator
-from chroma.recipes import load_experiment, select_runs
+from chroma.recipes import load_experiment, select_runs, settings_at
 from chroma.reproduce import diverse_columns
 from chroma.training import RegressionColorizer
 from helpers import ab_of, trainable_count
@@ -22,7 +22,7 @@ def agosti():
 @pytest.mark.slow("builds three 54-69M-weight cGANs at 256 px; fast tier: test_experiments builds every agosti run "
                   "at smoke size (the same builders) and test_recipe_follows_section_v_c checks the recipe")
 def test_the_three_cgans_build_at_the_papers_sizes(agosti):
-    settings = agosti.settings("paper", coco="/data/coco")
+    settings = settings_at(agosti, "paper", coco="/data/coco")
     assert (settings.image_size, settings.batch_size, settings.epochs, settings.drop_gray) == (256, 16, 100, True)
     gan, pixel_gan, wgan = (run.build(settings) for run in select_runs(agosti))
     assert trainable_count(gan.generator) == 54_410_370  # "about 54M"

@@ -10,7 +10,7 @@ from chroma.models.generator import BatchInput, Generator
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.segmentation_prior import SegmentationPrior
-from chroma.recipes import load_experiment, select_runs
+from chroma.recipes import load_experiment, select_runs, settings_at
 from chroma.training import ConditionalGAN, stack_batches
 from chroma.training.embedding_cache import compute_embeddings, with_cached_embeddings
 from helpers import ab_of, trainable_count
@@ -157,7 +157,7 @@ def bruvik(monkeypatch):
 
 
 def test_table_2s_rows_are_switches_of_one_generator(bruvik):
-    settings = bruvik.settings("paper", coco="/data/coco")._replace(assets={"deeplabv3": "random"})
+    settings = settings_at(bruvik, "paper", coco="/data/coco")._replace(assets={"deeplabv3": "random"})
     assert (settings.image_size, settings.batch_size, settings.epochs) == (256, 64, 15)
     runs = {run.key: run for run in select_runs(bruvik)}
     full = 5_845_656 + 322_048 + 424_802  # table 1's encoder (24 channels in), fusion 1257 -> 256, decoder
@@ -180,14 +180,14 @@ def test_table_2s_rows_are_switches_of_one_generator(bruvik):
 
 
 def test_the_recipe_follows_sections_5_5_and_5_6(bruvik):
-    settings = bruvik.settings("paper", coco="/data/coco")
+    settings = settings_at(bruvik, "paper", coco="/data/coco")
     runs = {run.key: run for run in select_runs(bruvik)}
     gan = runs["ours"].compile_args(total_steps=1)
     assert gan["reconstruction_loss"] == "l1"
     for key in ("no_pretraining", "no_segmentation", "no_inception", "ours", "ours_batch16"):
-        model = runs[key].build(bruvik.settings("smoke"))
+        model = runs[key].build(bruvik.SCALES["smoke"])
         assert (model.g_steps, model.d_steps) == (5, 1), key  # 5.6: one D update per five G updates
-    assert runs["pix2pix"].build(bruvik.settings("smoke")).g_steps == 1
+    assert runs["pix2pix"].build(bruvik.SCALES["smoke"]).g_steps == 1
     for optimizer in (gan["g_optimizer"], gan["d_optimizer"]):
         assert float(optimizer.learning_rate) == pytest.approx(2e-4) and float(optimizer.beta_1) == 0.5
     pretraining = runs["ours"].pretrain
@@ -202,7 +202,7 @@ def test_the_recipe_follows_sections_5_5_and_5_6(bruvik):
 
 def test_paper_scale_asks_for_the_pretrained_networks():
     bruvik = load_experiment("bruvik")
-    settings = bruvik.settings("paper", coco="/data/coco")
+    settings = settings_at(bruvik, "paper", coco="/data/coco")
     with pytest.raises(ValueError, match="--asset inception="):
         bruvik.inception(settings)
     with pytest.raises(ValueError, match="--asset deeplabv3="):
@@ -214,6 +214,6 @@ def test_the_embedding_is_inceptions_logits_as_section_5_3_3_says(monkeypatch):
     # test_bruvik_models builds) does, in milliseconds rather than seconds.
     monkeypatch.setattr(keras.applications, "InceptionResNetV2", inception_resnet_v2_stand_in)
     bruvik = load_experiment("bruvik")
-    embedding = bruvik.inception(bruvik.settings("smoke"))  # "the final layer preceding the softmax"
+    embedding = bruvik.inception(bruvik.SCALES["smoke"])  # "the final layer preceding the softmax"
     assert not embedding.probabilities
     assert embedding.network.layers[-1].activation.__name__ == "linear"

@@ -90,7 +90,7 @@ def test_reading_a_damaged_folder_yields_every_good_record_and_counts_the_damage
 def test_training_reads_past_damaged_records_and_a_mostly_damaged_folder_stops_it_first(damaged, tmp_path, capsys):
     folder, expected, _ = damaged
     run, = select_runs(load_experiment(str(RECIPE)), ["gan"])
-    settings = load_experiment(str(RECIPE)).settings("smoke")._replace(epochs=1)
+    settings = load_experiment(str(RECIPE)).SCALES["smoke"]._replace(epochs=1)
     with pytest.raises(data.DamagedRecords) as refusal:
         train(run, settings._replace(train_data=str(folder)), tmp_path / "refused", verbose=0)
     assert "3 of 8 records (37.5%) are damaged or missing, over the limit of 1.0%" in str(refusal.value)

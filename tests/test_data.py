@@ -11,7 +11,7 @@ from PIL import Image
 
 from chroma import data
 from chroma.data import images
-from chroma.recipes import load_experiment
+from chroma.recipes import load_experiment, settings_at
 from conftest import colour_image, encode, gray_image, png_rgb48
 
 SMALL = 32  # image size for pipeline tests: fast, and not a size any paper uses
@@ -485,4 +485,4 @@ def test_coco_test_split_is_read_from_its_image_list_and_preferred_for_testing(f
     source = data.coco(fake_coco, "test2017")
     assert len(source.records) == 10 and {(record.caption, record.label) for record in source.records} == {("", -1)}
     nampouri = load_experiment("nampouri")
-    assert nampouri.settings("paper", coco=str(fake_coco)).eval_data == f"coco:{fake_coco}?split=test2017&take=2000"
+    assert settings_at(nampouri, "paper", coco=str(fake_coco)).eval_data == f"coco:{fake_coco}?split=test2017&take=2000"

@@ -55,10 +55,10 @@ def test_a_batch_too_large_for_this_machine_is_projected_from_two_smaller_ones(t
     # test above, is stepped here as train() steps it: once per batch of the stand-in photos measure() wrote.
     trained_at = []
 
-    def train_below_the_papers_batch(run, settings, out_dir, callbacks=(), **options):
+    def train_below_the_papers_batch(run, settings, out_dir, runtime, callbacks=(), **options):
         trained_at.append(settings.batch_size)
         if settings.batch_size < 2:
-            return train(run, settings, out_dir, callbacks=callbacks, **options)
+            return train(run, settings, out_dir, runtime, callbacks=callbacks, **options)
         steps = count_elements(resolve(settings.train_data), batch_size=settings.batch_size, drop_remainder=True)
         for step in range(steps):
             time.sleep(0.001)
@@ -95,7 +95,7 @@ def test_cost_table_totals_the_known_phases():
              PhaseCost("B", "training", 16, 1.0, 16.0, 5e9, None, None)]
     table = cost_table(costs)
     assert "| A | training | 16 | 2.000 | 8.0 | 3.00 | 1,800 | 1.0 |" in table
-    assert "| B | training | 16 | 1.000 | 16.0 | 5.00 | unknown (give DATA) | unknown |" in table
+    assert "| B | training | 16 | 1.000 | 16.0 | 5.00 | unknown (give COCO / DATA) | unknown |" in table
     assert table.splitlines()[-1] == "| **total** | | | | | 5.00 | | 1.0 (known phases) |"
 
 

@@ -11,7 +11,7 @@ from chroma.models.iizuka import IizukaColorizer
 from chroma.models.inception_embedding import InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma import cli
-from chroma.recipes import known_experiments, load_experiment, select_runs
+from chroma.recipes import known_experiments, load_experiment, select_runs, settings_at
 from chroma.reproduce import reproduce
 from helpers import trainable_count
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.xdist_group("experiments")  # every recipe's smoke mode
 
 def test_nampouri_paper_scale_builds_figures_10_to_15():
     nampouri = load_experiment("nampouri")
-    settings = nampouri.settings("paper", coco="/data/coco")
+    settings = settings_at(nampouri, "paper", coco="/data/coco")
     assert (settings.image_size, settings.batch_size, settings.epochs) == (256, 16, 300)
     assert settings.train_data == "coco:/data/coco?split=train2017&take=8000"
     unet_run, resnet_run = select_runs(nampouri)
@@ -37,7 +37,7 @@ def test_nampouri_paper_scale_builds_figures_10_to_15():
 
 def test_paper_scale_without_coco_says_what_it_needs():
     with pytest.raises(ValueError, match="COCO="):
-        load_experiment("nampouri").settings("paper")
+        settings_at(load_experiment("nampouri"), "paper")
 
 
 def test_unknown_experiment_lists_the_known_ones():
@@ -47,7 +47,7 @@ def test_unknown_experiment_lists_the_known_ones():
 
 def test_efthymiadis_recipe_follows_section_3():
     efthymiadis = load_experiment("efthymiadis")
-    settings = efthymiadis.settings("paper", coco="/data/coco", data="/data/imagenet27")
+    settings = settings_at(efthymiadis, "paper", coco="/data/coco", data="/data/imagenet27")
     runs = {run.key: run for run in select_runs(efthymiadis)}
     assert len(runs) == 6  # every row of Table 1
     cnn = runs["cnn"].settings_for(settings)
@@ -75,7 +75,7 @@ def test_efthymiadis_recipe_follows_section_3():
 
 def test_efthymiadis_paper_scale_needs_both_datasets():
     with pytest.raises(ValueError, match="DATA=.*COCO="):
-        load_experiment("efthymiadis").settings("paper", coco="/data/coco")
+        settings_at(load_experiment("efthymiadis"), "paper", coco="/data/coco")
 
 
 # Every recipe's networks at smoke size: synchronised batch norm
@@ -136,7 +136,7 @@ def smoke_models():
         patch.setattr(keras.applications, "InceptionResNetV2", inception_resnet_v2_stand_in)
         for name in known_experiments():
             recipe = load_experiment(name)
-            smoke = recipe.settings("smoke")
+            smoke = recipe.SCALES["smoke"]
             for run in select_runs(recipe):
                 settings = run.settings_for(smoke)
                 models[name, run.key] = build(run.build, settings)
@@ -222,7 +222,7 @@ def test_a_best_epoch_monitor_is_a_value_its_smoke_model_logs(smoke_models):
 def test_a_recipes_asset_reaches_its_runs_and_a_missing_file_says_how_to_do_without(tmp_path):
     nampouri = load_experiment("nampouri")
     missing = tmp_path / "resnet_18_imagenet"
-    settings = nampouri.settings("paper", coco="/data/coco")._replace(assets={"resnet18": str(missing)})
+    settings = settings_at(nampouri, "paper", coco="/data/coco")._replace(assets={"resnet18": str(missing)})
     _, resnet_run = select_runs(nampouri)
     with pytest.raises(FileNotFoundError, match="--asset resnet18=none") as error:
         resnet_run.build(settings)

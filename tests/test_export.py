@@ -213,7 +213,8 @@ def test_the_pixel_limit_is_fixed_at_export_for_bytes_and_arrays(cli_exported):
     with pytest.raises(tf.errors.InvalidArgumentError, match=refusal):
         signatures["colorize_image"](image=tf.constant(COFFEE))
     assert signatures["colorize_image"](image=tf.constant(COFFEE[:300]))["colorized"].shape == (300, 457, 3)
-    assert cli.EXPORT_MAX_PIXELS == data.MAX_PIXELS  # the default: what `chroma colorize` reads files within
+    export_defaults = cli.build_parser().parse_args(["export", "--model", "m.keras"])
+    assert export_defaults.max_pixels == data.MAX_PIXELS  # the default: what `chroma colorize` reads files within
 
 
 def test_every_format_tells_its_size_from_its_header():

@@ -8,7 +8,7 @@ import skimage.data
 import skimage.transform
 import tensorflow as tf
 
-from chroma import color, evaluation
+from chroma import color, evaluation, reports
 from chroma.metrics import ActivationStatistics, evaluate_fid, fid_inception, frechet_distance
 from chroma.metrics.fid import FEATURES, INPUT_SIZE, KERAS_WEIGHTS_FILE, SINGULAR_OFFSET
 from chroma.models.blocks import keras_weights_path
@@ -253,8 +253,8 @@ def test_evaluate_scores_fid_only_with_a_model(tiles):
     assert scores["psnr"] == pytest.approx(evaluation.evaluate(evaluation.gray_prediction, dataset, ("psnr",))["psnr"])
     without = evaluation.evaluate(evaluation.gray_prediction, dataset, metrics=("psnr", "fid"))
     assert without["fid"] is None
-    table = evaluation.markdown_table([("gray", without)], metrics=("psnr", "fid"))
-    assert table.splitlines()[0] == "| model | PSNR (dB) | FID |" and table.endswith(" | - |")
+    table = reports.markdown_table([evaluation.scored_row("gray", without)], ["PSNR (dB)", "FID"])
+    assert table.splitlines()[0] == "| model | PSNR (dB) | FID |" and table.endswith(f" | {reports.MISSING} |")
 
 
 def test_evaluate_fid_in_its_single_pass_equals_evaluate_fid(tiles):

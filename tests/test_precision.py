@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from chroma import cli
 from chroma.recipes import load_experiment, select_runs
-from chroma.training import train
+from chroma.training import Runtime, train
 from chroma.training.hardware import choose_precision, cpu_flags
 from test_runs import RECIPE
 
@@ -61,8 +61,8 @@ def test_a_run_says_which_precision_auto_chose_and_records_why(tmp_path, monkeyp
     (run,) = select_runs(recipe, ["gan"])
     # Chosen, said and recorded before the first step: no epoch is trained (a constant rate, as a cosine
     # schedule needs steps to span).
-    train(run._replace(compile_args=recipe.constant_recipe), recipe.settings("smoke")._replace(epochs=0), tmp_path,
-          precision="auto", verbose=0)
+    train(run._replace(compile_args=recipe.constant_recipe), recipe.SCALES["smoke"]._replace(epochs=0), tmp_path,
+          Runtime(precision="auto"), verbose=0)
     written = json.loads((tmp_path / "run.json").read_text())
     assert written["precision"] == "float32"
     assert "no native bfloat16" in written["precision_reason"]

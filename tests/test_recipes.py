@@ -22,7 +22,7 @@ def test_an_unknown_recipe_names_the_known_ones(capsys, tmp_path):
     assert f"chroma: error: no recipe file {tmp_path / 'mine.py'}" in capsys.readouterr().err
 
 
-NAMES = ("PAPER, TITLE, COLUMNS, RUNS, settings (required), ASSETS, LOSS_TABLE, BEST_EPOCH_TABLE, BASELINE0_PAPER, "
+NAMES = ("PAPER, TITLE, COLUMNS, RUNS, SCALES, paper_data (required), ASSETS, LOSS_TABLE, BEST_EPOCH_TABLE, BASELINE0_PAPER, "
          "REFERENCE_ROWS, DIVERSE_SAMPLES, TRAINING_SAMPLES (optional)")
 
 
@@ -33,6 +33,7 @@ NAMES = ("PAPER, TITLE, COLUMNS, RUNS, settings (required), ASSETS, LOSS_TABLE, 
     ("DIVERSE_SAMPLES = True", "DIVERSE_SAMPLES must be of type int (N > 0: a figure of N colorizations"),
     ('COLUMNS = ["l1_ab"]', "COLUMNS must be of type tuple (the metric names of its table, in order"),
     ("del RUNS", "RUNS is missing"),
+    ('SCALES = {"smoke": SCALES["smoke"]}', "SCALES has 'smoke'; it must have 'smoke' and 'paper'"),
 ])
 def test_a_recipe_that_breaks_the_contract_is_refused_naming_the_file_the_name_and_the_names(
         tmp_path, capsys, line, refusal):
@@ -43,10 +44,11 @@ from chroma.training import Run, smoke_settings
 PAPER, TITLE, COLUMNS = "mine", "My paper", ("l1_ab",)
 _EPOCHS = 2  # a constant of the recipe's own
 RUNS = []
+SCALES = dict.fromkeys(("smoke", "paper"), smoke_settings(epochs=_EPOCHS))
 
 
-def settings(scale, coco=None, data=None):
-    return smoke_settings(epochs=_EPOCHS)
+def paper_data(coco, data):
+    raise ValueError("smoke scale only")
 
 
 {line}
@@ -63,7 +65,7 @@ def settings(scale, coco=None, data=None):
 def test_a_recipe_that_leaves_out_optional_names_gets_their_defaults(tmp_path):
     recipe = tmp_path / "mine.py"
     recipe.write_text('PAPER, TITLE, COLUMNS, RUNS = "mine", "My paper", ("l1_ab",), []\n'
-                      "def settings(scale, coco=None, data=None):\n    return None\n")
+                      "SCALES = {'smoke': None, 'paper': None}\ndef paper_data(coco, data):\n    return None\n")
     loaded = load_experiment(str(recipe))
     assert (loaded.ASSETS, loaded.LOSS_TABLE, loaded.BEST_EPOCH_TABLE, loaded.BASELINE0_PAPER, loaded.REFERENCE_ROWS,
             loaded.DIVERSE_SAMPLES, loaded.TRAINING_SAMPLES) == ({}, None, None, {}, [], 0, False)

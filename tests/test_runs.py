@@ -17,7 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 from chroma.recipes import check_recipe, load_experiment, select_runs
-from chroma.training import CheckpointNotSaved, TrainingDiverged, read_history, train
+from chroma.training import CheckpointNotSaved, Runtime, TrainingDiverged, read_history, train
 
 RECIPE = Path(__file__).parent / "recipes" / "tiny.py"
 
@@ -93,7 +93,7 @@ def test_a_run_killed_mid_training_resumes_where_its_checkpoint_left_off(tmp_pat
     from chroma import evaluation
     from chroma.data.specs import dataset_from_spec
 
-    settings = recipe.settings("smoke")
+    settings = recipe.SCALES["smoke"]
     model = recipe.gan(settings)
     model({"L": tf.zeros((1, settings.image_size, settings.image_size, 1))})
     model.load_weights(out_dir / "best.weights.h5")
@@ -174,7 +174,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_the_last_good_one
 
     recipe = load_experiment(str(RECIPE))
     run, = select_runs(recipe, ["gan"])
-    settings = recipe.settings("smoke")._replace(epochs=2)
+    settings = recipe.SCALES["smoke"]._replace(epochs=2)
     checkpoints = tmp_path / "checkpoints"
     with contextlib.ExitStack() as after_the_run:
 
@@ -206,7 +206,7 @@ def test_a_gan_whose_losses_turn_non_finite_stops_at_that_step(run_key, loss, tm
     run, = select_runs(recipe, [run_key])
     diverged_epoch = recipe._GOOD_EPOCHS + 1
     with pytest.raises(TrainingDiverged) as error:
-        train(run, recipe.settings("smoke"), tmp_path, verbose=0)
+        train(run, recipe.SCALES["smoke"], tmp_path, verbose=0)
     last_good = tmp_path / "checkpoints" / f"ckpt-{recipe._GOOD_EPOCHS}"
     assert re.match(rf"training stopped: {loss} is (nan|inf) at step 1 of epoch {diverged_epoch}\. "
                     rf"The last good checkpoint is {re.escape(str(last_good))};", str(error.value)), str(error.value)
@@ -275,7 +275,7 @@ def test_a_pretrained_run_starts_from_the_pretraining_phase_networks(tmp_path):
 
     recipe = load_experiment(str(RECIPE))
     run, = select_runs(recipe, ["pretrained_gan"])
-    settings = recipe.settings("smoke")._replace(epochs=0)  # the fine-tuning phase takes no step
+    settings = recipe.SCALES["smoke"]._replace(epochs=0)  # the fine-tuning phase takes no step
     model = train_with_pretraining(run, settings, tmp_path / "run")
 
     pretrained = run.build(settings)
@@ -295,7 +295,7 @@ def test_a_run_can_start_from_a_pretraining_phase_of_another_model(tmp_path):
 
     recipe = load_experiment(str(RECIPE))
     run, = select_runs(recipe, ["regression_pretrained_gan"])
-    settings = recipe.settings("smoke")._replace(epochs=0)
+    settings = recipe.SCALES["smoke"]._replace(epochs=0)
     model = train_with_pretraining(run, settings, tmp_path / "run")
 
     pretrained = recipe.generator_regression(settings)
@@ -323,7 +323,7 @@ def test_batch_targets_are_computed_once_and_reach_the_train_step(tmp_path):
                                  auxiliary_losses=(AuxiliaryLoss("class", "class_logits", "class_target",
                                                                  kl_class_loss, 0.003),)),
         paper={}, metrics=recipe._METRICS, batch_targets=lambda settings: {"class_target": TinyEmbedding(8)})
-    train(run, recipe.settings("smoke")._replace(epochs=1), tmp_path, verbose=0)
+    train(run, recipe.SCALES["smoke"]._replace(epochs=1), tmp_path, verbose=0)
     history = read_history(tmp_path)
     assert len(history["g_class_loss"]) == 1 and len(history["val_g_class_loss"]) == 1  # training and validation
     assert all(np.isfinite(history["g_class_loss"])) and history["g_class_loss"][0] > 0
@@ -367,7 +367,7 @@ def test_captions_reach_the_step_as_word_ids_made_in_tf_data(tmp_path):
     run = Run("captions", "captioned cGAN", lambda settings: RecordingGAN(CaptionShift(), tiny_discriminator()),
               lambda total_steps: dict(g_optimizer=keras.optimizers.Adam(1e-3), d_optimizer=keras.optimizers.Adam(1e-3)),
               paper={}, metrics=recipe._METRICS)
-    train(run, recipe.settings("smoke")._replace(epochs=1), tmp_path, verbose=0)
+    train(run, recipe.SCALES["smoke"]._replace(epochs=1), tmp_path, verbose=0)
     assert RecordingGAN.step_keys == {"L", "ab", "label", "tokens"}  # caption and name strings dropped
 
 
@@ -376,7 +376,7 @@ def test_a_run_over_bad_files_trains_on_the_usable_colour_ones_and_says_what_it_
     """Settings.drop_gray inside train(), and the end-of-run summary of skipped and dropped files."""
     recipe = load_experiment(str(RECIPE))
     run, = select_runs(recipe, ["gan"])
-    settings = recipe.settings("smoke")._replace(train_data=str(bad_image_folder.root), drop_gray=True, epochs=1)
+    settings = recipe.SCALES["smoke"]._replace(train_data=str(bad_image_folder.root), drop_gray=True, epochs=1)
     train(run, settings, tmp_path, verbose=0)
 
     summary = capsys.readouterr().err.splitlines()[-1]
@@ -397,7 +397,7 @@ def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path, mo
 
     from chroma import reports
     from chroma.reproduce import reproduce
-    from chroma.training import Run, Settings
+    from chroma.training import Run, smoke_settings
 
     tiny = load_experiment(str(RECIPE))
     built, alive_at_build = [], []
@@ -417,8 +417,9 @@ def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path, mo
         RUNS=[Run(key, key, build, tiny.l1_recipe, paper={}, metrics=("l1_ab",),
                   overrides=lambda settings, epochs=epochs: settings._replace(epochs=epochs))
               for key, epochs in (("a", 1), ("b", 0))],
-        settings=lambda scale, coco=None, data=None: Settings(
-            train_data="samples?take=2", eval_data="samples?skip=6", image_size=16, batch_size=2, epochs=1, smoke=True),
+        SCALES={"smoke": smoke_settings(epochs=1, image_size=16)._replace(train_data="samples?take=2"),
+                "paper": None},
+        paper_data=lambda coco, data: None,
     )
     check_recipe(experiment, "two runs")  # fills in the names it leaves out, as load_experiment does
     # Figures are drawn from arrays and histories, never from a model, and take a fifth of the time: not drawn here.
@@ -436,7 +437,7 @@ import os
 from pathlib import Path
 
 from chroma.recipes import load_experiment
-from chroma.training import Run, Settings
+from chroma.training import Run, smoke_settings
 
 tiny = load_experiment({tiny!r})
 PAPER, TITLE, COLUMNS = "apart", "two runs, a process each", ("l1_ab",)
@@ -450,9 +451,11 @@ def build(settings):
 RUNS = [Run(key, key, build, tiny.constant_recipe, paper={{"l1_ab": 0.5}}, metrics=("l1_ab",)) for key in ("a", "b")]
 
 
-def settings(scale, coco=None, data=None):
-    return Settings(train_data="samples?take=2", eval_data="samples?skip=6", image_size=16, batch_size=2, epochs=1,
-                    smoke=True)
+SCALES = dict.fromkeys(("smoke", "paper"), smoke_settings(epochs=1, image_size=16)._replace(train_data="samples?take=2"))
+
+
+def paper_data(coco, data):
+    raise ValueError("smoke scale only")
 """
 
 
@@ -492,4 +495,4 @@ def test_one_process_per_run_is_refused_with_a_multi_worker_strategy():
         pass
 
     with pytest.raises(ValueError, match="one process per run"):
-        reproduce(load_experiment(str(RECIPE)), "smoke", strategy=ElsewhereStrategy(), process_per_run=True)
+        reproduce(load_experiment(str(RECIPE)), "smoke", runtime=Runtime(ElsewhereStrategy()), process_per_run=True)

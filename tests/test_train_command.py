@@ -89,7 +89,7 @@ def test_unknown_and_ill_typed_overrides_are_refused_with_the_names(folders, cap
 def test_fine_tuning_starts_from_a_runs_best_weights_and_names_a_network_that_differs(folders, tmp_path, capsys):
     nampouri = load_experiment("nampouri")
     run, = select_runs(nampouri, ["unet_cgan"])
-    settings = nampouri.settings("smoke")._replace(image_size=32)
+    settings = nampouri.SCALES["smoke"]._replace(image_size=32)
     reference = run.build(settings)
     reference({"L": np.zeros((1, 32, 32, 1), np.float32)})
     # A run folder as `chroma train` leaves it, its best weights moved away from any fresh model's (no training).
@@ -123,9 +123,9 @@ def test_evaluate_scores_an_exported_saved_model_beside_baseline0(folders, tmp_p
     printed = capsys.readouterr().out
     assert "at 32x32" in printed and "| baseline0 |" in printed and f"| {saved_model} |" in printed
     with open(tmp_path / "scores" / "results.csv") as file:
-        rows = {(row["model"], row["metric"]): float(row["value"]) for row in csv.DictReader(file)}
+        rows = {(row["model"], row["metric"]): float(row["ours"]) for row in csv.DictReader(file)}
     model = str(saved_model)
-    assert 5 < rows[(model, "psnr")] < 60 and 0 < rows[(model, "ssim")] <= 1
+    assert 5 < rows[(model, "PSNR (dB)")] < 60 and 0 < rows[(model, "SSIM")] <= 1
     assert cli.main(["evaluate", "--model", str(tmp_path), "--data", str(folders / "held_out")]) == 2
     assert "not a SavedModel" in capsys.readouterr().err
 

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from chroma.losses import mse
-from chroma.recipes import load_experiment, select_runs
+from chroma.recipes import load_experiment, select_runs, settings_at
 from helpers import photo_lab
 
 RELEASE_MSE_WEIGHT, RELEASE_CLASS_WEIGHT = 1.0, 0.003  # the public ChromaGAN release's, on its ab / 255
@@ -36,7 +36,7 @@ def test_runs_follow_the_release_and_the_papers_changes(villarenteria):
         for optimizer in (recipe["g_optimizer"], recipe["d_optimizer"]):
             assert float(optimizer.learning_rate) == pytest.approx(2e-5)
             assert float(optimizer.beta_1) == (0.5 if key.startswith("reference") else 0.9)  # release vs 7.1
-    paper = villarenteria.settings("paper", coco="/data/coco")
+    paper = settings_at(villarenteria, "paper", coco="/data/coco")
     assert (paper.image_size, paper.batch_size) == (224, 256)  # global batch over the TPU's 8 cores
     assert runs["reference"].settings_for(paper).batch_size == 10
     assert runs["model_b"].settings_for(paper).epochs == 10
@@ -44,9 +44,9 @@ def test_runs_follow_the_release_and_the_papers_changes(villarenteria):
     without = runs["reference_no_classes"]
     for run in (without, runs["reference"]):
         assert (run.settings_for(paper).batch_size, run.settings_for(paper).epochs) == (10, 10)
-    generator = without.build(villarenteria.settings("smoke")).generator
+    generator = without.build(villarenteria.SCALES["smoke"]).generator
     assert not hasattr(generator, "classifier") and without.batch_targets is None
-    assert not paper.flip and not villarenteria.settings("smoke").flip  # the release has no flips
+    assert not paper.flip and not villarenteria.SCALES["smoke"].flip  # the release has no flips
 
 
 def test_loss_weights_keep_the_releases_balance_on_chromas_ab_scale(villarenteria):
@@ -65,7 +65,7 @@ def test_loss_weights_keep_the_releases_balance_on_chromas_ab_scale(villarenteri
 
 
 def test_vgg16_asset(villarenteria):
-    paper = villarenteria.settings("paper", coco="/data/coco")
+    paper = settings_at(villarenteria, "paper", coco="/data/coco")
     with pytest.raises(ValueError, match="--asset vgg16=imagenet"):
         villarenteria.vgg_weights(paper)
     with pytest.warns(UserWarning, match="random weights"):

@@ -41,6 +41,7 @@ from chroma.recipes import known_experiments, load_experiment, select_runs
 from chroma.training import (
     RegressionColorizer,
     Run,
+    Runtime,
     make_strategy,
     read_history,
     smoke_settings,
@@ -60,7 +61,7 @@ def distinct_steps():
     steps = []  # [identity, names, run, settings]
     for name in known_experiments():
         recipe = load_experiment(name)
-        smoke = recipe.settings("smoke")
+        smoke = recipe.SCALES["smoke"]
         for run in select_runs(recipe):
             settings = run.settings_for(smoke)
             phases = [(run.key, run, settings)]
@@ -310,7 +311,7 @@ def test_frozen_savedmodels_compile_into_the_step(frozen_savedmodels_run):
 def tiny_gan_trained_with_jit(out_dir, epochs):
     recipe = load_experiment(str(Path(__file__).parent / "recipes" / "tiny.py"))
     run = Run("jit", "tiny cGAN", recipe.gan, recipe.constant_recipe, paper={}, metrics=("l1_ab",))
-    return train(run, recipe.settings("smoke")._replace(epochs=epochs), out_dir, verbose=0, jit=True)
+    return train(run, recipe.SCALES["smoke"]._replace(epochs=epochs), out_dir, Runtime(jit=True), verbose=0)
 
 
 def test_train_with_jit_compiles_the_model_with_xla(tmp_path):
@@ -318,7 +319,7 @@ def test_train_with_jit_compiles_the_model_with_xla(tmp_path):
 
 
 @pytest.mark.slow("XLA's CPU code generation of a train step inside train(), about 7 s on 2 cores; the fast tier "
-                  "checks that train(jit=True) compiles the model with XLA")
+                  "checks that train(runtime=Runtime(jit=True)) compiles the model with XLA")
 def test_train_with_jit_trains_with_compiled_steps(tmp_path):
     tiny_gan_trained_with_jit(tmp_path, epochs=1)
     assert np.isfinite(read_history(tmp_path)["g_loss"]).all()
@@ -378,7 +379,7 @@ def test_reproduce_on_a_tpu_checks_every_phases_data_before_connecting(monkeypat
     assert "got coco:/data/coco?split=train2017&take=8000; write" in capsys.readouterr().err
     assert not strategies
     assert cli.main(["reproduce", "villarenteria", *tpu, "--data", "gs://bucket/coco-train", "--jit"]) == 0
-    assert strategies == [("tpu", "local")] and reproduced["jit"] is True
+    assert strategies == [("tpu", "local")] and reproduced["runtime"].jit is True
 
 
 if __name__ == "__main__":

@@ -15,12 +15,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Largest image decoded at full size: 64 Mi pixels (8192 x 8192) are ~200 MB
-# as 8-bit RGB and ~400 MB at 16 bits, affordable with a couple of decoders
-# running at once. JPEGs are decoded at 1/2 .. 1/8 scale first (`draft`), so a
-# JPEG passes if that reduced size fits; others beyond it are refused.
-# Pillow refuses even earlier, at 2 x Image.MAX_IMAGE_PIXELS (~179 Mi pixels).
-MAX_PIXELS = 64 * 1024 * 1024
+from chroma.limits import MAX_PIXELS
 
 # is_grayscale: a pixel is coloured when its channels spread by more than
 # GRAY_TOLERANCE levels. Re-encoded gray JPEGs stay well below (their chroma is

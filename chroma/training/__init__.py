@@ -1,5 +1,6 @@
 """The training engine: models whose train_step carries a paper's recipe, and the loop that runs them."""
 
+from chroma.runtime import Runtime
 from chroma.training.auxiliary_loss import AuxiliaryLoss
 from chroma.training.callbacks import (
     CheckpointNotSaved,
@@ -14,6 +15,7 @@ from chroma.training.hardware import PRECISIONS, STRATEGIES, make_strategy, opti
 from chroma.training.regression import RegressionColorizer
 from chroma.training.schedules import learning_rate
 from chroma.training.trainer import (
+    PaperData,
     Pretraining,
     Run,
     Settings,
@@ -22,13 +24,13 @@ from chroma.training.trainer import (
     smoke_settings,
     stack_batches,
     train,
-    unknown_scale,
 )
 
 __all__ = [
     "AuxiliaryLoss",
     "CheckpointNotSaved",
     "PRECISIONS",
+    "PaperData",
     "Pretraining",
     "STRATEGIES",
     "ColorizationModel",
@@ -37,6 +39,7 @@ __all__ = [
     "ResumableCheckpoint",
     "Run",
     "RunStopped",
+    "Runtime",
     "SampleImages",
     "Settings",
     "TrainingDiverged",
@@ -49,5 +52,4 @@ __all__ = [
     "smoke_settings",
     "stack_batches",
     "train",
-    "unknown_scale",
 ]

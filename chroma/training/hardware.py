@@ -8,8 +8,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+from chroma.runtime import PRECISIONS, STRATEGIES
 
 
 def make_strategy(name="default", tpu_address=None):

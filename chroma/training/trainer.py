@@ -20,6 +20,7 @@ import tensorflow as tf
 from chroma.data import SkipReport, count_elements, make_dataset
 from chroma.data.specs import resolve
 from chroma.metrics import colorization_metrics
+from chroma.runtime import Runtime
 from chroma.training.callbacks import ResumableCheckpoint, SampleImages
 from chroma.training.embedding_cache import compute_embeddings, with_cached_embeddings
 from chroma.training.hardware import choose_precision, optimizer_for, set_precision, worker_count, write_dir
@@ -95,9 +96,11 @@ class Run(NamedTuple):
     pretrain: Pretraining | None = None
     batch_targets: Callable | None = None
 
-    def settings_for(self, settings):
-        """The scale's settings, with this run's own values."""
-        return self.overrides(settings) if self.overrides else settings
+    def settings_for(self, settings, overrides=None):
+        """This run's settings, in the one order every command resolves them: the recipe's at the scale
+        (`settings`), then this run's own (Run.overrides), then the command line's `overrides` ({name: value}
+        of --set; the names that are no Settings field change compile arguments, see with_compile_overrides)."""
+        return (self.overrides(settings) if self.overrides else settings).with_overrides(overrides)
 
     def pretraining_run(self):
         """The Run of the pretraining phase: its own model and recipe where it names them."""
@@ -118,32 +121,52 @@ def at_paper_scale(**fields):
 
 
 class Settings(NamedTuple):
-    """How much data and compute a run gets: what a recipe's `settings(scale)` returns.
+    """How much data and compute a run gets: a recipe's SCALES hold one per scale (chroma.recipes.CONTRACT).
 
-    smoke=True asks `Run.build` for small networks that train on a CPU.
-    batch_size: one machine's batch, which its replicas split; under a
-    multi-worker strategy the global batch is batch_size times the workers.
-    assets: {name: where this machine keeps a pretrained network} (a local
-    path, "imagenet" for the Keras cache file, ...): the harness fills it
-    from `chroma reproduce --asset NAME=PATH`; a recipe's ASSETS names the
-    ones it reads and what their values mean. cache_embeddings: a generator's per-image frozen
-    inputs (BatchInput.per_image: paper bruvik's Inception embedding) are
-    computed once per training and validation image before the first epoch
-    instead of at every step (see embedding_cache).
+    Hyperparameters and data apart: a scale's Settings may leave the data out
+    (None), and the harness adds it where this machine keeps it
+    (chroma.recipes.settings_at); code that needs only hyperparameters reads
+    them without any path. smoke=True asks `Run.build` for small networks
+    that train on a CPU; base_filters is the width the recipes' networks
+    start from (the papers' 64; 16 at smoke scale). batch_size: one
+    machine's batch, which its replicas split; under a multi-worker strategy
+    the global batch is batch_size times the workers. assets: {name: where
+    this machine keeps a pretrained network} (a local path, "imagenet" for
+    the Keras cache file, ...): the harness fills it from `--asset
+    NAME=PATH`; a recipe's ASSETS names the ones it reads and what their
+    values mean. cache_embeddings: a generator's per-image frozen inputs
+    (BatchInput.per_image: paper bruvik's Inception embedding) are computed
+    once per training and validation image before the first epoch instead of
+    at every step (see embedding_cache).
     """
 
-    train_data: str
-    eval_data: str
     image_size: int
     batch_size: int
     epochs: int
+    train_data: str | None = None
+    eval_data: str | None = None
+    pretrain_data: str | None = None  # a pretraining phase's own data (paper efthymiadis' COCO), if not train_data
     smoke: bool = False
+    base_filters: int = 64
     flip: bool = True
     seed: int = 0
     assets: dict = {}  # never mutated: a run's own assets come with _replace
-    coco: str | None = None  # a COCO root for recipes that use it beside their main data (pretraining)
     cache_embeddings: bool = False
     drop_gray: bool = False  # leave out images that are already gray (paper agosti IV-B)
+
+    def with_overrides(self, overrides):
+        """These settings with the values of `overrides` ({name: value} of --set) that name one of their fields;
+        its other names are the recipe's compile values (with_compile_overrides)."""
+        return self._replace(**{name: value for name, value in (overrides or {}).items() if name in self._fields})
+
+
+class PaperData(NamedTuple):
+    """Where a paper's data is on this machine: what a recipe's paper_data(coco, data) returns (data specs,
+    chroma.data.specs)."""
+
+    train_data: str
+    eval_data: str
+    pretrain_data: str | None = None
 
 
 def compile_values(compile_args):
@@ -178,27 +201,21 @@ def with_compile_overrides(compile_args, overrides):
 
 
 def smoke_settings(epochs, image_size=64, **fields):
-    """Every recipe's smoke scale: 6 bundled photos to train on, 2 held out, batch 2, `smoke` (small networks)."""
+    """Every recipe's smoke scale: 6 bundled photos to train on, 2 held out, batch 2, small networks."""
     return Settings(train_data="samples?take=6", eval_data="samples?skip=6", image_size=image_size, batch_size=2,
-                    epochs=epochs, smoke=True, **fields)
+                    epochs=epochs, smoke=True, base_filters=16, **fields)
 
 
-def unknown_scale(scale):
-    """The error for a scale a recipe does not know."""
-    return ValueError(f"unknown scale {scale!r}; choose smoke or paper")
-
-
-def train(run, settings, out_dir, strategy=None, precision="float32", verbose="auto", start_from=None,
-          callbacks=(), jit=False, overrides=None):
+def train(run, settings, out_dir, runtime=Runtime(), verbose="auto", start_from=None, callbacks=(), overrides=None):
     """Trains `run` under `settings`, resuming from `out_dir` if it holds a checkpoint.
 
     start_from: a trained model of the same run whose networks' weights this
     one starts from (fine-tuning after a pretraining phase); a checkpoint in
     out_dir, if any, still takes precedence. callbacks: Keras callbacks to
-    run beside the engine's own (chroma.estimate's step timer). precision: a
-    Keras dtype policy, or "auto" for the hardware's (choose_precision). jit: compile
-    the train and test steps with XLA (Keras's jit_compile; a TPU compiles
-    them whatever it says). overrides: {name: value} the caller changed from
+    run beside the engine's own (chroma.estimate's step timer). runtime: its
+    strategy, its precision (a Keras dtype policy, or "auto" for the
+    hardware's: choose_precision) and jit (the train and test steps compiled
+    with XLA, Keras's jit_compile; a TPU compiles them whatever it says). overrides: {name: value} the caller changed from
     the recipe's (`chroma train --set`), recorded in run.json: settings
     (already in `settings`) and the recipe's compile values (compile_values),
     applied here.
@@ -211,8 +228,8 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
     trained model.
     """
     out_dir = Path(out_dir)
-    strategy = strategy or tf.distribute.get_strategy()
-    precision, precision_reason = choose_precision(precision, strategy)
+    strategy = runtime.strategy or tf.distribute.get_strategy()
+    precision, precision_reason = choose_precision(runtime.precision, strategy)
     print(f"{run.name}: precision {precision} ({precision_reason})", file=sys.stderr)
     set_precision(precision)
     keras.utils.set_random_seed(settings.seed)
@@ -248,7 +265,7 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
             name: optimizer_for(value) if isinstance(value, keras.optimizers.Optimizer) else value
             for name, value in with_compile_overrides(run.compile_args(total_steps), overrides or {}).items()
         }
-        model.compile(**compile_args, metrics=colorization_metrics(run.metrics), jit_compile=jit)
+        model.compile(**compile_args, metrics=colorization_metrics(run.metrics), jit_compile=runtime.jit)
         model({key: value[:1] for key, value in sample_batch.items()})
         model.build_optimizers()
         if start_from is not None:
@@ -265,7 +282,7 @@ def train(run, settings, out_dir, strategy=None, precision="float32", verbose="a
                   file=sys.stderr)
         (files / "run.json").write_text(json.dumps({
             "run": run.key, "name": run.name, "settings": settings._asdict(), "precision": precision,
-            "precision_reason": precision_reason,
+            "precision_reason": precision_reason, "jit": runtime.jit,
             "replicas": strategy.num_replicas_in_sync, "workers": worker_count(strategy),
             "global_batch_size": batch_size, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
             "overrides": dict(overrides or {}),

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from chroma.models.network_generator import NetworkGenerator
-from chroma.training import ConditionalGAN, Pretraining, RegressionColorizer, Run, Settings, learning_rate
+from chroma.training import ConditionalGAN, PaperData, Pretraining, RegressionColorizer, Run, Settings, learning_rate
 
 PAPER = "tiny"
 TITLE = "Tiny test recipe"
@@ -16,9 +16,14 @@ _STEPS_PER_EPOCH = 2  # 4 training images, batch 2
 _GOOD_EPOCHS = 1  # the *_turns_inf runs train this many epochs, then one network's output turns inf
 
 
-def settings(scale, coco=None, data=None):
-    return Settings(train_data="samples?take=4", eval_data="samples?skip=6", image_size=16, batch_size=2,
-                    epochs=_EPOCHS, smoke=True)
+_PHOTOS = PaperData(train_data="samples?take=4", eval_data="samples?skip=6")
+# Both scales train the same tiny networks on 4 bundled photos.
+SCALES = {scale: Settings(**_PHOTOS._asdict(), image_size=16, batch_size=2, epochs=_EPOCHS, smoke=True)
+          for scale in ("smoke", "paper")}
+
+
+def paper_data(coco, data):
+    return _PHOTOS
 
 
 def generator():

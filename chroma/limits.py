@@ -1,0 +1,9 @@
+"""Bounds on what arrives from outside, shared by the library and the command line (which imports no
+TensorFlow to show them in its help)."""
+
+# Largest image decoded at full size: 64 Mi pixels (8192 x 8192) are ~200 MB
+# as 8-bit RGB and ~400 MB at 16 bits, affordable with a couple of decoders
+# running at once. JPEGs are decoded at 1/2 .. 1/8 scale first (`draft`), so a
+# JPEG passes if that reduced size fits; others beyond it are refused.
+# Pillow refuses even earlier, at 2 x Image.MAX_IMAGE_PIXELS (~179 Mi pixels).
+MAX_PIXELS = 64 * 1024 * 1024
