@@ -9,6 +9,7 @@ import argparse
 import importlib.metadata
 import os
 import sys
+import time
 from pathlib import Path
 
 from chroma.limits import MAX_PIXELS
@@ -106,8 +107,10 @@ def run_baseline0(args):
 
     report = data.SkipReport()
     print(f"fitting baseline0 on {args.data} at {args.image_size}x{args.image_size}", file=sys.stderr)
-    model = evaluation.fit_baseline0(args.data, args.image_size, args.batch_size, report, drop_gray=args.drop_gray)
-    print(f"fitted; {report.summary()}", file=sys.stderr)
+    started = time.perf_counter()
+    model = evaluation.fit_baseline0(args.data, args.image_size, args.batch_size, report, drop_gray=args.drop_gray,
+                                     progress_every=100)
+    print(f"fitted in {time.perf_counter() - started:.1f} s; {report.summary()}", file=sys.stderr)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     model.save(output)
@@ -247,7 +250,8 @@ def process_per_run(args):
 
 def add_reproduce(commands):
     command = add_command(
-        commands, "reproduce", run_reproduce, "train and score every model of a paper, write its results table and figures",
+        commands, "reproduce", run_reproduce,
+        "train and score every model of a paper, write its results table and figures",
         "Train (or resume) every run of a paper's recipe (chroma.experiments.<paper>), score it on the held-out "
         "images, and write runs/<paper>/<scale>/results.md and .csv (our figures beside the paper's), loss curves, "
         "a sample grid, and the top-level RESULTS.md. Rerunning resumes each run from its last checkpoint.")

@@ -92,15 +92,23 @@ def scored_row(model, scores, note=None):
     return {"model": model, "ours": titled(scores), **({"note": note} if note is not None else {})}
 
 
-def fit_baseline0(train_data, image_size, batch_size, report=None, drop_gray=False):
-    """baseline0 (chroma.models.baseline0) fitted in one pass over a data spec: the floor every model must beat."""
+def fit_baseline0(train_data, image_size, batch_size, report=None, drop_gray=False, progress_every=None):
+    """baseline0 (chroma.models.baseline0) fitted in one pass over a data spec: the floor every model must beat.
+    progress_every: print the images seen to stderr every that many batches (None: quiet)."""
+    import sys
+
     from chroma.data.specs import dataset_from_spec
     from chroma.models.baseline0 import MeanColorBaseline
 
     model = MeanColorBaseline()
     model.compile()
-    for batch in dataset_from_spec(train_data, image_size, batch_size, report, drop_gray=drop_gray):
+    images = 0
+    for count, batch in enumerate(dataset_from_spec(train_data, image_size, batch_size, report, drop_gray=drop_gray),
+                                  start=1):
         model.train_step(batch)
+        images += int(batch["L"].shape[0])
+        if progress_every and count % progress_every == 0:
+            print(f"baseline0: {images} images", file=sys.stderr)
     return model
 
 

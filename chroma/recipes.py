@@ -34,8 +34,8 @@ CONTRACT = {
     "COLUMNS": Name((tuple,), "the metric names of its table, in order (chroma.evaluation.COLUMN_TITLES)", REQUIRED),
     "RUNS": Name((list,), "its chroma.training.Run list, in the table's order", REQUIRED),
     "SCALES": Name((dict,), "{'smoke': Settings, 'paper': Settings}: its hyperparameters at each scale "
-                   "(chroma.training.Settings); smoke's name the bundled photos (smoke_settings), paper's leave the data "
-                   "to paper_data", REQUIRED),
+                   "(chroma.training.Settings); smoke's name the bundled photos (smoke_settings), paper's leave "
+                   "the data to paper_data", REQUIRED),
     "paper_data": Name((Callable,), "paper_data(coco, data) -> chroma.training.PaperData: where the paper's data is "
                        "on this machine, from --coco and --data; a ValueError says what is missing", REQUIRED),
     "ASSETS": Name((dict,), "{name: what it is} of the pretrained networks its runs read from Settings.assets", {}),
@@ -82,7 +82,8 @@ def check_recipe(module, origin):
                               f"{type(namespace[name]).__name__}. A recipe's names: {names}")
     if sorted(module.SCALES) != sorted(SCALES):
         raise RecipeError(f"{origin}: SCALES has {', '.join(map(repr, module.SCALES)) or 'no scale'}; it must have "
-                          f"{' and '.join(map(repr, SCALES))}, each a chroma.training.Settings. A recipe's names: {names}")
+                          f"{' and '.join(map(repr, SCALES))}, each a chroma.training.Settings. A recipe's names: "
+                          f"{names}")
 
 
 def hyperparameters(experiment, scale):
@@ -102,10 +103,12 @@ def settings_at(experiment, scale, coco=None, data=None):
 
 
 def known_experiments():
-    """The names of the recipes installed with chroma (the modules of chroma.experiments), sorted."""
+    """The names of the recipes installed with chroma (the modules of chroma.experiments), sorted; _template, the
+    starting point of a new one, is no paper."""
     import chroma.experiments
 
-    return sorted(module.name for module in pkgutil.iter_modules(chroma.experiments.__path__))
+    return sorted(module.name for module in pkgutil.iter_modules(chroma.experiments.__path__)
+                  if not module.name.startswith("_"))
 
 
 def load_experiment(name):

@@ -78,9 +78,10 @@ def append_table(out_dir, heading, rows, columns):
 
 
 def table_lines(rows, columns, with_paper=True):
-    """Markdown lines: each column's "ours" (and "paper") side by side, then a note where a row has one."""
+    """Markdown lines: each column's "ours" (and "paper") side by side, then the notes (a table without paper
+    columns has them only where a row has one)."""
     sides = ("ours", "paper") if with_paper else ("ours",)
-    notes = any("note" in row for row in rows)
+    notes = with_paper or any("note" in row for row in rows)
     header = ["model"] + [f"{column}, {side}" if with_paper else column for column in columns for side in sides]
     lines = [markdown_row(header + (["note"] if notes else [])),
              "|---|" + "---:|" * (len(sides) * len(columns)) + ("---|" if notes else "")]

@@ -56,7 +56,8 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
     Settings.assets, and "lpips" / "fid" fill those columns (without them
     they stay empty). runtime: strategy, precision and XLA, as
     chroma.training.train takes them. Under a multi-worker strategy only
-    the chief scores the runs and writes these; the other workers train beside it (train_beside_chief).
+    the chief scores the runs and writes these; the other workers train
+    beside it (train_beside_chief).
     process_per_run: each run trains, is scored and drawn in a process of its
     own (train_in_own_process), so the recipe's peak memory is its largest
     run's: with oneDNN, TensorFlow's CPU allocator keeps every byte a run
@@ -80,11 +81,12 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
     lpips_model, fid_model = metric_networks(assets)
     eval_data = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size,
                                   drop_gray=settings.drop_gray)
-    baseline0 = evaluation.fit_baseline0(settings.train_data, settings.image_size, settings.batch_size)
+    baseline0 = evaluation.fit_baseline0(settings.train_data, settings.image_size, settings.batch_size,
+                                         drop_gray=settings.drop_gray)
     rows = [{"model": "baseline0 (mean colour per gray level)", "note": "reference",
              "paper": evaluation.titled(experiment.BASELINE0_PAPER),
-             "ours": evaluation.titled(evaluation.evaluate(lambda batch: baseline0(batch)["ab"], eval_data, experiment.COLUMNS,
-                                                lpips_model, fid_model))}]
+             "ours": evaluation.titled(evaluation.evaluate(lambda batch: baseline0(batch)["ab"], eval_data,
+                                                           experiment.COLUMNS, lpips_model, fid_model))}]
     rows += [{**row, "ours": {}, "paper": evaluation.titled(row["paper"])} for row in experiment.REFERENCE_ROWS]
     # Sample grids are gathered column by column as each run ends, so no trained model outlives its run.
     held_out = [sample_column(title, None, eval_data) for title in ("original", "grayscale")]

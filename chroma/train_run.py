@@ -128,7 +128,8 @@ def train_one_run(experiment, run_key, data, eval_data, out_dir, overrides=(), i
     eval_dataset = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size,
                                      drop_gray=settings.drop_gray)
     scores, protocol = score_run(run, model, out_dir, eval_dataset, evaluation.DEFAULT_METRICS)
-    baseline0 = evaluation.fit_baseline0(settings.train_data, settings.image_size, settings.batch_size)
+    baseline0 = evaluation.fit_baseline0(settings.train_data, settings.image_size, settings.batch_size,
+                                         drop_gray=settings.drop_gray)
     rows = [evaluation.scored_row("baseline0", evaluation.evaluate(lambda batch: baseline0(batch)["ab"],
                                                                     eval_dataset)),
             evaluation.scored_row(run.name, scores, note=protocol)]

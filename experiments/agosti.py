@@ -44,7 +44,7 @@ import math
 
 import keras
 
-from chroma.data import coco_test_split
+from chroma.data import coco_test_split, required_coco
 from chroma.models.dcgan_critic import DCGANCritic
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.pixel_unet import PixelUNetGenerator
@@ -73,8 +73,7 @@ SCALES = {
 def paper_data(coco, data):
     """Sections IV and V-C: COCO only."""
     del data
-    if not coco:
-        raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
+    coco = required_coco(coco)
     return PaperData(train_data=f"coco:{coco}?split=train2017&take=23000",
                      eval_data=f"coco:{coco}?split={coco_test_split(coco)}")
 

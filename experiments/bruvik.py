@@ -36,6 +36,7 @@ import math
 
 import keras
 
+from chroma.data import required_coco
 from chroma.models.inception_embedding import InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.patchgan import PatchDiscriminator
@@ -76,8 +77,7 @@ SCALES = {
 def paper_data(coco, data):
     """Sections 4 and 5.6: COCO only."""
     del data
-    if not coco:
-        raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
+    coco = required_coco(coco)
     return PaperData(train_data=f"coco:{coco}?split=train2017&take=8000",
                      eval_data=f"coco:{coco}?split=val2017&take=2000")
 

@@ -24,7 +24,7 @@ import math
 
 import keras
 
-from chroma.data import coco_test_split
+from chroma.data import coco_test_split, required_coco
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.resnet_unet import ResNetUNetGenerator
 from chroma.models.unet import UNetGenerator
@@ -49,8 +49,7 @@ SCALES = {
 def paper_data(coco, data):
     """Section 5: COCO only (`data`, another dataset, is not used)."""
     del data
-    if not coco:
-        raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
+    coco = required_coco(coco)
     return PaperData(train_data=f"coco:{coco}?split=train2017&take=8000",
                      eval_data=f"coco:{coco}?split={coco_test_split(coco)}&take=2000")
 

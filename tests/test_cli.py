@@ -1,5 +1,7 @@
 """The `chroma` command as a user runs it: help, baseline0, data build, bad input."""
 
+import re
+
 import keras
 import pytest
 
@@ -18,8 +20,33 @@ def test_help_lists_every_command(capsys):
         cli.main(["--help"])
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
-    for command in ("baseline0", "data"):
-        assert command in help_text
+    for command in ("demo", "reproduce", "train", "evaluate", "export", "colorize", "serve", "baseline0", "data",
+                    "assets"):
+        assert re.search(rf"\n    {command}\s", help_text), command
+
+
+def test_reproduce_and_train_offer_the_same_runtime_and_scale_from_the_librarys_names():
+    from chroma.recipes import SCALES
+    from chroma.runtime import PRECISIONS, STRATEGIES
+
+    parser = cli.build_parser()
+    reproduce = parser.parse_args(["reproduce", "nampouri"])
+    train = parser.parse_args(["train", "nampouri", "--run", "unet_cgan", "--data", "samples", "-o", "run"])
+    for args in (reproduce, train):
+        assert (args.scale, args.strategy, args.precision, args.jit) == ("smoke", "default", "auto", False)
+    for flag, names in (("--strategy", STRATEGIES), ("--precision", PRECISIONS), ("--scale", SCALES)):
+        for name in names:
+            assert getattr(parser.parse_args(["reproduce", "nampouri", flag, name]), flag[2:]) == name
+
+
+def test_assets_lists_what_each_recipe_reads(capsys):
+    assert cli.main(["assets"]) == 0
+    listed = capsys.readouterr().out
+    assert "nampouri:\n  resnet18: the ResNet-18 encoder's ImageNet weights" in listed
+    assert "  lpips: LPIPS weights" in listed.split("efthymiadis:")[1]  # its table has an LPIPS column
+    assert "agosti:" in listed and "bruvik:\n  inception:" in listed
+    assert cli.main(["assets", "nampuri"]) == 2
+    assert "no experiment 'nampuri'" in capsys.readouterr().err
 
 
 def test_colorize_help_explains_samples(capsys):

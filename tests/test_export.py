@@ -21,7 +21,7 @@ from PIL import Image
 
 from chroma import cli, data
 from chroma.data.decode import decode_photo
-from chroma.export import dropout_layers, export_saved_model, load_generator, serving_functions
+from chroma.export import dropout_layers, export_saved_model, load_generator, scored_generator, serving_functions
 from chroma.models.generator import BatchInput, Generator
 from chroma.models.unet import UNetGenerator
 from chroma.training import RegressionColorizer
@@ -452,6 +452,24 @@ def test_cli_export_errors(tmp_path, capsys):
     assert export() == 0
     assert export() == 2
     assert export("tiny.keras", "--overwrite") == 0
+
+
+def test_a_run_folder_exports_the_generator_its_table_scored_at_the_runs_size(tmp_path, capsys):
+    run, output = tmp_path / "unet_cgan", tmp_path / "out"
+    run.mkdir()
+
+    def export(*flags):
+        return cli.main(["export", "--model", str(run), "-o", str(output), *flags])
+
+    assert export() == 2 and "holds no run.json: not a run folder" in capsys.readouterr().err
+    (run / "run.json").write_text(json.dumps({"run": "unet_cgan", "settings": {"image_size": 8}}))
+    assert export() == 2 and "holds no generator.keras: its run has not finished" in capsys.readouterr().err
+    tiny_generator().save(run / "generator.keras")
+    assert export("--image-size", "16") == 2
+    assert "was trained at 8 px (its run.json), not --image-size 16" in capsys.readouterr().err
+    assert not output.exists()  # refused before anything was written
+    generator, image_size = scored_generator(run)
+    assert isinstance(generator, NetworkGenerator) and image_size == 8
 
 
 def test_every_model_file_is_loadable_from_a_keras_file():

@@ -1,9 +1,12 @@
 """Finding and loading recipes: the installed papers by name, any other by its file."""
 
+from pathlib import Path
+
 import pytest
+import tensorflow as tf
 
 from chroma import cli
-from chroma.recipes import RecipeError, known_experiments, load_experiment
+from chroma.recipes import RecipeError, hyperparameters, known_experiments, load_experiment, settings_at
 
 PAPERS = ["agosti", "bruvik", "efthymiadis", "nampouri", "villarenteria"]
 
@@ -69,3 +72,33 @@ def test_a_recipe_that_leaves_out_optional_names_gets_their_defaults(tmp_path):
     loaded = load_experiment(str(recipe))
     assert (loaded.ASSETS, loaded.LOSS_TABLE, loaded.BEST_EPOCH_TABLE, loaded.BASELINE0_PAPER, loaded.REFERENCE_ROWS,
             loaded.DIVERSE_SAMPLES, loaded.TRAINING_SAMPLES) == ({}, None, None, {}, [], 0, False)
+
+
+def test_the_template_is_a_recipe_a_sixth_paper_starts_from(tmp_path):
+    import chroma.experiments
+
+    copy = tmp_path / "mypaper.py"
+    copy.write_text((Path(chroma.experiments.__path__[0]) / "_template.py").read_text())
+    recipe = load_experiment(str(copy))
+    assert "_template" not in known_experiments()
+    smoke = settings_at(recipe, "smoke")._replace(image_size=16)
+    (run,) = recipe.RUNS
+    model = run.build(smoke)
+    assert model({"L": tf.zeros((1, 16, 16, 1))}).shape == (1, 16, 16, 2)
+    assert model.generator.count_params() < run.build(smoke._replace(base_filters=64)).generator.count_params()
+    with pytest.raises(ValueError, match="SCALE=paper needs COCO"):
+        settings_at(recipe, "paper")
+    assert settings_at(recipe, "paper", coco="/data/coco").train_data == "coco:/data/coco?split=train2017&take=8000"
+
+
+def test_settings_resolve_in_one_order_the_scale_then_the_run_then_set():
+    efthymiadis = load_experiment("efthymiadis")
+    cnn = next(run for run in efthymiadis.RUNS if run.key == "cnn")
+    paper = settings_at(efthymiadis, "paper", coco="/data/coco", data="/data/imagenet27")
+    assert paper.image_size == 256 and cnn.settings_for(paper).image_size == 224  # the CNN's own 224 px
+    # --set comes last; g_lr is a compile value, which no Settings field takes.
+    assert cnn.settings_for(paper, {"image_size": 128, "g_lr": 1e-3}).image_size == 128
+    # Hyperparameters alone name no data, and an unknown scale is refused with the scales there are.
+    assert hyperparameters(efthymiadis, "paper").train_data is None
+    with pytest.raises(ValueError, match="unknown scale 'huge'; choose smoke or paper"):
+        hyperparameters(efthymiadis, "huge")

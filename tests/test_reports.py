@@ -176,3 +176,20 @@ def test_results_index_gathers_every_run_and_is_idempotent(tmp_path):
     links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("- [samples.png](")]
     assert links == ["../runs/agosti/paper/samples.png", "../runs/nampouri/smoke/samples.png"]
     assert all((index_path.parent / link).is_file() for link in links)
+
+
+def test_a_further_table_keeps_the_note_column_of_a_papers_table(tmp_path):
+    reports.write_results(tmp_path, "title", ROWS, COLUMNS, "nampouri")
+    reports.append_table(tmp_path, "Epochs", [{"model": "U-Net cGAN", "ours": {"epochs": 3}, "paper": {"epochs": 5}}],
+                         ("epochs",))
+    assert (tmp_path / "results.md").read_text(encoding="utf-8").splitlines()[-3:] == [
+        "| model | epochs, ours | epochs, paper | note |", "|---|---:|---:|---|", "| U-Net cGAN | 3 | 5 |  |"]
+
+
+def test_a_table_without_a_paper_has_ours_alone(tmp_path):
+    rows = [{"model": "baseline0", "ours": {"PSNR": 21.0}}, {"model": "U-Net cGAN", "ours": {"PSNR": 23.456}}]
+    md_path, csv_path = reports.write_results(tmp_path, "mine", rows, ["PSNR"])
+    assert md_path.read_text(encoding="utf-8").splitlines()[-4:] == [
+        "| model | PSNR |", "|---|---:|", "| baseline0 | 21.00 |", "| U-Net cGAN | 23.46 |"]
+    assert csv_path.read_text(encoding="utf-8").splitlines() == [
+        "model,metric,ours,paper", "baseline0,PSNR,21.0,", "U-Net cGAN,PSNR,23.456,"]

@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from chroma.export import scored_generator
 from chroma.recipes import check_recipe, load_experiment, select_runs
 from chroma.training import CheckpointNotSaved, Runtime, TrainingDiverged, read_history, train
 
@@ -104,6 +105,11 @@ def test_a_run_killed_mid_training_resumes_where_its_checkpoint_left_off(tmp_pat
         table = {row["metric"]: float(row["ours"]) for row in csv.DictReader(file) if row["model"] == "tiny cGAN"}
     for name in recipe.COLUMNS:
         assert table[evaluation.COLUMN_TITLES[name]] == pytest.approx(scores[name], rel=1e-5), name
+    # `chroma export RUN_DIR` exports the generator the table scored, at the run's size.
+    generator, image_size = scored_generator(out_dir)
+    gray = tf.random.uniform((1, image_size, image_size, 1), -1, 1, seed=0)
+    assert image_size == settings.image_size
+    np.testing.assert_allclose(generator({"L": gray}), model.generator({"L": gray}), atol=1e-6)
 
 
 def checkpoint_numbers(out_dir):

@@ -14,9 +14,8 @@ from chroma.models.generator import BatchInput, Generator
 from chroma.models.inception_embedding import InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
 from chroma.models.unet import UNetGenerator
-from chroma.recipes import load_experiment
+from chroma.recipes import load_experiment, select_runs
 from chroma.tflite_export import DYNAMIC_RANGE_FILE, FLOAT_FILE, export_tflite
-from chroma.training import smoke_settings
 from helpers import ab_of, spread_colours, tiny_generator, trainable_count
 
 IMAGE_SIZE = 64  # paper nampouri's smoke size; the ResNet-18 U-Net needs a multiple of 32
@@ -51,7 +50,9 @@ def signature_runner(path):
 def nampouri_generator(run):
     """Paper nampouri's generator as its recipe builds it at smoke scale, colours spread (helpers.spread_colours)."""
     keras.utils.set_random_seed(0)
-    generator = getattr(load_experiment("nampouri"), run)(smoke_settings(epochs=1, image_size=IMAGE_SIZE)).generator
+    nampouri = load_experiment("nampouri")
+    (recipe_run,) = select_runs(nampouri, [run])
+    generator = recipe_run.build(nampouri.SCALES["smoke"]._replace(image_size=IMAGE_SIZE)).generator
     spread_colours(generator, rgb_to_scaled_lab(photos())[0])
     return generator
 

@@ -56,6 +56,9 @@ def test_train_runs_a_recipe_on_a_folder_with_overrides_and_exports_it(first_run
     assert json.loads((first_run / "saved_model" / "chroma.json").read_text())["image_size"] == 32
     results = (first_run / "results.md").read_text()
     assert "| baseline0 |" in results and "| U-Net cGAN" in results
+    # The run folder is what `chroma export` takes: the scored generator at the run's size.
+    assert cli.main(["export", "--model", str(first_run), "-o", str(first_run / "exported")]) == 0
+    assert json.loads((first_run / "exported" / "chroma.json").read_text())["image_size"] == 32
 
 
 def test_a_recipes_compile_values_are_overridden_where_the_engine_compiles_the_run():

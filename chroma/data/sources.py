@@ -179,6 +179,13 @@ def coco(root, split="train2017", take=None, skip=0, seed=0, annotations_dir=Non
     return subset(Source(f"coco {split}", records, class_names), take, skip, seed)
 
 
+def required_coco(root):
+    """`root`, a COCO root a paper-scale recipe needs (its paper_data), or the error that asks for one."""
+    if not root:
+        raise ValueError("SCALE=paper needs COCO=/path/to/coco (train2017/, val2017/, annotations/)")
+    return root
+
+
 def coco_test_split(root):
     """"test2017" where COCO's test images and their list are under `root`, else "val2017".
 

@@ -215,9 +215,10 @@ def train(run, settings, out_dir, runtime=Runtime(), verbose="auto", start_from=
     run beside the engine's own (chroma.estimate's step timer). runtime: its
     strategy, its precision (a Keras dtype policy, or "auto" for the
     hardware's: choose_precision) and jit (the train and test steps compiled
-    with XLA, Keras's jit_compile; a TPU compiles them whatever it says). overrides: {name: value} the caller changed from
-    the recipe's (`chroma train --set`), recorded in run.json: settings
-    (already in `settings`) and the recipe's compile values (compile_values),
+    with XLA, Keras's jit_compile; a TPU compiles them whatever it says).
+    overrides: {name: value} the caller changed from the recipe's (`--set`),
+    recorded in run.json: settings (already in `settings`, see
+    Run.settings_for) and the recipe's compile values (compile_values),
     applied here.
 
     Writes to out_dir: checkpoints/ (the resumable state), best.weights.h5,
