@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from chroma.limits import MAX_PIXELS
-from chroma.recipes import SCALES, known_experiments
+from chroma.recipes import OVERRIDABLE, SCALES, known_experiments
 from chroma.runtime import PRECISIONS, STRATEGIES
 
 
@@ -51,8 +51,7 @@ DATA_SPEC_HELP = (
 )
 SET_HELP = (
     "change a value of the recipe, NAME=VALUE; repeatable; applied last, over the recipe's scale and a run's own "
-    "settings. Settings: image_size, batch_size, epochs, smoke (small networks), base_filters (the networks' "
-    "width), flip, seed, cache_embeddings, drop_gray; and the values its runs compile with, such as g_lr and d_lr "
+    f"settings. Settings: {', '.join(OVERRIDABLE)}; and the values its runs compile with, such as g_lr and d_lr "
     "(constant learning rates), lr, reconstruction_weight, adversarial_loss. An unknown name or a value of the "
     "wrong type is refused with the names there are"
 )
@@ -210,13 +209,13 @@ def run_reproduce(args):
     experiment = recipes.load_experiment(args.experiment)
     if args.estimate_batch is not None and args.estimate is None:
         raise ValueError("--estimate-batch sets the batch --estimate STEPS measures at: give --estimate too")
+    overrides = parse_overrides(args.set, recipes.hyperparameters(experiment, args.scale),
+                                recipes.select_runs(experiment, args.run))
     if args.estimate is not None:
-        return run_estimate(experiment, args)
+        return run_estimate(experiment, args, overrides)
     if args.strategy == "tpu":
         check_tpu_data(reproduce.training_data(experiment, args.scale, args.coco, args.data, args.run))
     runtime = runtime_of(args)
-    overrides = parse_overrides(args.set, recipes.hyperparameters(experiment, args.scale),
-                                recipes.select_runs(experiment, args.run))
     try:
         md_path, csv_path = reproduce.reproduce(
             experiment, args.scale, runs_root=args.runs_dir, coco=args.coco, data=args.data,
@@ -230,13 +229,14 @@ def run_reproduce(args):
     print(f"{writer} {md_path}, {csv_path} and RESULTS.md", file=sys.stderr)
 
 
-def run_estimate(experiment, args):
+def run_estimate(experiment, args, overrides):
     from chroma.estimate import cost_table, estimate
 
     if args.scale != "paper":
         raise ValueError("--estimate projects the paper's recipe: use it with --scale paper")
     costs = estimate(experiment, args.estimate, coco=args.coco, data=args.data, assets=dict(args.asset or []),
-                     run_keys=args.run, runtime=runtime_of(args), measured_batch=args.estimate_batch)
+                     run_keys=args.run, runtime=runtime_of(args), measured_batch=args.estimate_batch,
+                     overrides=overrides)
     print(f"{experiment.TITLE}: cost of the paper's recipe on this machine ({args.estimate} steps measured a phase)")
     print(cost_table(costs))
 

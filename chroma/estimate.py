@@ -129,7 +129,7 @@ def stand_in_photos(out_dir, count, image_size):
     return str(out_dir)
 
 
-def measure(run, settings, phase, steps, work_dir, runtime, measured_batch=None):
+def measure(run, settings, phase, steps, work_dir, runtime, measured_batch=None, overrides=None):
     """Trains `run` for `steps` steps on stand-in photos; its PhaseCost, projected over `settings`' data.
 
     measured_batch: measure at this batch and twice it, and project the
@@ -154,7 +154,7 @@ def measure(run, settings, phase, steps, work_dir, runtime, measured_batch=None)
         timer = StepTimer()
         with peak_memory() as memory:
             train(run, at_batch._replace(train_data=photos, eval_data=held_out, epochs=1),
-                  work_dir / f"{phase}_{batch}", runtime, verbose=0, callbacks=[timer])
+                  work_dir / f"{phase}_{batch}", runtime, verbose=0, callbacks=[timer], overrides=overrides)
         measured.append((batch, timer.seconds_per_step(), memory["bytes"]))
     seconds, memory_bytes = (along_batch(measured, index, paper_batch) for index in (1, 2))
     per_step = paper_batch * batches_per_step
@@ -175,10 +175,11 @@ def along_batch(measured, index, batch):
 
 
 def estimate(experiment, steps, coco=None, data=None, assets=None, run_keys=None, runtime=Runtime(),
-             measured_batch=None):
+             measured_batch=None, overrides=None):
     """[PhaseCost] of every run (and pretraining phase) of `experiment` at paper scale, STEPS steps each
     (measure's measured_batch: at smaller batches, projected to the paper's). The paper's steps are projected
-    from its data where `coco` and `data` locate it (the recipe's paper_data), and unknown without."""
+    from its data where `coco` and `data` locate it (the recipe's paper_data), and unknown without.
+    overrides: --set's {name: value}, applied last as in every command (Run.settings_for)."""
     if steps < 2:
         raise ValueError(f"--estimate needs at least 2 steps (the first one compiles), got {steps}")
     if measured_batch is not None and measured_batch < 1:
@@ -193,14 +194,14 @@ def estimate(experiment, steps, coco=None, data=None, assets=None, run_keys=None
     costs = []
     with tempfile.TemporaryDirectory(prefix="chroma-estimate-") as work_dir:
         for run in select_runs(experiment, run_keys):
-            run_settings = run.settings_for(settings)
+            run_settings = run.settings_for(settings, overrides)
             print(f"== estimating {experiment.PAPER}: {run.name}", file=sys.stderr)
             phases = [("training", run, run_settings)]
             if run.pretrain is not None:
                 phases.insert(0, ("pretraining", run.pretraining_run(), run.pretrain.settings(run_settings)))
             for phase, phase_run, phase_settings in phases:
                 costs.append(measure(phase_run, phase_settings, phase, steps, Path(work_dir) / run.key, runtime,
-                                     measured_batch))
+                                     measured_batch, overrides))
             keras.backend.clear_session()
     return costs
 

@@ -52,6 +52,9 @@ CONTRACT = {
 }
 CONTRACT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 SCALES = ("smoke", "paper")  # CPU minutes on the bundled photos; the paper's data and recipe
+# The fields of chroma.training.Settings that --set may change; the data specs and assets have flags of their own.
+OVERRIDABLE = ("image_size", "batch_size", "epochs", "smoke", "base_filters", "flip", "seed", "cache_embeddings",
+               "drop_gray")
 
 
 class RecipeError(ValueError):

@@ -13,15 +13,11 @@ import tensorflow as tf
 from chroma import evaluation
 from chroma.data.specs import dataset_from_spec
 from chroma.export import export_saved_model, load_keras_model
-from chroma.recipes import hyperparameters, select_runs
+from chroma.recipes import OVERRIDABLE, hyperparameters, select_runs
 from chroma.reproduce import check_protocol, score_run, train_with_pretraining
 from chroma.runtime import Runtime
 from chroma.training.colorization_model import ColorizationModel
 from chroma.training.trainer import compile_values
-
-# Settings a command line may change; the data specs and assets have flags of their own.
-OVERRIDABLE = ("image_size", "batch_size", "epochs", "smoke", "base_filters", "flip", "seed", "cache_embeddings",
-               "drop_gray")
 
 
 def overridable(settings, runs):

@@ -71,8 +71,11 @@ def test_a_batch_too_large_for_this_machine_is_projected_from_two_smaller_ones(t
     assert (gan.batch_size, gan.measured_batches, gan.paper_steps) == (2, (1, 2), 12 * (4 // 2))
     assert gan.projected_seconds == pytest.approx(gan.paper_steps * gan.seconds_per_step)
     assert "| 2 (from 1, 2) |" in cost_table([gan])
-    (as_is,) = estimate(load_experiment(str(RECIPE)), steps=2, run_keys=["gan"], measured_batch=2)
+    # --set applies as in every command: 3 epochs instead of the recipe's 12.
+    (as_is,) = estimate(load_experiment(str(RECIPE)), steps=2, run_keys=["gan"], measured_batch=2,
+                        overrides={"epochs": 3})
     assert trained_at == [1, 2, 2] and as_is.measured_batches == ()  # twice 2 is more than the paper's batch
+    assert as_is.paper_steps == 3 * (4 // 2)
     with pytest.raises(ValueError, match="at least 1 image"):
         estimate(load_experiment(str(RECIPE)), steps=2, measured_batch=0)
 

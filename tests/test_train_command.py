@@ -10,8 +10,8 @@ from PIL import Image
 from chroma import cli
 from chroma.data import samples
 from chroma.models.unet import UNetGenerator
-from chroma.recipes import load_experiment, select_runs
-from chroma.train_run import OVERRIDABLE, initial_model
+from chroma.recipes import OVERRIDABLE, load_experiment, select_runs
+from chroma.train_run import initial_model
 from chroma.training.trainer import compile_values, with_compile_overrides
 from helpers import baseline0_exported
 
