@@ -65,10 +65,18 @@ def add_recipe_options(parser):
                         help="whose settings and networks: smoke (small networks, minutes on a CPU) or the paper's "
                         "(default: %(default)s)")
     parser.add_argument("--set", action="append", metavar="NAME=VALUE", help=SET_HELP)
-    parser.add_argument("--asset", type=asset_argument, action="append", metavar="NAME=PATH",
-                        help="where this machine keeps a pretrained network the recipe or its table's metrics read, "
-                        "never downloaded; repeatable. `chroma assets` lists each recipe's names and what each "
-                        "takes; an unknown name is refused with them. Smoke runs use random weights without")
+    add_asset_option(parser, "where this machine keeps a pretrained network the recipe or its table's metrics read, "
+                     "never downloaded; repeatable. `chroma assets` lists each recipe's names and what each takes; "
+                     "an unknown name is refused with them. Smoke runs use random weights without")
+
+
+def add_asset_option(parser, help_text=None):
+    """--asset NAME=PATH: a pretrained network from this machine; for a command that loads a .keras file, the
+    SavedModels its layers run, which the file itself may not name (chroma.models.loading)."""
+    parser.add_argument("--asset", type=asset_argument, action="append", metavar="NAME=PATH", help=help_text or (
+        "for a .keras model whose layers run a pretrained SavedModel (paper bruvik's inception, deeplabv3): the "
+        "SavedModel to run, from this machine; a model file never chooses it, and one that names its own is "
+        "refused with the NAME to pass; repeatable"))
 
 
 def add_runtime_options(parser):
@@ -344,7 +352,7 @@ def add_train(commands):
 def run_evaluate(args):
     from chroma import evaluation, reports
 
-    colorizer, size = evaluation.model_colorizer(args.model, args.image_size)
+    colorizer, size = evaluation.model_colorizer(args.model, args.image_size, dict(args.asset or []))
     data = evaluation_data(args.data, size, args.batch_size)
     rows = [evaluation.scored_row(str(args.model), evaluation.evaluate(colorizer, data))]
     if args.baseline_data:
@@ -371,6 +379,7 @@ def add_evaluate(commands):
     command.add_argument("--image-size", type=positive_int, help="for a .keras model: the size it was trained at")
     command.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: %(default)s)")
     command.add_argument("-o", "--output", help="folder for results.md and results.csv")
+    add_asset_option(command)
 
 
 def run_demo(args):
@@ -399,15 +408,16 @@ def add_demo(commands):
 def run_export(args):
     from chroma.export import describe_signatures, export_saved_model, load_generator, scored_generator
 
+    assets = dict(args.asset or [])
     if Path(args.model).is_dir():
-        generator, image_size = scored_generator(args.model)
+        generator, image_size = scored_generator(args.model, assets)
         if args.image_size not in (None, image_size):
             raise ValueError(f"{args.model} was trained at {image_size} px (its run.json), not --image-size "
                              f"{args.image_size}")
     elif args.image_size is None:
         raise ValueError(f"--image-size: give the size {args.model} was trained at (a run folder knows its own)")
     else:
-        generator, image_size = load_generator(args.model), args.image_size
+        generator, image_size = load_generator(args.model, assets), args.image_size
     output = Path(args.output or Path("saved_models") / Path(args.model).stem)
     if output.exists() and not args.overwrite and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"{output} already exists and is not empty; pass --overwrite to replace it")
@@ -446,6 +456,7 @@ def add_export(commands):
     command.add_argument("-o", "--output",
                          help="SavedModel folder (default: saved_models/<the model's name, without .keras>)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing SavedModel at --output")
+    add_asset_option(command)
     command.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS, metavar="N",
                          help="the largest image (width x height) the SavedModel's image signatures accept; larger "
                          "ones are refused, from their header, before decoding (default: %(default)s)")
@@ -460,7 +471,8 @@ def add_export(commands):
 def run_colorize(args):
     from chroma.colorize import colorize_files
 
-    colorize_files(args.inputs, args.model, args.output, image_size=args.image_size, samples=args.samples)
+    colorize_files(args.inputs, args.model, args.output, image_size=args.image_size, samples=args.samples,
+                   assets=dict(args.asset or []))
 
 
 def add_colorize(commands):
@@ -479,6 +491,7 @@ def add_colorize(commands):
                          help="write N different colorizations of each image, NAME_sample1.EXT ... NAME_sampleN.EXT: "
                          "the generator's dropout stays on, its only source of noise (paper agosti, figure 4, after "
                          "pix2pix). Needs a generator with dropout, such as the U-Net")
+    add_asset_option(command)
 
 
 def run_serve(args):

@@ -25,12 +25,13 @@ from chroma.export import is_saved_model, load_generator, serving_functions
 JPEG_QUALITY = 95
 
 
-def load_colorizer(model_path, image_size=256, samples=None):
+def load_colorizer(model_path, image_size=256, samples=None, assets=None):
     """A SavedModel folder from `chroma export`, or a .keras file -> function uint8 RGB (H,W,3) -> uint8 (N,H,W,3).
 
     N is 1, or `samples` colorizations drawn with dropout on, for a generator
     that has dropout. image_size is the square size a .keras generator was
-    trained at; a SavedModel carries its own.
+    trained at; a SavedModel carries its own. assets: the pretrained SavedModels a .keras file's layers run
+    (chroma.export.load_keras_model).
     """
     model_path = Path(model_path)
     if is_saved_model(model_path):
@@ -38,7 +39,7 @@ def load_colorizer(model_path, image_size=256, samples=None):
     elif model_path.is_dir():
         raise ValueError(f"{model_path} is a folder but not a SavedModel (no saved_model.pb)")
     else:
-        functions = serving_functions(load_generator(model_path), image_size)
+        functions = serving_functions(load_generator(model_path, assets), image_size)
     if samples is None:
         signature = functions["colorize_image"]
         return lambda rgb: signature(image=tf.constant(rgb))["colorized"].numpy()[None]
@@ -130,7 +131,7 @@ def decoded_ahead(images, pool):
         yield current
 
 
-def colorize_files(inputs, model_path, output_dir, image_size=256, samples=None):
+def colorize_files(inputs, model_path, output_dir, image_size=256, samples=None, assets=None):
     """Colorizes every image of `inputs` into output_dir; returns (colorized, skipped) counts.
 
     With `samples` (N >= 1), each image gives N files, name_sample1 ... name_sampleN,
@@ -145,7 +146,7 @@ def colorize_files(inputs, model_path, output_dir, image_size=256, samples=None)
     images = find_images(inputs, output_dir)
     if not images:
         raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {' '.join(map(str, inputs))}")
-    colorize = load_colorizer(model_path, image_size, samples)
+    colorize = load_colorizer(model_path, image_size, samples, assets)
 
     progress = keras.utils.Progbar(len(images), unit_name="image") if sys.stdout.isatty() else None
     line_break = "\n" if progress else ""  # a message must not land on the progress bar's line

@@ -112,10 +112,11 @@ def fit_baseline0(train_data, image_size, batch_size, report=None, drop_gray=Fal
     return model
 
 
-def model_colorizer(path, image_size=None):
+def model_colorizer(path, image_size=None, assets=None):
     """(colorizer, the square size it reads) for a model file: a SavedModel, scored through its colorize_lab
     signature (TensorFlow alone, no chroma code), or a .keras generator (or a trained model around one) trained
-    at image_size. A caption model gets each image's caption."""
+    at image_size, loaded with `assets` (chroma.export.load_keras_model). A caption model gets each image's
+    caption."""
     from pathlib import Path
 
     from chroma.export import METADATA_FILE, is_saved_model, load_generator
@@ -136,5 +137,5 @@ def model_colorizer(path, image_size=None):
                          "in one)")
     if image_size is None:
         raise ValueError(f"{path}: a .keras model needs --image-size, the size it was trained at")
-    generator = load_generator(path)
+    generator = load_generator(path, assets)
     return (lambda batch: generator(batch, training=False)["ab"]), image_size

@@ -52,6 +52,7 @@ from chroma.data.decode import checked_size, decode_photo, display_size, within_
 from chroma.data.pipeline import preprocess
 from chroma.models.blocks import SwitchableDropout
 from chroma.models.generator import Generator
+from chroma.models.loading import assets_provided
 from chroma.training.colorization_model import ColorizationModel
 
 # Modules whose import registers chroma's Keras classes, so that .keras files
@@ -344,15 +345,15 @@ def is_saved_model(path):
     return (Path(path) / "saved_model.pb").is_file()
 
 
-def load_generator(path):
+def load_generator(path, assets=None):
     """A .keras file -> its Generator. A trained wrapper (a ColorizationModel: ConditionalGAN, RegressionColorizer)
-    gives the generator it holds."""
+    gives the generator it holds. assets: see load_keras_model."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
     if path.suffix != ".keras":
         raise ValueError(f"{path} is not a .keras model file")
-    model = load_keras_model(path)
+    model = load_keras_model(path, assets)
     if isinstance(model, ColorizationModel):
         model = model.generator
     if not isinstance(model, Generator):
@@ -360,8 +361,9 @@ def load_generator(path):
     return model
 
 
-def scored_generator(run_dir):
-    """(generator, image size) of a run folder: the generator its table scored, at the size its run.json names."""
+def scored_generator(run_dir, assets=None):
+    """(generator, image size) of a run folder: the generator its table scored, at the size its run.json names.
+    assets: see load_keras_model."""
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} holds no {RUN_FILE}: not a run folder 'chroma reproduce' or 'chroma "
@@ -373,14 +375,17 @@ def scored_generator(run_dir):
         image_size = json.loads((run_dir / RUN_FILE).read_text())["settings"]["image_size"]
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{run_dir / RUN_FILE} does not name the run's image size: {error}") from None
-    return load_generator(run_dir / SCORED_GENERATOR), int(image_size)
+    return load_generator(run_dir / SCORED_GENERATOR, assets), int(image_size)
 
 
-def load_keras_model(path):
-    """A .keras file of chroma's models, as saved (uncompiled)."""
+def load_keras_model(path, assets=None):
+    """A .keras file of chroma's models, as saved (uncompiled), with Keras's safe mode on. assets: {name: path}
+    of the pretrained SavedModels its layers run (--asset NAME=PATH), which the file itself may not name
+    (chroma.models.loading)."""
     for module in MODEL_MODULES:
         importlib.import_module(module)
-    return keras.saving.load_model(path, compile=False)
+    with assets_provided(assets):
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
 def describe_signatures(directory):

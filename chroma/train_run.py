@@ -69,7 +69,7 @@ def initial_model(path, run, settings):
         except ValueError as error:
             raise ValueError(f"--init {path}: its best weights do not fit {run.name}: {error}") from error
     elif path.suffix == ".keras" and path.is_file():
-        loaded = load_keras_model(path)
+        loaded = load_keras_model(path, settings.assets)
         copy_matching(model, loaded.networks() if isinstance(loaded, ColorizationModel) else {"generator": loaded},
                       path)
     else:

@@ -14,6 +14,7 @@ import tensorflow as tf
 from chroma.models.blocks import keras_weights_cache
 from chroma.models.inception_embedding import KERAS_WEIGHTS_FILE, InceptionEmbedding
 from chroma.models.koalarization import KoalarizationGenerator
+from chroma.models.loading import assets_provided
 from chroma.models.segmentation_prior import SegmentationPrior
 from helpers import ab_of, assert_reloads_identically, conv, photo_lab, trainable_count
 
@@ -267,11 +268,13 @@ def test_a_local_savedmodel_loads_through_tensorflow_hub(hub_classifier):
 
 
 def test_a_generator_with_a_savedmodel_embedding_reloads_identically(hub_classifier, tmp_path):
-    """The .keras file holds the source path, and the module is loaded from it again."""
+    """The .keras file keeps the source it was built from; loaded, it runs the SavedModel the user passes as the
+    asset inception (chroma.models.loading), here the same one."""
     generator = KoalarizationGenerator(InceptionEmbedding(source=hub_classifier[0]))
     assert generator.fusion.kernel.shape == (1, 1, 256 + 1001, 256)
     scaled_l, _ = photo_lab(32)
-    reloaded = assert_reloads_identically(generator, {"L": scaled_l}, tmp_path)
+    with assets_provided({"inception": hub_classifier[0]}):
+        reloaded = assert_reloads_identically(generator, {"L": scaled_l}, tmp_path)
     assert reloaded.embedding.source == hub_classifier[0]
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from chroma.color import scaled_lab_to_rgb
 from chroma.models.blocks import keras_weights_path
+from chroma.models.loading import saved_model_on_load
 
 INPUT_SIZE = 299
 KERAS_CLASSES = 1000
@@ -94,3 +95,11 @@ class InceptionEmbedding(keras.layers.Layer):
             "weights": self.pretrained_weights,
             "probabilities": self.probabilities,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # Loaded from a file: Keras's network carries its weights in the archive, so no path is read; a TF-Hub
+        # SavedModel comes from the user, never from the file.
+        if config.get("source", "keras") == "keras":
+            return cls(**{**config, "weights": None})
+        return cls(**{**config, "source": saved_model_on_load("inception", config["source"], "Inception embedding")})

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from chroma.color import scaled_lab_to_rgb
+from chroma.models.loading import saved_model_on_load
 
 PASCAL_VOC_CLASSES = 21  # 20 categories and background (section 4.3)
 RANDOM_SEED = 1234
@@ -73,3 +74,10 @@ class SegmentationPrior(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "source": self.source, "classes": self.classes}
+
+    @classmethod
+    def from_config(cls, config):
+        # Loaded from a file: the random stand-in's weights are in the archive; a segmenter comes from the user.
+        if config.get("source", "random") != "random":
+            config = {**config, "source": saved_model_on_load("deeplabv3", config["source"], "segmentation prior")}
+        return cls(**config)
