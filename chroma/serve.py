@@ -101,6 +101,7 @@ def as_tensor(name, value, spec):
         if spec.dtype == tf.string:
             tensor = tf.constant(np.array(value, dtype=object), dtype=tf.string)
         else:
+            check_range(name, value, spec.dtype)
             tensor = tf.constant(value, dtype=spec.dtype)
     except (TypeError, ValueError, tf.errors.InvalidArgumentError) as error:
         raise BadRequest(f"input {name!r} is not a {spec.dtype.name} tensor: {error}") from error
@@ -108,6 +109,15 @@ def as_tensor(name, value, spec):
         raise BadRequest(f"input {name!r} has shape {tensor.shape.as_list()}, the signature takes "
                          f"{[None if size is None else size for size in spec.shape.as_list()]}")
     return tensor
+
+
+def check_range(name, value, dtype):
+    """Refuses integers the signature's integer dtype cannot hold, which TensorFlow would wrap (uint8 300 -> 44)."""
+    if not dtype.is_integer:
+        return
+    values = np.asarray(value)
+    if values.size and values.dtype.kind in "iu" and (values.min() < dtype.min or values.max() > dtype.max):
+        raise BadRequest(f"input {name!r} holds integers outside {dtype.name}'s {dtype.min}..{dtype.max}")
 
 
 def to_json(name, tensor):
@@ -205,11 +215,14 @@ class ModelServer:
                     raise BadRequest(f"image of {width}x{height} pixels is over this server's limit of "
                                      f"{self.max_pixels} pixels (chroma serve --max-pixels)")
 
-    def predict(self, body):
-        """A parsed :predict body -> TF Serving's JSON answer. Runs in the prediction threads."""
+    def prepare(self, body):
+        """A parsed :predict body -> (the signature, its input tensors, row format?): every check a request can
+        fail, made before it waits for a turn, so a bad request never holds one a good request needs."""
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
         signature_name = body.get("signature_name") or DEFAULT_SIGNATURE
+        if not isinstance(signature_name, str):
+            raise BadRequest(f"'signature_name' must be a string, got a {type(signature_name).__name__}")
         if signature_name not in self.signatures:
             raise BadRequest(f"Serving signature name: \"{signature_name}\" not found in signature def; this model "
                              f"has {sorted(self.signatures)}")
@@ -219,24 +232,36 @@ class ModelServer:
         if set(columns) != set(specs):
             raise BadRequest(f"signature {signature_name!r} takes inputs {sorted(specs)}, got {sorted(columns)}")
         inputs = {name: as_tensor(name, value, specs[name]) for name, value in columns.items()}
-        self.check_pixels(inputs)
+        try:
+            self.check_pixels(inputs)
+        except tf.errors.InvalidArgumentError as error:  # a photo whose header cannot be read
+            raise BadRequest(error_reason(error.message)) from error
+        return function, inputs, row_format
+
+    def run(self, prepared):
+        """A prepared request -> TF Serving's JSON answer, as text. Runs in the prediction threads; the answer is
+        serialised there too, as a large one would hold up every other request in the event loop."""
+        function, inputs, row_format = prepared
         try:
             outputs = function(**inputs)
         except tf.errors.InvalidArgumentError as error:
             raise BadRequest(error_reason(error.message)) from error
-        return answer(outputs, row_format)
+        return json.dumps(answer(outputs, row_format))
 
     async def run_predict(self, body):
-        """predict(body) as JSON text, in a prediction thread once a turn is free; 503 when too many wait, 504
-        when waiting and predicting outlast the timeout.
+        """The JSON answer to a parsed :predict body: prepared (checked) at once, then run in a prediction thread
+        once a turn is free; 503 when too many wait, 504 when waiting and predicting outlast the timeout.
 
         A prediction that times out keeps its turn until it ends: the limit counts work running, not answers
         pending, so a slow model cannot pile up threads.
         """
-        if self.waiting >= self.max_waiting:
-            raise BadRequest(f"the server is busy: {self.waiting} requests are waiting; try again later", 503)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        # Checked in the default threads, not the prediction ones: decoding base64 and making tensors of a large
+        # body is work the event loop should not wait on.
+        prepared = await loop.run_in_executor(None, self.prepare, body)
+        if self.waiting >= self.max_waiting:
+            raise BadRequest(f"the server is busy: {self.waiting} requests are waiting; try again later", 503)
         self.waiting += 1
         try:
             await asyncio.wait_for(self.turns.acquire(), self.timeout)
@@ -244,8 +269,7 @@ class ModelServer:
             raise self.timed_out() from None
         finally:
             self.waiting -= 1
-        # The answer is serialised in the thread too: a large one would hold up every other request in the loop.
-        future = loop.run_in_executor(self.executor, lambda: json.dumps(self.predict(body)))
+        future = loop.run_in_executor(self.executor, self.run, prepared)
         future.add_done_callback(lambda _: self.turns.release())
         try:
             return await asyncio.wait_for(asyncio.shield(future), max(deadline - loop.time(), 0))
@@ -256,6 +280,22 @@ class ModelServer:
     def timed_out(self):
         return BadRequest(f"the request took longer than this server's limit of {self.timeout:g} s "
                           "(chroma serve --timeout)", 504)
+
+
+async def json_body(request):
+    """A :predict request's body, parsed: JSON (RFC 8259: UTF-8) sent as Content-Type application/json, which a
+    web page cannot send to this server without its consent (a cross-origin form or a text/plain POST can)."""
+    if request.content_type != "application/json":
+        raise BadRequest(f"a :predict request must be Content-Type: application/json, got {request.content_type!r}",
+                         415)
+    if (request.charset or "utf-8").lower() != "utf-8":
+        raise BadRequest(f"a :predict request's JSON must be UTF-8, got charset={request.charset!r}", 415)
+    try:
+        return json.loads((await request.read()).decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadRequest(f"the request body is not JSON: {error}") from error
+    except RecursionError:
+        raise BadRequest("the request body is JSON nested too deeply") from None
 
 
 def application(server, max_body_mib=64):
@@ -287,11 +327,7 @@ def application(server, max_body_mib=64):
     @routes.post(model_path + ":predict")
     async def predict(request):
         served(request)
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise BadRequest(f"the request body is not JSON: {error}") from error
-        return web.Response(text=await server.run_predict(body), content_type="application/json")
+        return web.Response(text=await server.run_predict(await json_body(request)), content_type="application/json")
 
     @web.middleware
     async def json_errors(request, handler):
@@ -305,6 +341,10 @@ def application(server, max_body_mib=64):
                               "(chroma serve --max-body-mib)", 413)
         except web.HTTPException as error:
             return json_error(f"{error.reason}: {request.method} {request.path}", error.status)
+        except Exception as error:  # noqa: BLE001 - a fault of ours: one log line and a JSON answer, never a page
+            print(f"chroma serve: {request.method} {request.path}: {type(error).__name__}: {error}"[:500],
+                  file=sys.stderr)
+            return json_error(f"internal error ({type(error).__name__}); the server goes on serving", 500)
 
     app = web.Application(client_max_size=max_body_mib * MIB, middlewares=[json_errors])
     app.add_routes(routes)

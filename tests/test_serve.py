@@ -35,6 +35,12 @@ def png_bytes(array):
     return buffer.getvalue()
 
 
+def jpeg_bytes(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
 def b64(data):
     return {"b64": base64.b64encode(data).decode("ascii")}
 
@@ -87,11 +93,11 @@ def test_chroma_serve_starts_from_the_command_line_with_its_limits(saved_model, 
         process.wait(timeout=30)
 
 
-def call(url, body=None, data=None):
+def call(url, body=None, data=None, content_type="application/json"):
     """(HTTP status, parsed JSON answer) of a GET, or of a POST of `body` as JSON (or raw `data`)."""
     if body is not None:
         data = json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -150,6 +156,12 @@ def test_bad_requests_get_json_errors_while_a_good_one_is_served(server):
                                 "differ in size"),
         "unknown model": (f"{server}/v1/models/other:predict", {"instances": [b64(b"x")]}, 404,
                           "Servable not found"),
+        "signature name not a string": (predict, {"signature_name": ["serving_default"], "instances": [1]}, 400,
+                                        "'signature_name' must be a string, got a list"),
+        "two frame headers": (predict, {"instances": [b64(two_frame_jpeg())]}, 400, "Invalid JPEG data"),
+        "quality over int32": (predict, {"signature_name": "colorize_encoded_as", "instances": [
+            {"image_bytes": b64(png_bytes(PHOTO)), "format": "jpeg", "quality": 2**40}]}, 400,
+            "holds integers outside int32's"),
     }
     answers = {}
 
@@ -169,7 +181,24 @@ def test_bad_requests_get_json_errors_while_a_good_one_is_served(server):
     assert answers["good"][0] == 200 and "b64" in answers["good"][1]["predictions"][0]
     status, answer = call(predict, data=b"{not json")
     assert status == 400 and "not JSON" in answer["error"]
+    status, answer = call(predict, data=b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and "nested too deeply" in answer["error"]
+    # What a web page could send without the server's consent: a form or text/plain POST, or another charset.
+    status, answer = call(predict, {"instances": [b64(png_bytes(PHOTO))]}, content_type="text/plain")
+    assert status == 415 and "must be Content-Type: application/json" in answer["error"]
+    status, answer = call(predict, {"instances": [1]}, content_type="application/json; charset=rot13")
+    assert status == 415 and "must be UTF-8, got charset='rot13'" in answer["error"]
     assert call(f"{server}/v1/models/tiny_unet")[0] == 200  # still serving
+
+
+def two_frame_jpeg():
+    """A small JPEG with a second frame header declaring 3000x3000: readers disagree on which one counts."""
+    data = jpeg_bytes(PHOTO[:16, :24])
+    start = data.index(b"\xff\xc0")
+    end = start + 2 + int.from_bytes(data[start + 2:start + 4], "big")
+    second = bytearray(data[start:end])
+    second[5:9] = (3000).to_bytes(2, "big") * 2
+    return data[:end] + bytes(second) + data[end:]
 
 
 def test_requests_over_the_limits_wait_then_get_503_or_504(tmp_path):
@@ -180,12 +209,12 @@ def test_requests_over_the_limits_wait_then_get_503_or_504(tmp_path):
     server = ModelServer(tmp_path / "tiny_unet", max_in_flight=1, max_waiting=1, timeout=1.0)
     slow = threading.Event()
 
-    def predict(body):
+    def run(body):
         if body.get("slow"):
             slow.wait(5)
-        return {"predictions": ["done"]}
+        return json.dumps({"predictions": ["done"]})
 
-    server.predict = predict
+    server.prepare, server.run = (lambda body: body), run
 
     async def scenario():
         from aiohttp.test_utils import TestClient, TestServer
