@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from chroma.limits import MAX_PIXELS
+from chroma.limits import MAX_INSTANCES, MAX_PIXELS
 from chroma.recipes import OVERRIDABLE, SCALES, known_experiments
 from chroma.runtime import PRECISIONS, STRATEGIES
 
@@ -499,7 +499,8 @@ def run_serve(args):
 
     serve(args.model, host=args.host, port=args.port, name=args.name, max_body_mib=args.max_body_mib,
           max_pixels=args.max_pixels, max_in_flight=args.max_in_flight, max_waiting=args.max_waiting,
-          timeout=args.timeout)
+          timeout=args.timeout, max_instances=args.max_instances, max_request_pixels=args.max_request_pixels,
+          allowed_hosts=args.allow_host or ())
 
 
 def add_serve(commands):
@@ -516,12 +517,22 @@ def add_serve(commands):
                          help="address to listen on (default: %(default)s, this machine only; 0.0.0.0: every network)")
     command.add_argument("--port", type=int, default=8501,
                          help="port (default: %(default)s, TF Serving's REST port; 0: any free one, printed)")
+    command.add_argument("--allow-host", action="append", metavar="NAME",
+                         help="a Host name requests may use besides this machine's loopback names and the --host "
+                         "address (say this machine's name on the network, with --host 0.0.0.0); requests naming "
+                         "any other are refused (403), so a web page cannot reach the server through its own "
+                         "name (DNS rebinding); repeatable")
     command.add_argument("--name", help="the model's name in URLs (default: the folder's name)")
     command.add_argument("--max-body-mib", type=positive_int, default=64, metavar="MIB",
                          help="the largest request body, base64 photos included (default: %(default)s MiB)")
     command.add_argument("--max-pixels", type=positive_int, metavar="N",
                          help="the largest photo (width x height) served, read from its header before decoding "
                          "(default: the limit the SavedModel was exported with)")
+    command.add_argument("--max-instances", type=positive_int, default=MAX_INSTANCES, metavar="N",
+                         help="the most instances (photos) one :predict request may hold (default: %(default)s)")
+    command.add_argument("--max-request-pixels", type=positive_int, default=MAX_PIXELS, metavar="N",
+                         help="the most pixels one request's photos may have together, read from their headers "
+                         "(default: %(default)s, 64 Mi: five 12-megapixel photos)")
     command.add_argument("--max-in-flight", type=positive_int, default=1, metavar="N",
                          help="predictions run at once (default: %(default)s: one uses every core)")
     command.add_argument("--max-waiting", type=positive_int, default=16, metavar="N",

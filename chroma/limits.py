@@ -7,3 +7,6 @@ TensorFlow to show them in its help)."""
 # JPEG passes if that reduced size fits; others beyond it are refused.
 # Pillow refuses even earlier, at 2 x Image.MAX_IMAGE_PIXELS (~179 Mi pixels).
 MAX_PIXELS = 64 * 1024 * 1024
+# chroma serve, per :predict request: a batch of photos, not a way to hold the one turn for minutes. Their pixels
+# together are bounded by MAX_PIXELS too, which a 12-megapixel photo passes five times over.
+MAX_INSTANCES = 64

@@ -30,11 +30,13 @@ from aiohttp import web
 
 from chroma.data.decode import header_size
 from chroma.export import METADATA_FILE, is_saved_model
+from chroma.limits import MAX_INSTANCES, MAX_PIXELS
 
 PAGE = Path(__file__).parent / "page" / "index.html"
 VERSION = "1"  # the one version served, as TF Serving numbers a model folder's versions
 DEFAULT_SIGNATURE = "serving_default"
 MIB = 1024 * 1024
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 class BadRequest(ValueError):
@@ -172,7 +174,8 @@ def signature_metadata(function):
 class ModelServer:
     """The SavedModel in `model_dir`, served under `name` with the limits of `chroma serve`'s flags."""
 
-    def __init__(self, model_dir, name=None, max_pixels=None, max_in_flight=1, max_waiting=16, timeout=120.0):
+    def __init__(self, model_dir, name=None, max_pixels=None, max_in_flight=1, max_waiting=16, timeout=120.0,
+                 max_instances=MAX_INSTANCES, max_request_pixels=MAX_PIXELS):
         model_dir = Path(model_dir)
         if not is_saved_model(model_dir):
             raise FileNotFoundError(f"{model_dir} is not a SavedModel folder (no saved_model.pb); make one with "
@@ -184,6 +187,8 @@ class ModelServer:
         chroma_json = model_dir / METADATA_FILE
         self.chroma_metadata = json.loads(chroma_json.read_text()) if chroma_json.is_file() else {}
         self.max_pixels = max_pixels
+        self.max_instances = max_instances
+        self.max_request_pixels = max_request_pixels
         self.timeout = timeout
         self.max_waiting = max_waiting
         self.turns = asyncio.Semaphore(max_in_flight)
@@ -203,17 +208,22 @@ class ModelServer:
         }
 
     def check_pixels(self, inputs):
-        """Refuses a photo (any *_bytes string input) of more pixels than the server's limit, from its header."""
-        if self.max_pixels is None:
-            return
+        """Refuses a photo (any *_bytes string input) of more pixels than the server's limit, and a request whose
+        photos together have more than its limit per request, from their headers."""
+        total = 0
         for name, tensor in inputs.items():
             if tensor.dtype != tf.string or not name.endswith("_bytes"):
                 continue
             for photo in tf.reshape(tensor, [-1]):
                 height, width = (int(side) for side in header_size(photo))
-                if height * width > self.max_pixels:
+                if self.max_pixels is not None and height * width > self.max_pixels:
                     raise BadRequest(f"image of {width}x{height} pixels is over this server's limit of "
                                      f"{self.max_pixels} pixels (chroma serve --max-pixels)")
+                total += height * width
+                if total > self.max_request_pixels:
+                    raise BadRequest(f"the request's photos have more than this server's limit of "
+                                     f"{self.max_request_pixels} pixels per request "
+                                     "(chroma serve --max-request-pixels)")
 
     def prepare(self, body):
         """A parsed :predict body -> (the signature, its input tensors, row format?): every check a request can
@@ -229,6 +239,10 @@ class ModelServer:
         function = self.signatures[signature_name]
         specs = function.structured_input_signature[1]
         columns, row_format = request_columns(body, sorted(specs))
+        instances = max(len(value) if isinstance(value, list) else 1 for value in columns.values())
+        if instances > self.max_instances:
+            raise BadRequest(f"{instances} instances are over this server's limit of {self.max_instances} per "
+                             "request (chroma serve --max-instances)")
         if set(columns) != set(specs):
             raise BadRequest(f"signature {signature_name!r} takes inputs {sorted(specs)}, got {sorted(columns)}")
         inputs = {name: as_tensor(name, value, specs[name]) for name, value in columns.items()}
@@ -298,8 +312,19 @@ async def json_body(request):
         raise BadRequest("the request body is JSON nested too deeply") from None
 
 
-def application(server, max_body_mib=64):
-    """The aiohttp application serving `server` (a ModelServer); request bodies up to max_body_mib MiB."""
+def answers_to(request, allowed_hosts):
+    """True if a request's Host names this machine's loopback or one of `allowed_hosts` (--allow-host): a web
+    page that rebinds its own name to 127.0.0.1 still sends that name, and is refused."""
+    try:
+        host = request.url.host  # the Host header's name, without its port
+    except ValueError:  # a Host header that is no name at all
+        return False
+    return host is not None and (host in LOOPBACK_NAMES or host.startswith("127.") or host in allowed_hosts)
+
+
+def application(server, max_body_mib=64, allowed_hosts=()):
+    """The aiohttp application serving `server` (a ModelServer); request bodies up to max_body_mib MiB; requests
+    whose Host is neither a loopback name nor one of `allowed_hosts` are refused (403)."""
     routes = web.RouteTableDef()
     model_path = r"/v1/models/{name:[^/:]+}{version:(/versions/\d+)?}"
 
@@ -333,6 +358,9 @@ def application(server, max_body_mib=64):
     async def json_errors(request, handler):
         """Every refusal as TF Serving words them, {"error": message}, with its HTTP status."""
         try:
+            if not answers_to(request, allowed_hosts):
+                raise BadRequest(f"Host {request.host!r} is not a name this server answers to; chroma serve "
+                                 "--allow-host NAME adds one", 403)
             return await handler(request)
         except BadRequest as error:
             return json_error(str(error), error.status)
@@ -352,12 +380,16 @@ def application(server, max_body_mib=64):
 
 
 def serve(model_dir, host="127.0.0.1", port=8501, name=None, max_body_mib=64, max_pixels=None, max_in_flight=1,
-          max_waiting=16, timeout=120.0):
-    """Serves the SavedModel in model_dir until interrupted; prints where once it listens."""
+          max_waiting=16, timeout=120.0, max_instances=MAX_INSTANCES, max_request_pixels=MAX_PIXELS,
+          allowed_hosts=()):
+    """Serves the SavedModel in model_dir until interrupted; prints where once it listens. The address it listens
+    on, unless a wildcard, is a Host it answers to, beside loopback and `allowed_hosts`."""
+    allowed_hosts = (*allowed_hosts, *([] if host in ("0.0.0.0", "::", "") else [host]))
 
     async def main():
-        server = ModelServer(model_dir, name, max_pixels, max_in_flight, max_waiting, timeout)
-        runner = web.AppRunner(application(server, max_body_mib), access_log=None)
+        server = ModelServer(model_dir, name, max_pixels, max_in_flight, max_waiting, timeout, max_instances,
+                             max_request_pixels)
+        runner = web.AppRunner(application(server, max_body_mib, allowed_hosts), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.xdist_group("serve")  # the tests share one server
 PHOTO = skimage.data.coffee()[::8, ::8]  # 50x75
 MAX_BODY_MIB = 1
 MAX_PIXELS = 1_000_000
+MAX_INSTANCES = 4
+MAX_REQUEST_PIXELS = 10_000  # two PHOTOs pass, three do not
 
 
 def png_bytes(array):
@@ -57,8 +59,10 @@ def saved_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_server(saved_model):
-    """The SavedModel loaded as `chroma serve --max-pixels MAX_PIXELS` serves it."""
-    return ModelServer(saved_model, max_pixels=MAX_PIXELS)
+    """The SavedModel loaded as `chroma serve --max-pixels MAX_PIXELS --max-instances MAX_INSTANCES
+    --max-request-pixels MAX_REQUEST_PIXELS` serves it."""
+    return ModelServer(saved_model, max_pixels=MAX_PIXELS, max_instances=MAX_INSTANCES,
+                       max_request_pixels=MAX_REQUEST_PIXELS)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +97,13 @@ def test_chroma_serve_starts_from_the_command_line_with_its_limits(saved_model, 
         process.wait(timeout=30)
 
 
-def call(url, body=None, data=None, content_type="application/json"):
-    """(HTTP status, parsed JSON answer) of a GET, or of a POST of `body` as JSON (or raw `data`)."""
+def call(url, body=None, data=None, content_type="application/json", host=None):
+    """(HTTP status, parsed JSON answer) of a GET, or of a POST of `body` as JSON (or raw `data`); `host`: the
+    Host header, if not the URL's."""
     if body is not None:
         data = json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type, **(
+        {"Host": host} if host else {})})
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -162,6 +168,10 @@ def test_bad_requests_get_json_errors_while_a_good_one_is_served(server):
         "quality over int32": (predict, {"signature_name": "colorize_encoded_as", "instances": [
             {"image_bytes": b64(png_bytes(PHOTO)), "format": "jpeg", "quality": 2**40}]}, 400,
             "holds integers outside int32's"),
+        "too many instances": (predict, {"instances": [b64(b"x")] * (MAX_INSTANCES + 1)}, 400,
+                               f"5 instances are over this server's limit of {MAX_INSTANCES} per request"),
+        "too many pixels together": (predict, {"instances": [b64(png_bytes(PHOTO))] * 3}, 400,
+                                     f"limit of {MAX_REQUEST_PIXELS} pixels per request"),
     }
     answers = {}
 
@@ -188,7 +198,22 @@ def test_bad_requests_get_json_errors_while_a_good_one_is_served(server):
     assert status == 415 and "must be Content-Type: application/json" in answer["error"]
     status, answer = call(predict, {"instances": [1]}, content_type="application/json; charset=rot13")
     assert status == 415 and "must be UTF-8, got charset='rot13'" in answer["error"]
+    # A page whose own name resolves to 127.0.0.1 (DNS rebinding) still sends its name.
+    port = server.rsplit(":", 1)[1]
+    status, answer = call(f"{server}/v1/models/tiny_unet", host=f"evil.example:{port}")
+    assert status == 403 and "Host 'evil.example:" in answer["error"] and "--allow-host" in answer["error"]
+    assert call(f"{server}/v1/models/tiny_unet", host=f"localhost:{port}")[0] == 200
     assert call(f"{server}/v1/models/tiny_unet")[0] == 200  # still serving
+
+
+def test_allow_host_adds_the_names_a_server_answers_to():
+    from aiohttp.test_utils import make_mocked_request
+
+    from chroma.serve import answers_to
+
+    request = make_mocked_request("GET", "/", headers={"Host": "colour.example:8501"})
+    assert answers_to(request, ("colour.example",)) and not answers_to(request, ())
+    assert answers_to(make_mocked_request("GET", "/", headers={"Host": "[::1]:8501"}), ())
 
 
 def two_frame_jpeg():
