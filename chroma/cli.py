@@ -511,7 +511,7 @@ def add_serve(commands):
         "/v1/models/NAME/metadata, POST /v1/models/NAME:predict with {\"instances\": [{\"b64\": ...}]}), so a "
         "client written for TensorFlow Serving works against it, and a page at / where photos dropped or picked "
         "are coloured at their full size. Every refused request gets a JSON error; the server goes on serving. "
-        "Ctrl-C stops it.")
+        "Ctrl-C or SIGTERM stops it within seconds, a prediction in flight included.")
     command.add_argument("--model", required=True, help="the SavedModel folder")
     command.add_argument("--host", default="127.0.0.1",
                          help="address to listen on (default: %(default)s, this machine only; 0.0.0.0: every network)")

@@ -20,6 +20,7 @@ import base64
 import binascii
 import json
 import re
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,7 @@ PAGE = Path(__file__).parent / "page" / "index.html"
 VERSION = "1"  # the one version served, as TF Serving numbers a model folder's versions
 DEFAULT_SIGNATURE = "serving_default"
 MIB = 1024 * 1024
+SHUTDOWN_SECONDS = 2.0  # how long a stopping server lets answers in flight finish
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -391,18 +393,23 @@ def serve(model_dir, host="127.0.0.1", port=8501, name=None, max_body_mib=64, ma
                              max_request_pixels)
         runner = web.AppRunner(application(server, max_body_mib, allowed_hosts), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        # A prediction in flight is not waited for on the way out: its thread cannot be stopped, and the process
+        # ends with it (the `chroma` executable exits without joining threads).
+        site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_SECONDS)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]  # the port the system chose for --port 0
         base = f"http://{bound_host}:{bound_port}"
         print(f"serving {model_dir} as model {server.name!r}: page {base}/, REST API {base}/v1/models/{server.name} "
               "(Ctrl-C stops)", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, stop.set)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await runner.cleanup()
+            server.executor.shutdown(wait=False, cancel_futures=True)
 
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+    asyncio.run(main())
+    print("stopped", file=sys.stderr)

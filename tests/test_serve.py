@@ -2,13 +2,16 @@
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -95,6 +98,40 @@ def test_chroma_serve_starts_from_the_command_line_with_its_limits(saved_model, 
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+class Busy(tf.Module):
+    """A SavedModel whose prediction takes as long as asked: `steps` products of two 1000x1000 matrices."""
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.int32)])
+    def __call__(self, steps):
+        product = tf.eye(1000)
+        product = tf.while_loop(lambda index, _: index < steps[0], lambda index, value: (
+            index + 1, tf.linalg.normalize(value @ tf.ones((1000, 1000)))[0]), (0, product))[1]
+        return {"total": tf.reduce_sum(product)[None]}
+
+
+@pytest.mark.slow("starts `chroma serve` in a process of its own and stops it in the middle of a long prediction")
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_server_within_seconds_while_a_prediction_runs(tmp_path, stop):
+    busy = Busy()
+    tf.saved_model.save(busy, str(tmp_path / "busy"), signatures={"serving_default": busy.__call__})
+    process = subprocess.Popen([sys.executable, "-m", "chroma.cli", "serve", "--model", str(tmp_path / "busy"),
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        base = process.stdout.readline().split("page ")[1].split("/,")[0]
+        def predict_for_minutes():  # still running when the signal comes; its connection then closes
+            with contextlib.suppress(OSError):
+                call(f"{base}/v1/models/busy:predict", {"instances": [100_000]})
+
+        threading.Thread(target=predict_for_minutes, daemon=True).start()
+        time.sleep(2)
+        process.send_signal(stop)
+        started = time.perf_counter()
+        assert process.wait(timeout=20) == 0
+        assert time.perf_counter() - started < 10
+    finally:
+        process.kill()
 
 
 def call(url, body=None, data=None, content_type="application/json", host=None):
