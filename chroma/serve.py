@@ -306,6 +306,11 @@ async def json_body(request):
                          415)
     if (request.charset or "utf-8").lower() != "utf-8":
         raise BadRequest(f"a :predict request's JSON must be UTF-8, got charset={request.charset!r}", 415)
+    # Refused before a byte is read: a compressed body would be inflated while it is read, past the body limit
+    # (a 1 MB gzip body can inflate to 1 GB).
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise BadRequest(f"a :predict request's body must not be compressed, got Content-Encoding {encoding!r}", 415)
     try:
         return json.loads((await request.read()).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

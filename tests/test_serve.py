@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import contextlib
+import gzip
 import io
 import json
 import os
@@ -134,13 +135,13 @@ def test_a_signal_stops_the_server_within_seconds_while_a_prediction_runs(tmp_pa
         process.kill()
 
 
-def call(url, body=None, data=None, content_type="application/json", host=None):
+def call(url, body=None, data=None, content_type="application/json", host=None, headers=None):
     """(HTTP status, parsed JSON answer) of a GET, or of a POST of `body` as JSON (or raw `data`); `host`: the
-    Host header, if not the URL's."""
+    Host header, if not the URL's; `headers`: others."""
     if body is not None:
         data = json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type, **(
-        {"Host": host} if host else {})})
+        {"Host": host} if host else {}), **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -235,6 +236,10 @@ def test_bad_requests_get_json_errors_while_a_good_one_is_served(server):
     assert status == 415 and "must be Content-Type: application/json" in answer["error"]
     status, answer = call(predict, {"instances": [1]}, content_type="application/json; charset=rot13")
     assert status == 415 and "must be UTF-8, got charset='rot13'" in answer["error"]
+    # A compressed body is refused from its header, before it is read and inflated (1 MB of gzip can be 1 GB).
+    status, answer = call(predict, data=gzip.compress(json.dumps({"instances": [1]}).encode()),
+                          headers={"Content-Encoding": "gzip"})
+    assert status == 415 and "must not be compressed, got Content-Encoding 'gzip'" in answer["error"]
     # A page whose own name resolves to 127.0.0.1 (DNS rebinding) still sends its name.
     port = server.rsplit(":", 1)[1]
     status, answer = call(f"{server}/v1/models/tiny_unet", host=f"evil.example:{port}")
