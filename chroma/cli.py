@@ -130,7 +130,7 @@ def run_baseline0(args):
         ("baseline0", lambda batch: model(batch)["ab"]),
         ("ground truth", evaluation.ground_truth),
     )]
-    columns = [evaluation.COLUMN_TITLES[name] for name in evaluation.DEFAULT_METRICS]
+    columns = evaluation.column_titles()
     print(f"\nbaseline0 on {eval_spec}, {args.image_size}x{args.image_size}:\n")
     print(reports.markdown_table(rows, columns))
 
@@ -320,8 +320,7 @@ def run_train(args):
         print(f"chroma: {error}", file=sys.stderr)
         raise SystemExit(1) from error
     title = f"{experiment.PAPER} {args.run} trained on {args.data}, scored on {args.eval_data or args.data}"
-    md_path, _ = reports.write_results(args.output, title, rows,
-                                       [evaluation.COLUMN_TITLES[name] for name in evaluation.DEFAULT_METRICS])
+    md_path, _ = reports.write_results(args.output, title, rows, evaluation.column_titles())
     print(md_path.read_text())
     print(f"SavedModel {saved_model}; run folder {args.output} (results.md, history, best weights)",
           file=sys.stderr)
@@ -360,7 +359,7 @@ def run_evaluate(args):
         rows.insert(0, evaluation.scored_row("baseline0", evaluation.evaluate(lambda batch: baseline0(batch)["ab"],
                                                                              data)))
     title = f"{args.model} scored on {args.data} at {size}x{size}"
-    columns = [evaluation.COLUMN_TITLES[name] for name in evaluation.DEFAULT_METRICS]
+    columns = evaluation.column_titles()
     if args.output:
         md_path, csv_path = reports.write_results(args.output, title, rows, columns)
         print(f"wrote {md_path} and {csv_path}", file=sys.stderr)

@@ -47,7 +47,7 @@ def run_demo(out_dir="runs/demo", model_dir="saved_models/demo_unet_cgan", image
         ("U-Net cGAN, untrained", lambda batch: untrained(batch, training=False)),
         ("U-Net cGAN, trained", lambda batch: model(batch, training=False)),
     )]
-    columns = [evaluation.COLUMN_TITLES[name] for name in METRICS]
+    columns = evaluation.column_titles(METRICS)
     table = reports.markdown_table(rows, columns)
     reports.write_results(
         out_dir, f"chroma demo: U-Net cGAN on 7 bundled photos, {image_size}x{image_size}, {epochs} epochs",

@@ -87,6 +87,11 @@ def titled(scores):
     return {COLUMN_TITLES.get(name, name): value for name, value in scores.items()}
 
 
+def column_titles(metrics=DEFAULT_METRICS):
+    """The results table's columns for `metrics` (metric keys), in order: what titled() keys scores by."""
+    return [COLUMN_TITLES.get(name, name) for name in metrics]
+
+
 def scored_row(model, scores, note=None):
     """A row of chroma.reports.write_results: `model` with its scores ({metric key: value})."""
     return {"model": model, "ours": titled(scores), **({"note": note} if note is not None else {})}

@@ -113,7 +113,7 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
     if on_training is not None:
         reports.sample_grid(on_training, out_dir / "training_samples.png",
                             f"{experiment.TITLE}: training images ({scale})")
-    columns = [evaluation.COLUMN_TITLES.get(name, name) for name in experiment.COLUMNS]
+    columns = evaluation.column_titles(experiment.COLUMNS)
     trained_in, _ = choose_precision(runtime.precision, runtime.strategy)  # what train() chose for every run
     changed = f"; settings changed from the recipe's: {', '.join(f'{k}={v}' for k, v in overrides.items())}"
     paths = reports.write_results(
