@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from chroma.limits import MAX_INSTANCES, MAX_PIXELS
+from chroma.limits import MAX_INSTANCES, MAX_PIXELS, REQUEST_TIMEOUT
 from chroma.recipes import OVERRIDABLE, SCALES, known_experiments
 from chroma.runtime import PRECISIONS, STRATEGIES
 
@@ -536,8 +536,10 @@ def add_serve(commands):
                          help="predictions run at once (default: %(default)s: one uses every core)")
     command.add_argument("--max-waiting", type=positive_int, default=16, metavar="N",
                          help="requests that wait for a turn; more are answered 503 (default: %(default)s)")
-    command.add_argument("--timeout", type=positive_float, default=120.0, metavar="SECONDS",
-                         help="a request waiting and predicting longer is answered 504 (default: %(default)s)")
+    command.add_argument("--timeout", type=positive_float, default=REQUEST_TIMEOUT, metavar="SECONDS",
+                         help="a request waiting and predicting longer is answered 504; its prediction, which "
+                         "cannot be stopped, still holds its turn until it ends, and the caps above keep that short "
+                         "(default: %(default)s)")
 
 
 def build_parser():

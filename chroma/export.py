@@ -29,7 +29,9 @@ takes `caption`, a string per photo (per image for colorize_lab), in every signa
 whatever a generator declares it makes its inputs from beside L
 (chroma.models.generator.BatchInput) is a string input of each.
 Every image signature refuses an image of more pixels than the limit fixed at
-export; serving_default reads the size from the bytes' header, before decoding.
+export (samples copies count as images); those that take bytes refuse them
+before decoding, from chroma.data.photo_header's reading of the bytes, and
+refuse every format but JPEG, PNG, GIF, BMP and WebP.
 The *_encoded_as signatures refuse a format other than png or jpeg and a quality
 outside 1 to 100, naming what they take.
 """
@@ -48,7 +50,7 @@ import tensorflow as tf
 
 from chroma.color import rgb_to_scaled_lab, scaled_lab_to_rgb
 from chroma.limits import MAX_PIXELS
-from chroma.data.decode import checked_size, decode_photo, display_size, within_pixel_limit
+from chroma.data.decode import checked_size, decode_photo, display_size
 from chroma.data.pipeline import preprocess
 from chroma.models.blocks import SwitchableDropout
 from chroma.models.generator import Generator
@@ -179,6 +181,13 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
         """uint8 RGB (H, W, 3) and its features -> `copies` colorizations of it, uint8 (copies, H, W, 3)."""
         height, width = tf.unstack(tf.cast(tf.shape(image)[:2], tf.int64))
         image = checked_size(image, height, width, max_pixels)
+        # The copies of colorize_samples are as many images: together they are bounded as one is.
+        copies_fit = tf.debugging.Assert(
+            tf.cast(copies, tf.int64) * height * width <= max_pixels,
+            [tf.strings.format("{} samples of an image of {}x{} pixels are over the limit of {} pixels set at "
+                               "export (chroma export --max-pixels)", (copies, width, height, max_pixels))])
+        with tf.control_dependencies([copies_fit]):
+            image = tf.identity(image)
         full_l, _ = rgb_to_scaled_lab(image)
         # The generator sees the image resized exactly as in training (chroma.data.preprocess).
         small_l, _ = preprocess(image, image_size)
@@ -189,7 +198,7 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
         return tf.cast(tf.round(rgb * 255.0), tf.uint8)
 
     def colorize_bytes(image_bytes, values, copies=1):
-        return colorize_rgb(decode_photo(within_pixel_limit(image_bytes, max_pixels)), values, copies)
+        return colorize_rgb(decode_photo(image_bytes, max_pixels), values, copies)
 
     # One photo's bytes and features -> its colorization, uint8 (H, W, 3). A function of its own, which
     # serving_default and colorize_encoded_as call: traced and saved once, not once per signature.

@@ -10,3 +10,7 @@ MAX_PIXELS = 64 * 1024 * 1024
 # chroma serve, per :predict request: a batch of photos, not a way to hold the one turn for minutes. Their pixels
 # together are bounded by MAX_PIXELS too, which a 12-megapixel photo passes five times over.
 MAX_INSTANCES = 64
+# chroma serve's --timeout. A prediction cannot be stopped once started, so the caps above (and photo_header's on
+# JPEG scans and GIF blocks) are what bound its work: the largest request they let through runs well inside this
+# (benchmarks/serve_worst_case.py).
+REQUEST_TIMEOUT = 120.0

@@ -29,9 +29,9 @@ import numpy as np
 import tensorflow as tf
 from aiohttp import web
 
-from chroma.data.decode import header_size
+from chroma.data.photo_header import photo_header, size_in_words
 from chroma.export import METADATA_FILE, is_saved_model
-from chroma.limits import MAX_INSTANCES, MAX_PIXELS
+from chroma.limits import MAX_INSTANCES, MAX_PIXELS, REQUEST_TIMEOUT
 
 PAGE = Path(__file__).parent / "page" / "index.html"
 VERSION = "1"  # the one version served, as TF Serving numbers a model folder's versions
@@ -39,6 +39,8 @@ DEFAULT_SIGNATURE = "serving_default"
 MIB = 1024 * 1024
 SHUTDOWN_SECONDS = 2.0  # how long a stopping server lets answers in flight finish
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# One photo's header, read in a graph: a GIF's blocks are walked in a loop that eager execution would run in Python.
+read_photo_header = tf.function(photo_header, input_signature=[tf.TensorSpec((), tf.string)])
 
 
 class BadRequest(ValueError):
@@ -60,7 +62,7 @@ def decode_b64(value):
             raise BadRequest(f"an object in a tensor value must be {{\"b64\": \"...\"}}, got keys {sorted(value)}")
         try:
             return base64.b64decode(value["b64"], validate=True)
-        except binascii.Error as error:
+        except (binascii.Error, ValueError) as error:  # ValueError: characters outside ASCII
             raise BadRequest(f"invalid base64: {error}") from error
     if isinstance(value, list):
         return [decode_b64(item) for item in value]
@@ -98,8 +100,18 @@ def request_columns(body, input_names):
     return {name: [instance[name] for instance in instances] for name in names}, True
 
 
+def list_depth(value, limit):
+    """How deeply lists nest in a JSON value, counted no deeper than `limit` (nothing past it is walked)."""
+    if not isinstance(value, list) or limit == 0:
+        return 0
+    return 1 + max((list_depth(item, limit - 1) for item in value), default=0)
+
+
 def as_tensor(name, value, spec):
     """One input's JSON value -> a tensor of the signature's dtype, its shape checked against the signature's."""
+    # Refused before anything else walks it: TensorFlow crashes the process on a string value of 33 dimensions.
+    if list_depth(value, spec.shape.rank + 1) > spec.shape.rank:
+        raise BadRequest(f"input {name!r} has more dimensions than the signature's {spec.shape.rank}")
     value = decode_b64(value)
     try:
         if spec.dtype == tf.string:
@@ -176,8 +188,8 @@ def signature_metadata(function):
 class ModelServer:
     """The SavedModel in `model_dir`, served under `name` with the limits of `chroma serve`'s flags."""
 
-    def __init__(self, model_dir, name=None, max_pixels=None, max_in_flight=1, max_waiting=16, timeout=120.0,
-                 max_instances=MAX_INSTANCES, max_request_pixels=MAX_PIXELS):
+    def __init__(self, model_dir, name=None, max_pixels=None, max_in_flight=1, max_waiting=16,
+                 timeout=REQUEST_TIMEOUT, max_instances=MAX_INSTANCES, max_request_pixels=MAX_PIXELS):
         model_dir = Path(model_dir)
         if not is_saved_model(model_dir):
             raise FileNotFoundError(f"{model_dir} is not a SavedModel folder (no saved_model.pb); make one with "
@@ -210,18 +222,27 @@ class ModelServer:
         }
 
     def check_pixels(self, inputs):
-        """Refuses a photo (any *_bytes string input) of more pixels than the server's limit, and a request whose
-        photos together have more than its limit per request, from their headers."""
+        """Refuses, from their headers, a photo (any *_bytes string input) chroma does not decode or of more pixels
+        than the server's limit, and a request whose colorizations together have more than its limit per request
+        (`samples` copies of a photo count `samples` times)."""
+        copies = int(inputs["samples"]) if "samples" in inputs else 1
+        if copies > self.max_instances:
+            raise BadRequest(f"{copies} samples are over this server's limit of {self.max_instances} per request "
+                             "(chroma serve --max-instances)")
         total = 0
         for name, tensor in inputs.items():
             if tensor.dtype != tf.string or not name.endswith("_bytes"):
                 continue
             for photo in tf.reshape(tensor, [-1]):
-                height, width = (int(side) for side in header_size(photo))
-                if self.max_pixels is not None and height * width > self.max_pixels:
-                    raise BadRequest(f"image of {width}x{height} pixels is over this server's limit of "
-                                     f"{self.max_pixels} pixels (chroma serve --max-pixels)")
-                total += height * width
+                header = read_photo_header(photo)
+                refusal = header.refusal.numpy().decode()
+                if refusal:
+                    raise BadRequest(refusal)
+                pixels = int(header.pixels)
+                if self.max_pixels is not None and pixels > self.max_pixels:
+                    raise BadRequest(f"{size_in_words(int(header.width), int(header.height), pixels)} is over this "
+                                     f"server's limit of {self.max_pixels} pixels (chroma serve --max-pixels)")
+                total += pixels * copies
                 if total > self.max_request_pixels:
                     raise BadRequest(f"the request's photos have more than this server's limit of "
                                      f"{self.max_request_pixels} pixels per request "
@@ -241,7 +262,7 @@ class ModelServer:
         function = self.signatures[signature_name]
         specs = function.structured_input_signature[1]
         columns, row_format = request_columns(body, sorted(specs))
-        instances = max(len(value) if isinstance(value, list) else 1 for value in columns.values())
+        instances = max((len(value) if isinstance(value, list) else 1 for value in columns.values()), default=0)
         if instances > self.max_instances:
             raise BadRequest(f"{instances} instances are over this server's limit of {self.max_instances} per "
                              "request (chroma serve --max-instances)")
@@ -306,14 +327,13 @@ async def json_body(request):
                          415)
     if (request.charset or "utf-8").lower() != "utf-8":
         raise BadRequest(f"a :predict request's JSON must be UTF-8, got charset={request.charset!r}", 415)
-    # Refused before a byte is read: a compressed body would be inflated while it is read, past the body limit
-    # (a 1 MB gzip body can inflate to 1 GB).
+    # Refused before a byte is read: the server does not inflate bodies (a 1 MB gzip body can inflate to 1 GB).
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise BadRequest(f"a :predict request's body must not be compressed, got Content-Encoding {encoding!r}", 415)
     try:
         return json.loads((await request.read()).decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except ValueError as error:  # not UTF-8, not JSON, or an integer of more than 4300 digits
         raise BadRequest(f"the request body is not JSON: {error}") from error
     except RecursionError:
         raise BadRequest("the request body is JSON nested too deeply") from None
@@ -387,7 +407,7 @@ def application(server, max_body_mib=64, allowed_hosts=()):
 
 
 def serve(model_dir, host="127.0.0.1", port=8501, name=None, max_body_mib=64, max_pixels=None, max_in_flight=1,
-          max_waiting=16, timeout=120.0, max_instances=MAX_INSTANCES, max_request_pixels=MAX_PIXELS,
+          max_waiting=16, timeout=REQUEST_TIMEOUT, max_instances=MAX_INSTANCES, max_request_pixels=MAX_PIXELS,
           allowed_hosts=()):
     """Serves the SavedModel in model_dir until interrupted; prints where once it listens. The address it listens
     on, unless a wildcard, is a Host it answers to, beside loopback and `allowed_hosts`."""
@@ -396,7 +416,9 @@ def serve(model_dir, host="127.0.0.1", port=8501, name=None, max_body_mib=64, ma
     async def main():
         server = ModelServer(model_dir, name, max_pixels, max_in_flight, max_waiting, timeout, max_instances,
                              max_request_pixels)
-        runner = web.AppRunner(application(server, max_body_mib, allowed_hosts), access_log=None)
+        # auto_decompress off: a compressed body is refused (json_body), never inflated, even to be drained.
+        runner = web.AppRunner(application(server, max_body_mib, allowed_hosts), access_log=None,
+                               auto_decompress=False)
         await runner.setup()
         # A prediction in flight is not waited for on the way out: its thread cannot be stopped, and the process
         # ends with it (the `chroma` executable exits without joining threads).

@@ -34,6 +34,25 @@ def encode(image, format, **options):
     return buffer.getvalue()
 
 
+def two_frame_jpeg(rgb):
+    """uint8 RGB as a JPEG with a second frame header, declaring 3000x3000, after its own: readers disagree on
+    which one counts (libjpeg reads the first and refuses the second)."""
+    jpeg = encode(Image.fromarray(rgb), "JPEG")
+    start = jpeg.index(b"\xff\xc0")
+    end = start + 2 + int.from_bytes(jpeg[start + 2:start + 4], "big")
+    second = bytearray(jpeg[start:end])
+    second[5:9] = (3000).to_bytes(2, "big") * 2
+    return jpeg[:end] + bytes(second) + jpeg[end:]
+
+
+def gif_screen_smaller_than_its_frame(side):
+    """A one-colour GIF whose frame is side x side and whose logical screen says 1 x 1 (a few KB): decoders make
+    the image as large as its frame."""
+    gif = bytearray(encode(Image.new("P", (side, side)), "GIF"))
+    gif[6:10] = struct.pack("<HH", 1, 1)
+    return bytes(gif)
+
+
 def png_rgb48(rgb16):
     """A 16-bit-per-channel RGB PNG, which Pillow can read but not write."""
     height, width, _ = rgb16.shape

@@ -1,10 +1,15 @@
 """Checks shared by the model tests."""
 
 import asyncio
+import base64
 import contextlib
 import json
 import struct
+import subprocess
+import sys
 import threading
+import urllib.error
+import urllib.request
 import zlib
 
 import keras
@@ -108,6 +113,61 @@ def tiny_generator():
     ]))
 
 
+# The tiny U-Net's SavedModel, for the modules that serve it (test_serve.py, test_serve_fuzz.py). They share the
+# xdist group "serve", so it is made once, on one worker.
+_TINY_UNET_EXPORTED = []
+
+
+def tiny_unet_exported(tmp_path_factory):
+    """The SavedModel folder of a tiny U-Net with dropout, so the model has colorize_samples_encoded too; at depth 2
+    (dropout in its one decoder block) its eight signatures trace a second sooner than at 4, and two samples of
+    test_serve.py's photo still differ by about 3.5 levels on average. Made once in this process, as
+    baseline0_exported: read it, never change it."""
+    if not _TINY_UNET_EXPORTED:
+        from chroma.export import dropout_layers, export_saved_model
+
+        generator = tiny_unet_with_dropout(depth=2)
+        assert dropout_layers(generator)
+        _TINY_UNET_EXPORTED.append(export_saved_model(generator, tmp_path_factory.mktemp("serve") / "tiny_unet", 16))
+    return _TINY_UNET_EXPORTED[0]
+
+
+def b64(data):
+    """Bytes as a JSON value of TensorFlow Serving's REST API."""
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def call(url, body=None, data=None, content_type="application/json", host=None, headers=None):
+    """(HTTP status, parsed JSON answer) of a GET, or of a POST of `body` as JSON (or raw `data`); `host`: the
+    Host header, if not the URL's; `headers`: others."""
+    if body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type, **(
+        {"Host": host} if host else {}), **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@contextlib.contextmanager
+def chroma_serve(model, *flags, log=None):
+    """`chroma serve --model MODEL --port 0 FLAGS...` in a process of its own, its stderr written to the file `log`
+    (default: dropped); yields (the process, its base URL) once it listens, and kills it on exit."""
+    with open(log, "w") if log else contextlib.nullcontext(subprocess.DEVNULL) as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chroma.cli", "serve", "--model", str(model), "--port", "0", *flags],
+            stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith(f"serving {model} as model "), line + (log.read_text()[-3000:] if log else "")
+        yield process, line.split("page ")[1].split("/,")[0]
+    finally:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def serving_in_a_thread(server, max_body_mib=64):
     """`chroma serve`'s application for a chroma.serve.ModelServer on a free port of 127.0.0.1, run by a thread of
@@ -117,7 +177,7 @@ def serving_in_a_thread(server, max_body_mib=64):
     from chroma.serve import application
 
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(application(server, max_body_mib), access_log=None)
+    runner = web.AppRunner(application(server, max_body_mib), access_log=None, auto_decompress=False)  # as serve
     loop.run_until_complete(runner.setup())
     loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
     host, port = runner.addresses[0][:2]

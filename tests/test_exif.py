@@ -9,7 +9,8 @@ import tensorflow as tf
 from PIL import Image
 
 from chroma import data
-from chroma.data.decode import decode_photo, display_size, exif_orientation, header_size
+from chroma.data.decode import decode_photo, display_size, exif_orientation
+from chroma.data.photo_header import photo_header
 
 # Non-square, so that a quarter turn shows in the shape and a flip in the pixels.
 PHOTO = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((40, 24)))
@@ -20,7 +21,9 @@ LARGE = 4096  # load_rgb's max_side: Pillow decodes at full size
 def decoded(jpeg):
     """In a graph, as a SavedModel runs them: the pixels, the orientation, the stored and the displayed size.
     (decode.py has no Python control flow for autograph to convert: tracing without it takes half the time.)"""
-    return decode_photo(jpeg), exif_orientation(jpeg), tf.stack(header_size(jpeg)), tf.stack(display_size(jpeg))
+    stored = photo_header(jpeg)
+    stored_size = tf.stack([stored.height, stored.width])
+    return decode_photo(jpeg), exif_orientation(jpeg), stored_size, tf.stack(display_size(jpeg))
 
 
 def jpeg_with_orientation(orientation, byte_order="MM"):

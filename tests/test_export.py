@@ -21,6 +21,7 @@ from PIL import Image
 
 from chroma import cli, data
 from chroma.data.decode import decode_photo
+from chroma.data.photo_header import photo_header
 from chroma.export import dropout_layers, export_saved_model, load_generator, scored_generator, serving_functions
 from chroma.models.generator import BatchInput, Generator
 from chroma.models.unet import UNetGenerator
@@ -217,18 +218,21 @@ def test_the_pixel_limit_is_fixed_at_export_for_bytes_and_arrays(cli_exported):
     assert export_defaults.max_pixels == data.MAX_PIXELS  # the default: what `chroma colorize` reads files within
 
 
-def test_every_format_tells_its_size_from_its_header():
-    from chroma.data.decode import header_size
+def stored_size(image_bytes):
+    header = photo_header(tf.constant(image_bytes))
+    return [int(header.height), int(header.width)]
 
+
+def test_every_format_tells_its_size_from_its_header():
     for name, options in SERVED_FORMATS.items():
         buffer = io.BytesIO()
         Image.fromarray(COFFEE).save(buffer, **options)
-        assert [int(side) for side in header_size(tf.constant(buffer.getvalue()))] == [301, 457], name
+        assert stored_size(buffer.getvalue()) == [301, 457], name
     upside_down = io.BytesIO()  # a BMP stored top-down gives a negative height
     Image.fromarray(COFFEE).save(upside_down, format="BMP")
     top_down = bytearray(upside_down.getvalue())
     top_down[22:26] = struct.pack("<i", -301)
-    assert [int(side) for side in header_size(tf.constant(bytes(top_down)))] == [301, 457]
+    assert stored_size(bytes(top_down)) == [301, 457]
 
 
 def test_decode_photo_rounds_as_training_decoding_does():
@@ -363,6 +367,10 @@ def test_colorize_samples_differ_and_colorize_image_stays_deterministic(tmp_path
     np.testing.assert_array_equal(colorize_image(image=photo)["colorized"], colorize_image(image=photo)["colorized"])
     with pytest.raises(tf.errors.InvalidArgumentError, match="samples must be at least 1"):
         signatures["colorize_samples"](image=photo, samples=tf.constant(0))
+    # Copies are as many images: 2**30 of them would ask for petabytes, and are refused before any is made.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="1073741824 samples of an image of 58x38 pixels are "
+                                                             "over the limit of 67108864 pixels"):
+        signatures["colorize_samples"](image=photo, samples=tf.constant(2**30))
 
     # The same from a photo's bytes, as PNGs: what `chroma serve`'s page asks for.
     encoded = signatures["colorize_samples_encoded"](image_bytes=tf.constant(png_bytes(photo.numpy())),

@@ -9,12 +9,8 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -22,9 +18,9 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image
 
-from chroma.export import dropout_layers, export_saved_model
 from chroma.serve import ModelServer, application
-from helpers import png_bomb, serving_in_a_thread, tiny_unet_with_dropout
+from conftest import gif_screen_smaller_than_its_frame, two_frame_jpeg
+from helpers import b64, call, chroma_serve, png_bomb, serving_in_a_thread, tiny_unet_exported
 
 pytestmark = pytest.mark.xdist_group("serve")  # the tests share one server
 
@@ -47,18 +43,9 @@ def jpeg_bytes(array):
     return buffer.getvalue()
 
 
-def b64(data):
-    return {"b64": base64.b64encode(data).decode("ascii")}
-
-
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    """A tiny U-Net with dropout, so the model has colorize_samples_encoded too; at depth 2 (dropout in its one
-    decoder block) its eight signatures trace a second sooner than at 4, and two samples of PHOTO still differ by
-    about 3.5 levels on average (the check below needs 0.5)."""
-    generator = tiny_unet_with_dropout(depth=2)
-    assert dropout_layers(generator)
-    return export_saved_model(generator, tmp_path_factory.mktemp("serve") / "tiny_unet", 16)
+    return tiny_unet_exported(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -79,26 +66,15 @@ def server(model_server):
 @pytest.mark.slow("starts `chroma serve` in a process of its own, which loads TensorFlow again; the fast tier "
                   "serves the same application in a thread")
 def test_chroma_serve_starts_from_the_command_line_with_its_limits(saved_model, tmp_path):
-    log = tmp_path / "stderr.txt"
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chroma.cli", "serve", "--model", str(saved_model), "--port", "0",
-             "--max-body-mib", str(MAX_BODY_MIB), "--max-pixels", str(MAX_PIXELS)],
-            stdout=subprocess.PIPE, stderr=stderr, text=True)
-    try:
-        line = process.stdout.readline()
-        assert line.startswith(f"serving {saved_model} as model 'tiny_unet': page http://127.0.0.1:"), (
-            line + log.read_text()[-3000:])
-        base = line.split("page ")[1].split("/,")[0]
+    with chroma_serve(saved_model, "--max-body-mib", str(MAX_BODY_MIB), "--max-pixels", str(MAX_PIXELS),
+                      log=tmp_path / "stderr.txt") as (_, base):
+        assert base.startswith("http://127.0.0.1:")
         predict = f"{base}/v1/models/tiny_unet:predict"
         assert call(predict, {"instances": [b64(png_bytes(PHOTO))]})[0] == 200
         status, answer = call(predict, {"instances": [b64(png_bomb(16000))]})
         assert status == 400 and f"over this server's limit of {MAX_PIXELS} pixels" in answer["error"]
         status, answer = call(predict, {"instances": [b64(os.urandom(MAX_BODY_MIB * 1024 * 1024))]})
         assert status == 413 and f"over this server's limit of {MAX_BODY_MIB} MiB" in answer["error"]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 class Busy(tf.Module):
@@ -117,10 +93,7 @@ class Busy(tf.Module):
 def test_a_signal_stops_the_server_within_seconds_while_a_prediction_runs(tmp_path, stop):
     busy = Busy()
     tf.saved_model.save(busy, str(tmp_path / "busy"), signatures={"serving_default": busy.__call__})
-    process = subprocess.Popen([sys.executable, "-m", "chroma.cli", "serve", "--model", str(tmp_path / "busy"),
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        base = process.stdout.readline().split("page ")[1].split("/,")[0]
+    with chroma_serve(tmp_path / "busy") as (process, base):
         def predict_for_minutes():  # still running when the signal comes; its connection then closes
             with contextlib.suppress(OSError):
                 call(f"{base}/v1/models/busy:predict", {"instances": [100_000]})
@@ -131,22 +104,6 @@ def test_a_signal_stops_the_server_within_seconds_while_a_prediction_runs(tmp_pa
         started = time.perf_counter()
         assert process.wait(timeout=20) == 0
         assert time.perf_counter() - started < 10
-    finally:
-        process.kill()
-
-
-def call(url, body=None, data=None, content_type="application/json", host=None, headers=None):
-    """(HTTP status, parsed JSON answer) of a GET, or of a POST of `body` as JSON (or raw `data`); `host`: the
-    Host header, if not the URL's; `headers`: others."""
-    if body is not None:
-        data = json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type, **(
-        {"Host": host} if host else {}), **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def test_status_and_metadata_answer_as_tensorflow_serving(server):
@@ -186,8 +143,12 @@ def test_predict_in_row_and_columnar_formats_gives_the_saved_models_colours(serv
 
 def test_bad_requests_get_json_errors_while_a_good_one_is_served(server):
     predict = f"{server}/v1/models/tiny_unet:predict"
+    photo_in_39_lists = b64(png_bytes(PHOTO))
+    for _ in range(39):
+        photo_in_39_lists = [photo_in_39_lists]
     bad = {
-        "garbage bytes": (predict, {"instances": [b64(b"not an image at all")]}, 400, "Unknown image file format"),
+        "garbage bytes": (predict, {"instances": [b64(b"not an image at all")]}, 400,
+                          "not a photo chroma reads (an unknown format; it reads JPEG, PNG, GIF, BMP, WebP)"),
         "bomb": (predict, {"instances": [b64(png_bomb(16000))]}, 400,
                  f"image of 16000x16000 pixels is over this server's limit of {MAX_PIXELS} pixels"),
         "over-size upload": (predict, {"instances": [b64(os.urandom(MAX_BODY_MIB * 1024 * 1024))]}, 413,
@@ -202,7 +163,19 @@ def test_bad_requests_get_json_errors_while_a_good_one_is_served(server):
                           "Servable not found"),
         "signature name not a string": (predict, {"signature_name": ["serving_default"], "instances": [1]}, 400,
                                         "'signature_name' must be a string, got a list"),
-        "two frame headers": (predict, {"instances": [b64(two_frame_jpeg())]}, 400, "Invalid JPEG data"),
+        "two frame headers": (predict, {"instances": [b64(two_frame_jpeg(PHOTO[:16, :24]))]}, 400,
+                              "Invalid JPEG data"),
+        "a GIF's screen hiding its frame": (predict, {"instances": [b64(gif_screen_smaller_than_its_frame(3000))]},
+                                            400, f"image of 3000x3000 pixels is over this server's limit of "
+                                                 f"{MAX_PIXELS} pixels"),
+        "JPEG XL": (predict, {"instances": [b64(b"\xff\x0a" + bytes(64))]}, 400,
+                    "not a photo chroma reads (JPEG XL; it reads JPEG, PNG, GIF, BMP, WebP)"),
+        "too many samples": (predict, {"signature_name": "colorize_samples_encoded", "inputs": {
+            "image_bytes": b64(png_bytes(PHOTO)), "samples": 2**31 - 1}}, 400,
+            f"2147483647 samples are over this server's limit of {MAX_INSTANCES} per request"),
+        # TensorFlow crashed the process on a string tensor of 33 to 64 dimensions.
+        "a photo in 40 dimensions": (predict, {"instances": [photo_in_39_lists]}, 400,
+                                     "has more dimensions than the signature's 1"),
         "quality over int32": (predict, {"signature_name": "colorize_encoded_as", "instances": [
             {"image_bytes": b64(png_bytes(PHOTO)), "format": "jpeg", "quality": 2**40}]}, 400,
             "holds integers outside int32's"),
@@ -256,16 +229,6 @@ def test_allow_host_adds_the_names_a_server_answers_to():
     request = make_mocked_request("GET", "/", headers={"Host": "colour.example:8501"})
     assert answers_to(request, ("colour.example",)) and not answers_to(request, ())
     assert answers_to(make_mocked_request("GET", "/", headers={"Host": "[::1]:8501"}), ())
-
-
-def two_frame_jpeg():
-    """A small JPEG with a second frame header declaring 3000x3000: readers disagree on which one counts."""
-    data = jpeg_bytes(PHOTO[:16, :24])
-    start = data.index(b"\xff\xc0")
-    end = start + 2 + int.from_bytes(data[start + 2:start + 4], "big")
-    second = bytearray(data[start:end])
-    second[5:9] = (3000).to_bytes(2, "big") * 2
-    return data[:end] + bytes(second) + data[end:]
 
 
 def test_requests_over_the_limits_wait_then_get_503_or_504(tmp_path):

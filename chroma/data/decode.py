@@ -2,12 +2,16 @@
 
 It mirrors chroma.data.load_rgb, the Pillow decoding of training images and
 of `chroma colorize`'s files, so a served photo gives the colours the same
-file gives on the command line.
+file gives on the command line. Bytes pass chroma.data.photo_header's gate
+(format and size) before any decoder sees them.
 """
 
 import tensorflow as tf
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from chroma.limits import MAX_PIXELS
+
+from .photo_header import PNG_SIGNATURE, gated, photo_header
+
 PNG_GRAY = 0  # IHDR's colour type (byte 25) for gray without an alpha channel; its bit depth is byte 24
 WEBP_ANIMATION = 0x02  # in the flags of a WebP VP8X header, byte 20
 JPEG_APP1 = 0xE1  # the marker of the segment that holds EXIF
@@ -15,61 +19,6 @@ JPEG_START_OF_SCAN = 0xDA  # the image data follows: no metadata segment after i
 JPEG_SEGMENTS_SEARCHED = 256  # for EXIF, a bound on hostile files: cameras write a handful of segments
 EXIF_ORIENTATION = 0x0112  # its tag in IFD0
 TIFF_SHORT = 3  # the type of a 16-bit unsigned field, the Orientation tag's
-
-
-def header_size(image_bytes):
-    """(height, width), int64, read from the header of JPEG, PNG, GIF, BMP or WebP bytes without decoding them.
-
-    (0, 0) for bytes of no such format (decoding them then fails with its own
-    error). A JPEG's size is in its frame header, which
-    tf.image.extract_jpeg_shape finds; the others' are at fixed offsets:
-    PNG's IHDR (big-endian), GIF's logical screen, BMP's info header (a
-    negative height means rows stored top-down), and WebP's lossy (VP8),
-    lossless (VP8L) or extended (VP8X) header.
-    """
-    header = tf.strings.substr(tf.strings.substr(image_bytes, 0, 32) + b"\0" * 32, 0, 32)
-    header_bytes = tf.cast(tf.reshape(tf.io.decode_raw(header, tf.uint8), (32,)), tf.int64)
-
-    def little_endian(offset, length):
-        return sum(header_bytes[offset + index] * 256**index for index in range(length))
-
-    def big_endian(offset, length):
-        return sum(header_bytes[offset + length - 1 - index] * 256**index for index in range(length))
-
-    def signed(value, bits):
-        return tf.where(value >= 2 ** (bits - 1), value - 2**bits, value)
-
-    def jpeg():
-        shape = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)
-        return shape[0], shape[1]
-
-    def webp_lossless():
-        bits = little_endian(21, 4)
-        return (bits // 2**14) % 2**14 + 1, bits % 2**14 + 1
-
-    is_webp = (tf.strings.substr(header, 0, 4) == b"RIFF") & (tf.strings.substr(header, 8, 4) == b"WEBP")
-    return tf.case(
-        [
-            (tf.io.is_jpeg(image_bytes), jpeg),
-            (tf.strings.substr(header, 0, 8) == PNG_SIGNATURE, lambda: (big_endian(20, 4), big_endian(16, 4))),
-            (tf.strings.substr(header, 0, 3) == b"GIF", lambda: (little_endian(8, 2), little_endian(6, 2))),
-            (tf.strings.substr(header, 0, 2) == b"BM",
-             lambda: (tf.abs(signed(little_endian(22, 4), 32)), signed(little_endian(18, 4), 32))),
-            (is_webp & (tf.strings.substr(header, 12, 4) == b"VP8 "),
-             lambda: (little_endian(28, 2) % 2**14, little_endian(26, 2) % 2**14)),
-            (is_webp & (tf.strings.substr(header, 12, 4) == b"VP8L"), webp_lossless),
-            (is_webp & (tf.strings.substr(header, 12, 4) == b"VP8X"),
-             lambda: (little_endian(27, 3) + 1, little_endian(24, 3) + 1)),
-        ],
-        default=lambda: (tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
-    )
-
-
-def within_pixel_limit(image_bytes, max_pixels):
-    """image_bytes, once its header says it has at most max_pixels pixels (see checked_size). A few hundred
-    KB of PNG can describe an image of gigabytes (a decompression bomb): this refuses it undecoded."""
-    height, width = header_size(image_bytes)
-    return checked_size(image_bytes, height, width, max_pixels)
 
 
 def checked_size(tensor, height, width, max_pixels):
@@ -165,9 +114,9 @@ def exif_transposed(image, orientation):
 
 
 def display_size(image_bytes):
-    """(height, width), int64, of the pixels decode_photo gives: header_size, its sides swapped for a JPEG whose
+    """(height, width), int64, of the pixels decode_photo gives: photo_header's, its sides swapped for a JPEG whose
     EXIF orientation is a quarter turn (5 to 8)."""
-    height, width = header_size(image_bytes)
+    _, height, width, _, _ = photo_header(image_bytes)
     turned = exif_orientation(image_bytes) >= 5
     return tf.where(turned, width, height), tf.where(turned, height, width)
 
@@ -190,9 +139,12 @@ def on_white(image):
     return tf.cond(has_alpha, composite, lambda: colour)
 
 
-def decode_photo(image_bytes):
+def decode_photo(image_bytes, max_pixels=MAX_PIXELS):
     """JPEG, PNG, GIF, BMP or WebP bytes -> uint8 RGB (H, W, 3), in TensorFlow ops: the pixels that
     chroma.data.load_rgb (Pillow), which decodes training images and `chroma colorize`'s files, makes of them.
+
+    Bytes of another format, or of more than max_pixels pixels, are refused before decoding (chroma.data.
+    photo_header.gated: an InvalidArgument error), and the decoded image's size is checked again.
 
     Training's decoding is the rule, mirrored here, so that a model is served what it was trained on:
     transparency composited on white, 16-bit gray rounded and 16-bit colour cut to its high byte as Pillow
@@ -203,6 +155,7 @@ def decode_photo(image_bytes):
     JPEG EXIF), WebP animations without alpha (TensorFlow refuses them) and tRNS transparency in 2- and 4-bit
     gray PNGs (Pillow misreads it). Pillow ignores the tRNS of RGB and 16-bit gray PNGs, and so does this.
     """
+    image_bytes = gated(image_bytes, max_pixels)
     # Zero-padded, so that every header field below exists even in a short input (which then fails to decode).
     header = tf.strings.substr(tf.strings.substr(image_bytes, 0, 32) + b"\0" * 32, 0, 32)
     header_bytes = tf.reshape(tf.io.decode_raw(header, tf.uint8), (32,))
@@ -253,4 +206,5 @@ def decode_photo(image_bytes):
         default=in_its_own_channels,
     )
     image.set_shape((None, None, 3))
-    return image
+    height, width = tf.unstack(tf.cast(tf.shape(image)[:2], tf.int64))
+    return checked_size(image, height, width, max_pixels)

@@ -17,6 +17,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from chroma.limits import MAX_PIXELS
 
+from .photo_header import ACCEPTED_FORMATS, HEADER_BYTES, image_format, not_accepted
+
 # is_grayscale: a pixel is coloured when its channels spread by more than
 # GRAY_TOLERANCE levels. Re-encoded gray JPEGs stay well below (their chroma is
 # quantised away; a faint tint of +-6 levels reaches a spread of 11), while any
@@ -55,13 +57,20 @@ def load_rgb(source, max_side=1024, min_side=8):
         if not source:
             raise UnreadableImage("empty file")
         file = io.BytesIO(source)
+        header = bytes(source[:HEADER_BYTES])
     else:
         try:
             if os.path.getsize(source) == 0:
                 raise UnreadableImage("empty file")
+            with open(source, "rb") as opened:
+                header = opened.read(HEADER_BYTES)
         except OSError as error:
             raise UnreadableImage("missing file", str(error)) from error
         file = source
+    # The formats the SavedModel's signatures decode too (chroma.data.photo_header), told the same way.
+    header_format = image_format(header)
+    if header_format not in ACCEPTED_FORMATS:
+        raise UnreadableImage("not an image", not_accepted(header_format))
     try:
         # Our own MAX_PIXELS bound applies below; Pillow's warning would be noise.
         with warnings.catch_warnings():
@@ -94,6 +103,8 @@ def _clean(image, max_side, min_side):
         raise UnreadableImage("corrupt", f"{type(error).__name__}: {error}") from error
     if min(image.size) < min_side:
         raise UnreadableImage("too small", "{}x{} pixels".format(*image.size))
+    if image.width * image.height > MAX_PIXELS:  # the decoded size, checked again: the header's may have lied
+        raise UnreadableImage("too large", "{}x{} pixels".format(*image.size))
     return np.asarray(image, dtype=np.uint8)
 
 

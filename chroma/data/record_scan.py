@@ -12,7 +12,8 @@ scan_shard reads a shard with TensorFlow's reader, whose CRC checks run in C++ a
 record is damaged finds where the next good one starts: right after it when its length field is intact,
 else at the next offset whose eight length bytes match the CRC that follows them. The shard's good records
 come out as segments (byte offset, count) that `good_records` reads with TensorFlow's reader started at each
-offset. A record whose CRCs hold but whose content is not a chroma example with a JPEG is damaged too.
+offset. A record whose CRCs hold but whose content is not a chroma example with a JPEG of at most MAX_PIXELS
+pixels is damaged too.
 """
 
 import concurrent.futures
@@ -25,6 +26,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 from google.protobuf.message import DecodeError
+
+from chroma.limits import MAX_PIXELS
 
 HEADER_BYTES = 12  # the length and its CRC
 FOOTER_BYTES = 4  # the data's CRC
@@ -342,10 +345,11 @@ def content_problem(serialized, decode):
     if not (image.startswith(JPEG_START) and image.endswith(JPEG_END)):
         return "image not a whole JPEG", False
     try:
+        height, width, _ = (int(side) for side in tf.image.extract_jpeg_shape(image))
+        if height * width > MAX_PIXELS:  # refused before decoding: a header can describe gigabytes
+            return f"image of {width}x{height} pixels, over the limit of {MAX_PIXELS}", False
         if decode:
             tf.io.decode_jpeg(image, channels=3)
-        else:
-            tf.image.extract_jpeg_shape(image)
     except tf.errors.InvalidArgumentError:
         return "undecodable image", False
     return None, bool(features["gray"].int64_list.value[0])

@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from .images import SkipReport, UnreadableImage, is_grayscale
+from .images import MAX_PIXELS, SkipReport, UnreadableImage, is_grayscale
+from .photo_header import gated
 from .record_scan import DamagedRecords, check_damage, good_records, read_segment, scan_folder, scanned
 
 logger = logging.getLogger("chroma")
@@ -230,5 +231,5 @@ def verify_tfrecords(path, progress=True):
 
 
 def _decode(example):
-    rgb = tf.io.decode_jpeg(example["image"], channels=3)
+    rgb = tf.io.decode_jpeg(gated(example["image"], MAX_PIXELS), channels=3)
     return rgb, example["caption"], tf.cast(example["label"], tf.int32), example["name"]
