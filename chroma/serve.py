@@ -38,6 +38,9 @@ VERSION = "1"  # the one version served, as TF Serving numbers a model folder's 
 DEFAULT_SIGNATURE = "serving_default"
 MIB = 1024 * 1024
 SHUTDOWN_SECONDS = 2.0  # how long a stopping server lets answers in flight finish
+# A body in hand costs about 3 times its size while it is parsed and checked (12 bodies of 60 MB at once held
+# 2.6 GB); two at a time keep a flood of them to a few hundred MB, and a small request's check takes milliseconds.
+BODIES_AT_ONCE = 2
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # One photo's header, read in a graph: a GIF's blocks are walked in a loop that eager execution would run in Python.
 read_photo_header = tf.function(photo_header, input_signature=[tf.TensorSpec((), tf.string)])
@@ -206,6 +209,7 @@ class ModelServer:
         self.timeout = timeout
         self.max_waiting = max_waiting
         self.turns = asyncio.Semaphore(max_in_flight)
+        self.reading = asyncio.Semaphore(BODIES_AT_ONCE)
         self.waiting = 0
         self.executor = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="predict")
 
@@ -285,18 +289,22 @@ class ModelServer:
             raise BadRequest(error_reason(error.message)) from error
         return json.dumps(answer(outputs, row_format))
 
-    async def run_predict(self, body):
-        """The JSON answer to a parsed :predict body: prepared (checked) at once, then run in a prediction thread
-        once a turn is free; 503 when too many wait, 504 when waiting and predicting outlast the timeout.
+    async def run_predict(self, request):
+        """The JSON answer to a :predict request: its body read and checked (prepared) at once, then run in a
+        prediction thread once a turn is free; 503 when too many wait, 504 when waiting and predicting outlast the
+        timeout.
 
         A prediction that times out keeps its turn until it ends: the limit counts work running, not answers
         pending, so a slow model cannot pile up threads.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        # Checked in the default threads, not the prediction ones: decoding base64 and making tensors of a large
-        # body is work the event loop should not wait on.
-        prepared = await loop.run_in_executor(None, self.prepare, body)
+        # Bodies are read and checked BODIES_AT_ONCE at a time (the others wait unread), in the default threads,
+        # not the prediction ones: decoding base64 and making tensors of a large body is work the event loop
+        # should not wait on.
+        async with self.reading:
+            body = await json_body(request)
+            prepared = await loop.run_in_executor(None, self.prepare, body)
         if self.waiting >= self.max_waiting:
             raise BadRequest(f"the server is busy: {self.waiting} requests are waiting; try again later", 503)
         self.waiting += 1
@@ -379,7 +387,7 @@ def application(server, max_body_mib=64, allowed_hosts=()):
     @routes.post(model_path + ":predict")
     async def predict(request):
         served(request)
-        return web.Response(text=await server.run_predict(await json_body(request)), content_type="application/json")
+        return web.Response(text=await server.run_predict(request), content_type="application/json")
 
     @web.middleware
     async def json_errors(request, handler):

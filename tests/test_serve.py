@@ -28,7 +28,7 @@ PHOTO = skimage.data.coffee()[::8, ::8]  # 50x75
 MAX_BODY_MIB = 1
 MAX_PIXELS = 1_000_000
 MAX_INSTANCES = 4
-MAX_REQUEST_PIXELS = 10_000  # two PHOTOs pass, three do not
+MAX_REQUEST_PIXELS = 16_384  # the page's 4 variations of a PHOTO or of a 64x64 photo pass; 3 photos of 100x75 do not
 
 
 def png_bytes(array):
@@ -173,6 +173,9 @@ def test_bad_requests_get_json_errors_while_a_good_one_is_served(server):
         "too many samples": (predict, {"signature_name": "colorize_samples_encoded", "inputs": {
             "image_bytes": b64(png_bytes(PHOTO)), "samples": 2**31 - 1}}, 400,
             f"2147483647 samples are over this server's limit of {MAX_INSTANCES} per request"),
+        "samples over the pixels per request": (predict, {"signature_name": "colorize_samples_encoded", "inputs": {
+            "image_bytes": b64(png_bytes(np.tile(PHOTO, (2, 1, 1)))), "samples": MAX_INSTANCES}}, 400,
+            f"limit of {MAX_REQUEST_PIXELS} pixels per request"),
         # TensorFlow crashed the process on a string tensor of 33 to 64 dimensions.
         "a photo in 40 dimensions": (predict, {"instances": [photo_in_39_lists]}, 400,
                                      "has more dimensions than the signature's 1"),
@@ -181,7 +184,7 @@ def test_bad_requests_get_json_errors_while_a_good_one_is_served(server):
             "holds integers outside int32's"),
         "too many instances": (predict, {"instances": [b64(b"x")] * (MAX_INSTANCES + 1)}, 400,
                                f"5 instances are over this server's limit of {MAX_INSTANCES} per request"),
-        "too many pixels together": (predict, {"instances": [b64(png_bytes(PHOTO))] * 3}, 400,
+        "too many pixels together": (predict, {"instances": [b64(png_bytes(np.tile(PHOTO, (2, 1, 1))))] * 3}, 400,
                                      f"limit of {MAX_REQUEST_PIXELS} pixels per request"),
     }
     answers = {}
