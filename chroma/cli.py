@@ -315,6 +315,7 @@ def run_train(args):
         saved_model, rows, _ = train_one_run(
             experiment, args.run, args.data, args.eval_data, args.output, overrides=args.set, init=args.init,
             export_dir=args.export, scale=args.scale, pretrain_data=args.pretrain_data,
+            validation_data=args.validation_data,
             assets=dict(args.asset or []), runtime=runtime_of(args))
     except training.RunStopped as error:
         print(f"chroma: {error}", file=sys.stderr)
@@ -340,6 +341,9 @@ def add_train(commands):
     command.add_argument("--eval-data", help="data spec it is scored on (default: --data, which flatters it)")
     command.add_argument("--pretrain-data", help="data spec a run's pretraining phase reads (paper efthymiadis' "
                          "COCO; default: --data)")
+    command.add_argument("--validation-data", help="data spec it validates on after each epoch (default: "
+                         "--eval-data); a run that picks its best epoch needs images apart from both, e.g. "
+                         "'FOLDER?take=500' with --data 'FOLDER?skip=500'")
     command.add_argument("-o", "--output", required=True, help="the run folder")
     command.add_argument("--export", help="SavedModel folder (default: OUTPUT/saved_model)")
     command.add_argument("--init", metavar="PATH",

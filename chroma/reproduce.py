@@ -97,7 +97,7 @@ def reproduce(experiment, scale, runs_root="runs", coco=None, data=None, assets=
         on_training = [sample_column(title, None, training_images) for title in ("original", "grayscale")]
     runs = select_runs(experiment, run_keys)
     for run in runs:
-        check_protocol(run)
+        check_protocol(run, run.settings_for(settings, overrides))
     for run in runs:
         print(f"== {experiment.PAPER} / {scale}: {run.name}", file=sys.stderr)
         if process_per_run:
@@ -259,12 +259,17 @@ def train_beside_chief(experiment, settings, out_dir, run_keys, runtime, overrid
     return out_dir / "results.md", out_dir / "results.csv"
 
 
-def check_protocol(run):
-    """Refuses, before any training, a run whose scoring protocol (Run.scored_at, Run.scored_in) is unknown."""
+def check_protocol(run, settings):
+    """Refuses, before any training, a run whose scoring protocol (Run.scored_at, Run.scored_in) is unknown, and
+    one that would pick its best epoch on the data it is then scored on (`settings`: the run's)."""
     if run.scored_at not in SCORED_AT:
         raise ValueError(f"{run.name}: scored_at must be one of {SCORED_AT}, got {run.scored_at!r}")
     if run.scored_in not in SCORED_IN:
         raise ValueError(f"{run.name}: scored_in must be one of {SCORED_IN}, got {run.scored_in!r}")
+    if run.picks_epoch_on_validation() and settings.validation_data in (None, settings.eval_data):
+        raise ValueError(f"{run.name} picks its best epoch by {run.monitor}: give it validation data apart from "
+                         f"the data it is scored on ({settings.eval_data}), e.g. a slice of its training data "
+                         "(chroma train --validation-data SPEC)")
 
 
 def score_run(run, model, out_dir, dataset, columns, lpips_model=None, fid_model=None):

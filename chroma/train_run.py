@@ -101,20 +101,23 @@ def copy_variables(network, variables, path, name="generator"):
 
 
 def train_one_run(experiment, run_key, data, eval_data, out_dir, overrides=(), init=None, export_dir=None,
-                  scale="smoke", pretrain_data=None, assets=None, runtime=Runtime(precision="auto")):
+                  scale="smoke", pretrain_data=None, validation_data=None, assets=None,
+                  runtime=Runtime(precision="auto")):
     """Trains run `run_key` of `experiment` on data, exports it and scores it beside baseline0 on eval_data.
 
     Returns (the SavedModel's folder, results rows (chroma.reports.write_results), the --set changes).
     overrides: NAME=VALUE strings over the recipe's settings at `scale` (see OVERRIDABLE), applied last
-    (Run.settings_for); pretrain_data: what a run's pretraining phase reads (None: `data`); init: where to
-    start from (see initial_model).
+    (Run.settings_for); pretrain_data: what a run's pretraining phase reads (None: `data`); validation_data:
+    what it validates on after each epoch (None: eval_data; a run that picks its best epoch needs its own);
+    init: where to start from (see initial_model).
     """
     run, = select_runs(experiment, [run_key])
-    check_protocol(run)
     settings = hyperparameters(experiment, scale)._replace(
-        train_data=data, eval_data=eval_data or data, pretrain_data=pretrain_data, assets=dict(assets or {}))
+        train_data=data, eval_data=eval_data or data, validation_data=validation_data, pretrain_data=pretrain_data,
+        assets=dict(assets or {}))
     changes = parse_overrides(overrides, settings, [run])
     settings = run.settings_for(settings, changes)
+    check_protocol(run, settings)
     out_dir = Path(out_dir)
     print(f"{run.name} ({experiment.PAPER}, {scale} recipe) on {data}, scored on {settings.eval_data}"
           + (f"; settings changed: {', '.join(f'{k}={v}' for k, v in changes.items())}" if changes else ""),

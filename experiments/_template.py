@@ -61,7 +61,10 @@ def adam_recipe(total_steps):
     )
 
 
-# One Run per row of the paper's table, with the figures the paper reports for it (keyed like COLUMNS).
+# One Run per row of the paper's table, with the figures the paper reports for it (keyed like COLUMNS). A run
+# scored at its best epoch by a validation figure (scored_at="best", monitor="val_...") needs validation data apart
+# from the scoring data: smoke_settings(..., validation_split=True) and PaperData(validation_data=...), as
+# experiments/villarenteria.py gives; reproduce refuses it otherwise.
 RUNS = [
     Run("cgan", "U-Net cGAN", cgan, adam_recipe, paper={"l1_ab": None}),
 ]

@@ -12,9 +12,11 @@ from chroma.data.specs import dataset_from_spec
 from chroma.models.network_generator import NetworkGenerator
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.unet import UNetGenerator
-from chroma.recipes import load_experiment, select_runs
+from chroma.data.specs import parse_data_spec, resolve
+from chroma.recipes import known_experiments, load_experiment, select_runs, settings_at
 from chroma.reproduce import check_protocol, score_run
 from chroma.training import ConditionalGAN, Run
+from chroma.training import smoke_settings
 
 COLUMNS = ("l1_ab", "psnr")
 SIZE = 32
@@ -107,10 +109,41 @@ def test_dropout_scoring_turns_dropout_on_only_while_scoring(tmp_path):
 
 
 def test_an_unknown_protocol_is_refused_before_training():
+    settings = smoke_settings(epochs=1)
     with pytest.raises(ValueError, match="scored_at must be one of"):
-        check_protocol(run(scored_at="median"))
+        check_protocol(run(scored_at="median"), settings)
     with pytest.raises(ValueError, match="scored_in must be one of"):
-        check_protocol(run(scored_in="eval"))
+        check_protocol(run(scored_in="eval"), settings)
+
+
+def test_a_run_never_picks_its_best_epoch_on_the_data_it_is_scored_on():
+    best_by_validation = run(scored_at="best", monitor="val_l1_ab")
+    for validation_data in (None, "samples?skip=6"):  # none (fit validates on eval_data), or eval_data itself
+        with pytest.raises(ValueError, match="picks its best epoch by val_l1_ab: give it validation data apart"):
+            check_protocol(best_by_validation, smoke_settings(epochs=1)._replace(validation_data=validation_data))
+    check_protocol(best_by_validation, smoke_settings(epochs=1, validation_split=True))
+    check_protocol(run(scored_at="best", monitor="loss"), smoke_settings(epochs=1))  # a training loss picks it
+
+
+@pytest.mark.parametrize("paper", known_experiments())
+def test_every_recipes_best_epoch_runs_validate_apart_from_their_scoring_data(paper):
+    """At both scales: the data a run's monitor reads shares no image with the data its table scores."""
+    experiment = load_experiment(paper)
+    for scale in ("smoke", "paper"):
+        settings = settings_at(experiment, scale, coco="/data/coco", data="/data/photos")
+        for item in select_runs(experiment):
+            run_settings = item.settings_for(settings)
+            check_protocol(item, run_settings)
+            if not item.picks_epoch_on_validation():
+                continue
+            validation, scored = (parse_data_spec(spec) for spec in (run_settings.validation_data,
+                                                                      run_settings.eval_data))
+            if scale == "smoke":  # the bundled photos: the images themselves
+                names = [{record.name for record in resolve(spec).records}
+                         for spec in (run_settings.validation_data, run_settings.eval_data)]
+                assert names[0] and not names[0] & names[1], (paper, item.key)
+            else:  # COCO: another split
+                assert validation[1]["coco_split"] != scored[1]["coco_split"], (paper, item.key)
 
 
 def protocols(paper):

@@ -7,7 +7,8 @@ from chroma.losses import mse
 from chroma.recipes import load_experiment, select_runs, settings_at
 from helpers import photo_lab
 
-RELEASE_MSE_WEIGHT, RELEASE_CLASS_WEIGHT = 1.0, 0.003  # the public ChromaGAN release's, on its ab / 255
+# The public ChromaGAN release's, on its ab / 255.
+RELEASE_MSE_WEIGHT, RELEASE_CLASS_WEIGHT, RELEASE_ADVERSARIAL_WEIGHT = 1.0, 0.003, 0.1
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +24,10 @@ def test_runs_follow_the_release_and_the_papers_changes(villarenteria):
         recipe = run.compile_args(total_steps=1)
         assert (recipe["reconstruction_loss"], recipe["reconstruction_weight"]) == ("mse", 1.0)
         assert recipe["gradient_penalty_weight"] == 10.0
-        # The release's 0.1 on its ab / 255, RELEASE_AB_RATIO times larger on chroma's ab / 110 (see below).
-        assert recipe["adversarial_weight"] == pytest.approx(0.1 * 255 / 110)
+        # The release's 0.1 on its ab / 255: 255 / 110 times larger on chroma's ab / 110 for the Wasserstein term,
+        # its square for A.2's scale-free BCE (see below).
+        scale_factor = (255 / 110) ** 2 if key == "model_a2" else 255 / 110
+        assert recipe["adversarial_weight"] == pytest.approx(0.1 * scale_factor)
         assert recipe["adversarial_loss"] == ("bce" if key == "model_a2" else "wgan-gp")
         # The class loss needs the oracle's targets; Models B and C drop both (4.2.3-4.2.4).
         with_classes = key in ("reference", "model_a", "model_a2")
@@ -50,14 +53,27 @@ def test_runs_follow_the_release_and_the_papers_changes(villarenteria):
 
 
 def test_loss_weights_keep_the_releases_balance_on_chromas_ab_scale(villarenteria):
-    """MSE against KL as the release weighs them: its ab is a*b* / 255 (OpenCV's 8 bits), chroma's a*b* / 110."""
+    """Each term against the MSE as the release weighs them: its ab is a*b* / 255 (OpenCV's 8 bits), chroma's
+    a*b* / 110. The KL and A.2's BCE do not change with the ab scale; a Wasserstein critic under a unit gradient-norm
+    penalty does, as this linear one of unit gradient."""
     true_ab = photo_lab(32)[1] * 110.0  # a*b* of two photos
     fake_ab = tf.zeros_like(true_ab)  # a gray colorization
-    recipe = select_runs(villarenteria)[0].compile_args(total_steps=1)
-    class_weight = recipe["auxiliary_losses"][0].weight
-    release = RELEASE_MSE_WEIGHT * float(mse(true_ab / 255.0, fake_ab / 255.0)) / RELEASE_CLASS_WEIGHT
-    ours = recipe["reconstruction_weight"] * float(mse(true_ab / 110.0, fake_ab / 110.0)) / class_weight
-    assert ours == pytest.approx(release, rel=1e-5)
+
+    def wasserstein(scale):  # the critic's mean score of real minus fake, its gradient of norm 1 in every pixel
+        return float(tf.reduce_mean(tf.reduce_sum((true_ab - fake_ab) / scale, axis=-1) / 2**0.5))
+
+    scale_free = 0.7  # any value of a KL or a BCE: the same on both scales
+    runs = {run.key: run.compile_args(total_steps=1) for run in select_runs(villarenteria)}
+    for run, term, release_weight, release_value, ours_value in (
+            ("reference", "class", RELEASE_CLASS_WEIGHT, scale_free, scale_free),
+            ("reference", "adversarial", RELEASE_ADVERSARIAL_WEIGHT, wasserstein(255.0), wasserstein(110.0)),
+            ("model_a", "adversarial", RELEASE_ADVERSARIAL_WEIGHT, wasserstein(255.0), wasserstein(110.0)),
+            ("model_a2", "adversarial", RELEASE_ADVERSARIAL_WEIGHT, scale_free, scale_free)):
+        recipe = runs[run]
+        weight = recipe["auxiliary_losses"][0].weight if term == "class" else recipe["adversarial_weight"]
+        release = RELEASE_MSE_WEIGHT * float(mse(true_ab / 255.0, fake_ab / 255.0)) / (release_weight * release_value)
+        ours = recipe["reconstruction_weight"] * float(mse(true_ab / 110.0, fake_ab / 110.0)) / (weight * ours_value)
+        assert ours == pytest.approx(release, rel=1e-5), (run, term)
 
 
 # Each run's generator at smoke size: tests/test_experiments.py, test_villarenteria_runs_build_their_generators,

@@ -74,7 +74,8 @@ def test_the_installed_commands_run_outside_the_checkout(installed, tmp_path):
     assert reproduced.returncode == 0, reproduced.stderr[-3000:]
     assert (elsewhere / "runs" / "tiny" / "smoke" / "results.md").is_file() and (elsewhere / "RESULTS.md").is_file()
     trained = chroma(installed, "train", "my_recipe.py", "--run", "gan", "--scale", "smoke", "--data",
-                     "samples?take=2", "--set", "epochs=1", "-o", "mine", cwd=elsewhere)
+                     "samples?take=2", "--validation-data", "samples?skip=2&take=2", "--set", "epochs=1", "-o",
+                     "mine", cwd=elsewhere)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert (elsewhere / "mine" / "results.md").is_file()
     assert (elsewhere / "mine" / "saved_model" / "saved_model.pb").is_file()

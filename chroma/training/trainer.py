@@ -102,6 +102,11 @@ class Run(NamedTuple):
         of --set; the names that are no Settings field change compile arguments, see with_compile_overrides)."""
         return (self.overrides(settings) if self.overrides else settings).with_overrides(overrides)
 
+    def picks_epoch_on_validation(self):
+        """True when the weights scored are those of the epoch a validation figure rates best: that figure must
+        not be read on the data the run is scored on (reproduce.check_protocol)."""
+        return self.scored_at == "best" and self.monitor.startswith("val_")
+
     def pretraining_run(self):
         """The Run of the pretraining phase: its own model and recipe where it names them."""
         return self._replace(
@@ -145,6 +150,9 @@ class Settings(NamedTuple):
     epochs: int
     train_data: str | None = None
     eval_data: str | None = None
+    # What fit validates on after each epoch, where a best epoch is picked (Run.picks_epoch_on_validation); None:
+    # eval_data, fine for a run scored at its last epoch.
+    validation_data: str | None = None
     pretrain_data: str | None = None  # a pretraining phase's own data (paper efthymiadis' COCO), if not train_data
     smoke: bool = False
     base_filters: int = 64
@@ -166,6 +174,7 @@ class PaperData(NamedTuple):
 
     train_data: str
     eval_data: str
+    validation_data: str | None = None  # apart from eval_data for a recipe whose runs pick a best epoch
     pretrain_data: str | None = None
 
 
@@ -200,10 +209,13 @@ def with_compile_overrides(compile_args, overrides):
     return changed
 
 
-def smoke_settings(epochs, image_size=64, **fields):
-    """Every recipe's smoke scale: 6 bundled photos to train on, 2 held out, batch 2, small networks."""
-    return Settings(train_data="samples?take=6", eval_data="samples?skip=6", image_size=image_size, batch_size=2,
-                    epochs=epochs, smoke=True, base_filters=16, **fields)
+def smoke_settings(epochs, image_size=64, validation_split=False, **fields):
+    """Every recipe's smoke scale: 6 bundled photos to train on, 2 held out to score, batch 2, small networks.
+    validation_split: 5 to train on and 1 to validate on, for a recipe whose runs pick a best epoch."""
+    train_data, validation_data = ("samples?take=5", "samples?skip=5&take=1") if validation_split else (
+        "samples?take=6", None)
+    return Settings(train_data=train_data, validation_data=validation_data, eval_data="samples?skip=6",
+                    image_size=image_size, batch_size=2, epochs=epochs, smoke=True, base_filters=16, **fields)
 
 
 def train(run, settings, out_dir, runtime=Runtime(), verbose="auto", start_from=None, callbacks=(), overrides=None):
@@ -238,7 +250,9 @@ def train(run, settings, out_dir, runtime=Runtime(), verbose="auto", start_from=
     # Data: an infinite shuffled stream cut into epochs of one pass each. settings.batch_size is each worker's:
     # fit splits every global batch between the workers (make_dataset's auto-shard policy says how).
     batch_size = settings.batch_size * worker_count(strategy)
-    train_source, eval_source = resolve(settings.train_data), resolve(settings.eval_data)
+    # "eval" below is what fit validates on: the validation data where the settings name it.
+    train_source = resolve(settings.train_data)
+    eval_source = resolve(settings.validation_data or settings.eval_data)
     batches_per_epoch = count_elements(train_source, batch_size=batch_size, drop_gray=settings.drop_gray,
                                        drop_remainder=True)
     if batches_per_epoch == 0:
