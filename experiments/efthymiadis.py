@@ -17,8 +17,9 @@ UGANs 256x256, 100 epochs from scratch, or 20 epochs of fine-tuning after COCO.
 Not stated, so chosen here: batch 16; pix2pix's Adam 2e-4 (0.5, 0.999) and
 lambda = 100 and halved D loss for the UGANs, with the Attention UGANs' discriminator
 rate cut to 2e-5 ("a quite small value", 3.3.3, said of the Attention U-Net's training;
-the Baseline UGANs keep pix2pix's 2e-4, [16]); 20 epochs of COCO pretraining. The paper trained on one
-Colab GPU; no runtime is given.
+the Baseline UGANs keep pix2pix's 2e-4, [16]); 20 epochs of COCO pretraining; random horizontal flips of
+the training images, as pix2pix [16], which the UGANs follow, trains with (the paper names no augmentation,
+and a mirrored photo is as plausible as its original). The paper trained on one Colab GPU; no runtime is given.
 
 Expected (Table 1; PSNR, SSIM, LPIPS): CNN 21.24 / 0.8952 / 0.1683;
 CNN + classifier 21.26 / 0.9074 / 0.1620; Attention UGAN 18.48 / 0.8736 / 0.1890;
@@ -60,8 +61,8 @@ _PRETRAINING_EPOCHS = 20
 
 # Section 3. No pretrained backbone: ResNetCNN's conv1 takes one channel.
 SCALES = {
-    "paper": Settings(image_size=256, batch_size=16, epochs=_GAN_EPOCHS),
-    "smoke": smoke_settings(epochs=12),
+    "paper": Settings(image_size=256, batch_size=16, epochs=_GAN_EPOCHS, flip=True),  # flips: see the docstring
+    "smoke": smoke_settings(epochs=12, flip=True),
 }
 
 
