@@ -61,16 +61,16 @@ def photo_jpeg(size):
     return buffer.getvalue()
 
 
-def start_server(model, log, serve_from=None):
-    """`chroma serve` on a free port, from the chroma package in the folder `serve_from` if given (`python -m`
+def start_server(model, log, serve_from=None, flags=("--max-waiting", "64")):
+    """`chroma serve FLAGS` on a free port, from the chroma package in the folder `serve_from` if given (`python -m`
     imports from its working folder first); (process, the predict URL) once it listens."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "chroma.cli", "serve", "--model", str(model), "--port", "0", "--max-waiting", "64"],
+        [sys.executable, "-m", "chroma.cli", "serve", "--model", str(model), "--port", "0", *flags],
         stdout=subprocess.PIPE, stderr=log, text=True, cwd=serve_from)
     line = process.stdout.readline()
     if not line.startswith("serving"):
         process.kill()
-        raise RuntimeError(f"chroma serve did not start: {line}")
+        raise RuntimeError(f"chroma serve did not start: {line!r}")
     base = line.split("page ")[1].split("/,")[0]
     return process, f"{base}/v1/models/{Path(model).name}:predict"
 

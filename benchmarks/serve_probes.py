@@ -47,7 +47,7 @@ from PIL import Image  # noqa: E402
 
 from colorize_throughput import paper_colorizer  # noqa: E402
 from machine_info import machine_lines  # noqa: E402
-from serve import photo_jpeg  # noqa: E402
+from serve import photo_jpeg, start_server  # noqa: E402
 from serve_worst_case import jpeg_of, with_scans  # noqa: E402
 
 SERVE_FLAGS = ["--max-pixels", "10000", "--timeout", "10"]
@@ -68,18 +68,9 @@ class Server:
         self.process = None
 
     def start(self):
-        # As serve.start_server, with this script's flags (serve.py's --max-waiting 64 would change row 4).
+        # serve.py's default --max-waiting 64 would change row 4: this script's own flags.
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "chroma.cli", "serve", "--model", str(self.model), "--port", "0",
-                 *SERVE_FLAGS],
-                stdout=subprocess.PIPE, stderr=log, text=True, cwd=self.serve_from)
-        line = self.process.stdout.readline()
-        if not line.startswith("serving"):
-            self.process.kill()
-            raise RuntimeError(f"chroma serve did not start: {line!r}; see {self.log_path}")
-        base = line.split("page ")[1].split("/,")[0]
-        self.url = f"{base}/v1/models/{self.model.name}:predict"
+            self.process, self.url = start_server(self.model, log, self.serve_from, SERVE_FLAGS)
         self.peak_mb = self.rss_mb = 0.0
         self.read_memory(self.process.pid)
         threading.Thread(target=self.watch, args=(self.process,), daemon=True).start()
