@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Quieter TensorFlow start-up; CUDA probing on CPU-only machines is noise.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test test-all demo benchmark clean
+.PHONY: install test test-all demo leaderboard benchmark clean
 
 # make reproduce-<paper> [SCALE=smoke|paper] [COCO=/data/coco] [DATA=spec] [ASSETS="name=path ..."] [STRATEGY=...] [TPU=address] [PRECISION=...] [JIT=1]
 # ASSETS: where this machine keeps pretrained networks, one --asset each (`chroma reproduce --help` lists the names).
@@ -40,6 +40,11 @@ reproduce-%: install
 	$(BIN)/chroma reproduce $* --scale $(SCALE) --strategy $(STRATEGY) --precision $(PRECISION) \
 		$(if $(COCO),--coco $(COCO)) $(if $(DATA),--data $(DATA)) $(if $(TPU),--tpu $(TPU)) $(foreach asset,$(ASSETS),--asset $(asset)) \
 		$(if $(filter 1,$(JIT)),--jit)
+
+# make leaderboard [SCALE=smoke|paper] [COCO=/data/coco] [ASSETS="name=path ..."]: scores what the reproductions left
+# under runs/ (run them first), baseline0 and gray on one evaluation set; writes runs/leaderboard/<scale>/.
+leaderboard: install
+	$(BIN)/chroma leaderboard --scale $(SCALE) $(if $(COCO),--coco $(COCO)) $(foreach asset,$(ASSETS),--asset $(asset))
 
 # make benchmark [ARGS="--only pix2pix --precision float32 ..."]: paper-size train steps, input pipeline, colorize;
 # ~15 minutes on 2 CPU cores. Options and what each figure means: benchmarks/README.md.

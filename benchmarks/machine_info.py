@@ -1,25 +1,11 @@
 """What a benchmark ran on: the lines printed before any figure, without which no figure can be compared."""
 
 import os
-from pathlib import Path
 
 import tensorflow as tf
 
+from chroma.provenance import RELEVANT_FLAGS, cpu_model, gpu_names
 from chroma.training.hardware import choose_precision, cpu_flags
-
-# The CPU features that decide TensorFlow's CPU speed: AVX2 and AVX-512 for float32 kernels, AVX-512-BF16 and
-# AMX for native bfloat16 (choose_precision picks mixed_bfloat16 only with one of the last three).
-RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-
-
-def cpu_model(cpuinfo="/proc/cpuinfo"):
-    """The CPU's model name as Linux reports it, or "unknown" elsewhere."""
-    try:
-        lines = Path(cpuinfo).read_text().splitlines()
-    except OSError:
-        return "unknown"
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else "unknown"
 
 
 def onednn_state():
@@ -31,11 +17,6 @@ def onednn_state():
         return "unknown"
     setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
     return f"{'on' if _pywrap_util_port.IsMklEnabled() else 'off'} (TF_ENABLE_ONEDNN_OPTS={setting})"
-
-
-def gpu_names():
-    return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-            for gpu in tf.config.list_physical_devices("GPU")]
 
 
 def machine_lines():

@@ -287,6 +287,51 @@ def add_reproduce(commands):
         "2N and project its step time and peak memory to the paper's batch along the line through both")
 
 
+def run_leaderboard(args):
+    from chroma.leaderboard import leaderboard
+
+    paths = leaderboard(args.scale, runs_root=args.runs_root, eval_data=args.eval_data, coco=args.coco,
+                        out_dir=args.out, assets=dict(args.asset or []), baseline_data=args.baseline_data,
+                        resolution=args.resolution, resamples=args.resamples, lpips_network=args.lpips_network)
+    print(paths[0].read_text())
+    print(f"wrote {', '.join(str(path) for path in paths)}", file=sys.stderr)
+
+
+def add_leaderboard(commands):
+    command = add_command(
+        commands, "leaderboard", run_leaderboard,
+        "score every trained run of a scale, any paper, beside baseline0 and gray, with bootstrap intervals",
+        "Score every run 'chroma reproduce' left under RUNS_ROOT/<paper>/<scale>/ (its generator.keras), baseline0 "
+        "and the gray image on one common evaluation set read at one resolution: each model sees L resized to its "
+        "own input size, its ab is resized back and joined with the full-resolution L. Metrics per image: PSNR, "
+        "SSIM, L1 ab, colourfulness and its distance from the truth's, LPIPS and FID with their --asset; each with "
+        "a 95% bootstrap interval over the images (FID: its features resampled, at most 200 times). Writes "
+        "LEADERBOARD.md, leaderboard.json and side_by_side.png (the first evaluation image colorized by every "
+        "model) to --out. A run not finished, or whose generator does not load, is listed as not scored.")
+    command.add_argument("--scale", choices=SCALES, default=SCALES[0],
+                         help="whose runs: runs/<paper>/<scale>/ (default: %(default)s)")
+    command.add_argument("--runs-root", default="runs", help="where the runs are (default: %(default)s)")
+    command.add_argument("--eval-data", help="the common evaluation set (default: 'samples?skip=6' at smoke scale, "
+                         "the bundled photos every smoke run holds out; 'coco:ROOT?split=val2017&take=5000' at paper "
+                         "scale, from --coco): " + DATA_SPEC_HELP)
+    command.add_argument("--coco", help="COCO 2017 root (val2017/, train2017/, annotations/): the paper scale's "
+                         "default evaluation and baseline0 data; at paper scale give it, or both --eval-data and "
+                         "--baseline-data")
+    command.add_argument("--baseline-data", help="data spec baseline0 is fitted on (default: 'samples?take=6' at "
+                         "smoke scale, 'coco:ROOT?split=train2017&take=8000' at paper scale)")
+    command.add_argument("--resolution", type=positive_int, default=256,
+                         help="the square side, in pixels, every image is read and scored at (default: %(default)s)")
+    command.add_argument("--resamples", type=positive_int, default=1000,
+                         help="bootstrap resamples of the images per interval (default: %(default)s)")
+    add_asset_option(command, "a pretrained network from this machine, never downloaded; repeatable: lpips=FILE.npz "
+                     "(LPIPS weights, see --lpips-network), fid=imagenet or fid=FILE.h5 (FID's Inception-v3), and "
+                     "what the runs' generators read when loaded (their recipes' assets, `chroma assets`). Without "
+                     "lpips or fid their columns stay empty")
+    command.add_argument("--lpips-network", choices=("alex", "vgg"), default="alex",
+                         help="the feature network the lpips asset's weights are for (default: %(default)s)")
+    command.add_argument("--out", help="folder for the three files (default: RUNS_ROOT/leaderboard/<scale>)")
+
+
 def run_assets(args):
     from chroma import recipes
     from chroma.reproduce import known_assets
@@ -307,12 +352,12 @@ def add_assets(commands):
 
 
 def run_train(args):
-    from chroma import evaluation, recipes, reports, training
+    from chroma import recipes, training
     from chroma.train_run import train_one_run
 
     experiment = recipes.load_experiment(args.experiment)
     try:
-        saved_model, rows, _ = train_one_run(
+        saved_model, md_path, _ = train_one_run(
             experiment, args.run, args.data, args.eval_data, args.output, overrides=args.set, init=args.init,
             export_dir=args.export, scale=args.scale, pretrain_data=args.pretrain_data,
             validation_data=args.validation_data,
@@ -320,10 +365,8 @@ def run_train(args):
     except training.RunStopped as error:
         print(f"chroma: {error}", file=sys.stderr)
         raise SystemExit(1) from error
-    title = f"{experiment.PAPER} {args.run} trained on {args.data}, scored on {args.eval_data or args.data}"
-    md_path, _ = reports.write_results(args.output, title, rows, evaluation.column_titles())
     print(md_path.read_text())
-    print(f"SavedModel {saved_model}; run folder {args.output} (results.md, history, best weights)",
+    print(f"SavedModel {saved_model}; run folder {args.output} (results.md and .json, history, best weights)",
           file=sys.stderr)
 
 
@@ -354,6 +397,7 @@ def add_train(commands):
 
 def run_evaluate(args):
     from chroma import evaluation, reports
+    from chroma.provenance import provenance
 
     colorizer, size = evaluation.model_colorizer(args.model, args.image_size, dict(args.asset or []))
     data = evaluation_data(args.data, size, args.batch_size)
@@ -365,8 +409,8 @@ def run_evaluate(args):
     title = f"{args.model} scored on {args.data} at {size}x{size}"
     columns = evaluation.column_titles()
     if args.output:
-        md_path, csv_path = reports.write_results(args.output, title, rows, columns)
-        print(f"wrote {md_path} and {csv_path}", file=sys.stderr)
+        md_path, csv_path = reports.write_results(args.output, title, rows, columns, provenance=provenance())
+        print(f"wrote {md_path}, {csv_path} and results.json beside them", file=sys.stderr)
     print(f"{title}\n\n{reports.markdown_table(rows, columns)}")
 
 
@@ -410,10 +454,13 @@ def add_demo(commands):
 
 def run_export(args):
     from chroma.export import describe_signatures, export_saved_model, load_generator, scored_generator
+    from chroma.model_card import scored_result
 
     assets = dict(args.asset or [])
+    result = None
     if Path(args.model).is_dir():
         generator, image_size = scored_generator(args.model, assets)
+        result = scored_result(args.model)
         if args.image_size not in (None, image_size):
             raise ValueError(f"{args.model} was trained at {image_size} px (its run.json), not --image-size "
                              f"{args.image_size}")
@@ -430,7 +477,7 @@ def run_export(args):
         refusal = tflite_refusal(generator)  # before the SavedModel, so a refused export writes nothing
         if refusal:
             raise ValueError(f"cannot export to TFLite: {refusal}")
-    export_saved_model(generator, output, image_size, max_pixels=args.max_pixels)
+    export_saved_model(generator, output, image_size, max_pixels=args.max_pixels, result=result)
     print(f"exported {type(generator).__name__} ({image_size}x{image_size}) to {output}; signatures:")
     for line in describe_signatures(output):
         print(f"  {line}")
@@ -452,7 +499,8 @@ def add_export(commands):
         "same), colorize_lab (scaled L -> scaled ab at the training size) and, for a generator with dropout such "
         "as the U-Net, colorize_samples, colorize_samples_encoded and colorize_samples_encoded_as (a photo and N "
         "-> N different colorizations, dropout kept on). A JPEG is turned upright as its EXIF orientation says. "
-        "--tflite adds TensorFlow Lite models.")
+        "The folder gets a model card, README.md in the Hugging Face format, whose model-index holds the run's "
+        "scores from the results.json its command wrote. --tflite adds TensorFlow Lite models.")
     command.add_argument("--model", required=True, help="a run folder (with run.json) or a .keras model file")
     command.add_argument("--image-size", type=positive_int,
                          help="for a .keras model: the square side it was trained at, in pixels")
@@ -551,8 +599,8 @@ def build_parser():
         prog="chroma", description="Image colorization research, reproduced on one TensorFlow/Keras engine.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('chroma')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_demo, add_reproduce, add_train, add_evaluate, add_export, add_colorize, add_serve, add_baseline0,
-                add_data, add_assets):
+    for add in (add_demo, add_reproduce, add_leaderboard, add_train, add_evaluate, add_export, add_colorize, add_serve,
+                add_baseline0, add_data, add_assets):
         add(commands)
     return parser
 

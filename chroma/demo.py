@@ -18,6 +18,7 @@ from chroma import evaluation, reports
 from chroma.data import samples, subset
 from chroma.data.specs import dataset_from_spec
 from chroma.export import export_saved_model
+from chroma.provenance import provenance
 from chroma.recipes import hyperparameters, load_experiment, select_runs
 from chroma.reproduce import sample_column
 from chroma.training import read_history, train
@@ -51,10 +52,10 @@ def run_demo(out_dir="runs/demo", model_dir="saved_models/demo_unet_cgan", image
     table = reports.markdown_table(rows, columns)
     reports.write_results(
         out_dir, f"chroma demo: U-Net cGAN on 7 bundled photos, {image_size}x{image_size}, {epochs} epochs",
-        rows, columns)
+        rows, columns, provenance=provenance())
     reports.plot_gan_losses(read_history(out_dir / run.key), out_dir / "losses.png", "U-Net cGAN, demo")
     grid = [sample_column("original", None, photos), sample_column("grayscale", None, photos),
-            sample_column("U-Net cGAN", model, photos)]
+            sample_column("U-Net cGAN", lambda batch: model(batch, training=False), photos)]
     reports.sample_grid(grid, out_dir / "samples.png",
                         "training photos: original, gray, colorized")
 

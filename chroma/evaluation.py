@@ -2,13 +2,14 @@
 
 A colorizer here is any function from a batch (the dataset's dict: L, ab,
 caption, label) to predicted scaled ab, so trained models, baseline0 and the
-reference rows (gray output, the ground truth itself) are scored alike.
+reference rows (gray output, the ground truth itself) are scored alike; an
+estimator that predicts lightness too returns {"L", "ab"}.
 """
 
 import tensorflow as tf
 
 from chroma import color
-from chroma.metrics import ActivationStatistics, ColorizationMetric, frechet_distance, lpips_distance
+from chroma.metrics import ActivationStatistics, ColorizationMetric, frechet_distance, lpips_distance, unit_lab
 
 # PSNR and SSIM are what the papers report; every paper also notes they reward
 # grayish output, hence colourfulness beside them.
@@ -24,11 +25,17 @@ COLUMN_TITLES = {
     "colorfulness": "colourfulness",
     "lpips": "LPIPS",
     "fid": "FID",
+    # Paper agosti's FID and LPIPS, on Lab mapped to [0, 1] read as RGB (chroma.metrics.unit_lab).
+    "fid_lab_as_rgb": "FID (Lab read as RGB)",
+    "lpips_lab_as_rgb": "LPIPS (Lab read as RGB)",
     # Paper agosti's torchmetrics scores, on Lab mapped to [0, 1] (chroma.metrics.keras_metrics).
     "psnr_torchmetrics": "PSNR (dB, torchmetrics, Lab)",
     "ssim_torchmetrics": "SSIM (torchmetrics, Lab)",
     "uiqi_torchmetrics": "UIQI (torchmetrics, Lab)",
 }
+
+
+BASELINE0_NAME = "baseline0 (mean colour per gray level)"  # chroma.models.baseline0, every table's floor
 
 
 def gray_prediction(batch):
@@ -41,44 +48,85 @@ def ground_truth(batch):
     return batch["ab"]
 
 
+def _rgb(scaled_lab):
+    return color.scaled_lab_to_rgb(scaled_lab[..., :1], scaled_lab[..., 1:])
+
+
+# The metrics that need a pretrained network: {metric key: (the network, "lpips" or "fid", as the asset naming its
+# weights; the images it is fed, from scaled Lab)}. The *_lab_as_rgb ones feed it what paper agosti's authors fed
+# torchmetrics: scaled Lab mapped to [0, 1], read as if RGB.
+NETWORK_METRICS = {
+    "lpips": ("lpips", _rgb),
+    "fid": ("fid", _rgb),
+    "lpips_lab_as_rgb": ("lpips", unit_lab),
+    "fid_lab_as_rgb": ("fid", unit_lab),
+}
+
+
+class _MeanLPIPS:
+    """The mean LPIPS over every image pair given."""
+
+    def __init__(self, model):
+        self.model, self.total, self.count = model, 0.0, 0
+
+    def update(self, true_images, predicted_images):
+        distances = lpips_distance(true_images, predicted_images, self.model)
+        self.total += float(tf.reduce_sum(distances))
+        self.count += int(tf.size(distances))
+
+    def result(self):
+        return self.total / self.count
+
+
+class _FID:
+    """FID between the set of true images and the set of predicted ones, given batch by batch."""
+
+    def __init__(self, model):
+        self.model, self.real, self.colorized = model, ActivationStatistics(), ActivationStatistics()
+
+    def update(self, true_images, predicted_images):
+        self.real.update(self.model(true_images))
+        self.colorized.update(self.model(predicted_images))
+
+    def result(self):
+        return frechet_distance(*self.real.statistics(), *self.colorized.statistics())
+
+
 def evaluate(colorizer, dataset, metrics=DEFAULT_METRICS, lpips_model=None, fid_model=None):
     """Mean of each metric over every image of a batched `dataset`.
 
-    "lpips" needs `lpips_model` (a chroma.metrics.LPIPS with real weights),
-    "fid" needs `fid_model` (chroma.metrics.fid_inception("imagenet")); without
-    one the value is None: random weights would measure nothing. FID is not a
-    mean over images but a distance between the true and colorized image sets.
+    "lpips" and "lpips_lab_as_rgb" need `lpips_model` (a chroma.metrics.LPIPS
+    with real weights), "fid" and "fid_lab_as_rgb" need `fid_model`
+    (chroma.metrics.fid_inception("imagenet")); without one the value is None:
+    random weights would measure nothing. FID is not a mean over images but a
+    distance between the true and colorized image sets.
     """
-    # One pass: the colorizer runs once per batch, and a decoded dataset is read once, whatever the metrics.
-    lpips = lpips_model if "lpips" in metrics else None
-    fid = fid_model if "fid" in metrics else None
-    lpips_total, lpips_count = 0.0, 0
-    real, colorized = ActivationStatistics(), ActivationStatistics()
-    names = [name for name in metrics if name not in ("lpips", "fid")]
+    models = {"lpips": lpips_model, "fid": fid_model}
+    scorers = {"lpips": _MeanLPIPS, "fid": _FID}
+    networked = {name: (scorers[network](models[network]), images)
+                 for name, (network, images) in NETWORK_METRICS.items()
+                 if name in metrics and models[network] is not None}
+    names = [name for name in metrics if name not in NETWORK_METRICS]
     trackers = [ColorizationMetric(name) for name in names]
+    # One pass: the colorizer runs once per batch, and a decoded dataset is read once, whatever the metrics.
     for batch in dataset:
         scaled_l = batch["L"]
-        # A network of the user's own may answer in its mixed-precision compute dtype.
-        predicted_ab = tf.cast(colorizer(batch), tf.float32)
+        prediction = colorizer(batch)
+        # An estimator that predicts lightness too (villarenteria's own baseline0) answers {"L", "ab"}; a colorizer
+        # answers ab and keeps the input's L.
+        predicted_l, predicted_ab = ((prediction["L"], prediction["ab"]) if isinstance(prediction, dict)
+                                     else (scaled_l, prediction))
         true_lab = tf.concat([scaled_l, batch["ab"]], axis=-1)
-        predicted_lab = tf.concat([scaled_l, predicted_ab], axis=-1)
+        # A network of the user's own may answer in its mixed-precision compute dtype.
+        predicted_lab = tf.concat([tf.cast(predicted_l, tf.float32), tf.cast(predicted_ab, tf.float32)], axis=-1)
         for tracker in trackers:
             tracker.update_state(true_lab, predicted_lab)
-        if lpips is not None or fid is not None:
-            true_rgb = color.scaled_lab_to_rgb(scaled_l, batch["ab"])
-            predicted_rgb = color.scaled_lab_to_rgb(scaled_l, predicted_ab)
-        if lpips is not None:
-            distances = lpips_distance(true_rgb, predicted_rgb, lpips)
-            lpips_total += float(tf.reduce_sum(distances))
-            lpips_count += int(tf.size(distances))
-        if fid is not None:
-            real.update(fid(true_rgb))
-            colorized.update(fid(predicted_rgb))
+        for scorer, images in networked.values():
+            scorer.update(images(true_lab), images(predicted_lab))
     scores = {name: float(tracker.result()) for name, tracker in zip(names, trackers)}
-    if "lpips" in metrics:
-        scores["lpips"] = lpips_total / lpips_count if lpips is not None else None
-    if "fid" in metrics:
-        scores["fid"] = frechet_distance(*real.statistics(), *colorized.statistics()) if fid is not None else None
+    for name in metrics:
+        if name in NETWORK_METRICS:
+            scores[name] = networked[name][0].result() if name in networked else None
     return scores
 
 

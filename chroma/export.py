@@ -52,6 +52,7 @@ from chroma.color import rgb_to_scaled_lab, scaled_lab_to_rgb
 from chroma.limits import MAX_PIXELS
 from chroma.data.decode import checked_size, decode_photo, display_size
 from chroma.data.pipeline import preprocess
+from chroma.model_card import CARD_FILE, model_card
 from chroma.models.blocks import SwitchableDropout
 from chroma.models.generator import Generator
 from chroma.models.loading import assets_provided
@@ -310,10 +311,12 @@ def serving_functions(generator, image_size, max_pixels=MAX_PIXELS):
     return {name: function.get_concrete_function() for name, function in functions.items()}
 
 
-def export_saved_model(generator, directory, image_size, max_pixels=MAX_PIXELS):
+def export_saved_model(generator, directory, image_size, max_pixels=MAX_PIXELS, result=None):
     """Writes `generator` (scaled L -> scaled ab, trained at image_size) as a SavedModel in `directory`.
 
-    Its image signatures refuse images of more than max_pixels pixels.
+    Its image signatures refuse images of more than max_pixels pixels. Its
+    model card, README.md (chroma.model_card), shows `result`'s scores:
+    chroma.model_card.scored_result's pair for a scored run, None for none.
 
     An earlier SavedModel there is replaced; a non-empty folder that is not
     one is refused rather than deleted. The model is written beside and moved
@@ -342,6 +345,7 @@ def export_saved_model(generator, directory, image_size, max_pixels=MAX_PIXELS):
             "signatures": list(functions),
         }
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        (staging / CARD_FILE).write_text(model_card(metadata["model"], image_size, result), encoding="utf-8")
         if directory.exists():
             shutil.rmtree(directory)
         staging.rename(directory)

@@ -25,6 +25,17 @@ class Name(NamedTuple):
     default: object
 
 
+class Baseline(NamedTuple):
+    """A row of a recipe's table scored like baseline0 (BASELINES): no network trained by the engine, an estimator
+    fitted on the training data. fit(settings) -> a colorizer (chroma.evaluation.evaluate's: batch -> ab, or
+    {"L", "ab"} for one that predicts lightness too); paper: the paper's figures, keyed like chroma's metrics."""
+
+    model: str
+    fit: Callable
+    paper: dict = {}
+    note: str = ""
+
+
 REQUIRED = object()
 # The module-level names a recipe file may define in UPPER_CASE (and `settings`); its own constants start with
 # an underscore, so a misspelt contract name cannot pass for one of them.
@@ -44,11 +55,17 @@ CONTRACT = {
     "BEST_EPOCH_TABLE": Name((tuple, type(None)), "(heading, {run key: {'epochs', 'best epoch'}}): the epochs each "
                              "run scored at its best trained and the one chosen (villarenteria's table 3)", None),
     "BASELINE0_PAPER": Name((dict,), "the paper's own baseline0 figures (villarenteria's table 1)", {}),
+    "BASELINES": Name((list,), "further Baseline rows after baseline0, each fitted on the training data and scored "
+                      "like it (villarenteria's own baseline0, mean RGB per luma)", []),
     "REFERENCE_ROWS": Name((list,), "rows of the paper's table that are no model: [{'model', 'paper', 'note'}] "
                            "(bruvik's optimal result from the literature)", []),
     "DIVERSE_SAMPLES": Name((int,), "N > 0: a figure of N colorizations of each held-out image by each run whose "
                             "generator has dropout, kept on at inference (agosti's figure 4)", 0),
     "TRAINING_SAMPLES": Name((bool,), "True: the sample grid of training images too (agosti's figure 5)", False),
+    "CLASS_HISTOGRAM": Name((bool,), "True: a bar chart of the training images per class, each COCO image under its "
+                            "dominant category (bruvik's figure 6)", False),
+    "LPIPS_NETWORK": Name((str,), "the feature network of its LPIPS columns, 'alex' or 'vgg', whose converted weights "
+                          "the asset lpips names (agosti's authors scored LPIPS with VGG)", "alex"),
 }
 CONTRACT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 SCALES = ("smoke", "paper")  # CPU minutes on the bundled photos; the paper's data and recipe
@@ -87,6 +104,14 @@ def check_recipe(module, origin):
         raise RecipeError(f"{origin}: SCALES has {', '.join(map(repr, module.SCALES)) or 'no scale'}; it must have "
                           f"{' and '.join(map(repr, SCALES))}, each a chroma.training.Settings. A recipe's names: "
                           f"{names}")
+    strays = [entry for entry in module.BASELINES if not isinstance(entry, Baseline)]
+    if strays:
+        raise RecipeError(f"{origin}: BASELINES holds {strays[0]!r}; each entry must be a chroma.recipes.Baseline. "
+                          f"A recipe's names: {names}")
+    lpips_networks = ("alex", "vgg")  # chroma.metrics.lpips.FEATURE_NETWORKS, named here without TensorFlow
+    if module.LPIPS_NETWORK not in lpips_networks:
+        raise RecipeError(f"{origin}: LPIPS_NETWORK must be {' or '.join(map(repr, lpips_networks))}, the feature "
+                          f"network of its LPIPS columns, got {module.LPIPS_NETWORK!r}. A recipe's names: {names}")
 
 
 def hyperparameters(experiment, scale):

@@ -1,13 +1,16 @@
 """Turn finished runs into what a researcher compares with a paper.
 
-Per run directory (`runs/<paper>/<scale>/`): `results.md` and `results.csv`
-(our scores beside the paper's), loss curves in the style of nampouri figures
-8-9 and a sample grid in the style of its figure 7. `update_results_index`
-gathers every run's results.md into one top-level RESULTS.md.
+Per run directory (`runs/<paper>/<scale>/`): `results.json`, what a machine
+reads (our scores, the paper's and their difference, each run's protocol,
+settings and provenance), and made from it `results.md` and `results.csv`;
+loss curves in the style of nampouri figures 8-9 and a sample grid in the
+style of its figure 7. `update_results_index` gathers every results.json
+into one top-level RESULTS.md.
 """
 
 import csv
 import datetime
+import json
 import os
 import textwrap
 from pathlib import Path
@@ -23,6 +26,7 @@ GAN_ADVERSARIAL_SCALE = 0.1  # nampouri figures 8-9 plot the generator's BCE sca
 PANEL_SIZE = (7.0, 3.0)  # inches, one loss panel
 GRID_CELL_WIDTH = 2.5  # inches, one sample-grid column
 TITLE_CHARACTERS = 22  # a line of a sample-grid column title
+RESULTS_JSON = "results.json"  # what write_results writes first; results.md and .csv are made from it
 
 
 def format_value(value):
@@ -34,33 +38,88 @@ def format_value(value):
     return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
 
 
-def write_results(out_dir, title, rows, columns, paper_name=None):
-    """rows: [{"model", "ours": {column: value}, "paper"?: {column: value}, "note"?}] -> (results.md, results.csv),
-    for every command that scores models (reproduce, train, evaluate, demo).
+def write_results(out_dir, title, rows, columns, paper_name=None, provenance=None):
+    """rows: [{"model", "ours": {column: value}, "paper"?: {column: value}, "note"?, "run"?: {...}}] -> (results.md,
+    results.csv), for every command that scores models (reproduce, train, evaluate, demo).
 
-    With paper_name, the Markdown table puts each column's "ours" and
-    "paper" side by side; without, "ours" alone. The CSV is the same for
-    all: one row per model and column (model, metric, ours, paper), values
-    at full precision.
+    results.json is written first and the other two are made from it: the
+    numbers at full precision, each row's difference from the paper, the
+    run's protocol and settings where a row has them ("run"), and
+    `provenance` (the commit and the machine, chroma.provenance). With
+    paper_name, the Markdown table puts each column's "ours", "paper" and
+    their difference side by side; without, "ours" alone. The CSV has one
+    row per model and column (model, metric, ours, paper, delta).
     """
+    results = {"title": title, "written": datetime.date.today().isoformat(), "paper": paper_name,
+               "provenance": provenance or {}, "tables": [results_table(None, rows, columns, paper_name is not None)]}
+    return save_results(out_dir, results)
+
+
+def append_table(out_dir, heading, rows, columns):
+    """A further table (e.g. a paper's second one) under `heading`, with paper columns, in the results out_dir
+    holds (write_results)."""
+    results = read_results(out_dir)
+    results["tables"].append(results_table(heading, rows, columns, with_paper=True))
+    return save_results(out_dir, results)
+
+
+def results_table(heading, rows, columns, with_paper):
+    """One table of results.json: its rows with "delta", ours - paper, for each column that has both."""
+    return {"heading": heading, "columns": list(columns), "with_paper": with_paper,
+            "rows": [{**row, "delta": differences(row, columns)} for row in rows]}
+
+
+def differences(row, columns):
+    ours, paper = row.get("ours", {}), row.get("paper", {})
+    return {column: ours[column] - paper[column] for column in columns
+            if ours.get(column) is not None and paper.get(column) is not None}
+
+
+def read_results(out_dir):
+    """The results.json write_results left in out_dir."""
+    path = Path(out_dir) / RESULTS_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"{out_dir} holds no {RESULTS_JSON}: write its results first (write_results)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def save_results(out_dir, results):
+    """results (write_results' dict) -> out_dir's results.json, results.md and results.csv; (md path, csv path)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, csv_path = out_dir / "results.md", out_dir / "results.csv"
-    quoted = f"\"paper\" columns quote paper `{paper_name}`; " if paper_name else ""
-    lines = [
-        f"# {title}",
-        "",
-        f"Written {datetime.date.today().isoformat()} by chroma.reports. {quoted}{MISSING} marks a value not "
-        f"{'reported or not ' if paper_name else ''}measured.",
-        "",
-        *table_lines(rows, columns, with_paper=paper_name is not None),
-    ]
-    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out_dir / RESULTS_JSON).write_text(json.dumps(results, indent=1, allow_nan=False, default=plain) + "\n",
+                                        encoding="utf-8")
+    md_path.write_text("\n".join([f"# {results['title']}", "", *results_lines(results)]) + "\n", encoding="utf-8")
     with csv_path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(["model", "metric", "ours", "paper"])
-        writer.writerows(csv_rows(rows, columns))
+        writer.writerow(["model", "metric", "ours", "paper", "delta"])
+        for table in results["tables"]:
+            writer.writerows(csv_rows(table["rows"], table["columns"]))
     return md_path, csv_path
+
+
+def plain(value):
+    """json.dumps' fallback: NumPy numbers as Python's (a metric may come back as np.float32)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def results_lines(results):
+    """results.md's body below its title: the provenance line, then each table (further ones under a heading)."""
+    paper_name = results.get("paper")
+    quoted = f"\"paper\" columns quote paper `{paper_name}`, Δ is ours − paper; " if paper_name else ""
+    version = results.get("provenance", {}).get("code", {})
+    at = (f" at commit {version['commit'][:12]}{' with uncommitted changes' if version.get('modified') else ''}"
+          if "commit" in version else f" by chroma {version['version']}" if "version" in version else "")
+    lines = [f"Written {results['written']}{at} by chroma.reports. {quoted}{MISSING} marks a value not "
+             f"{'reported or not ' if paper_name else ''}measured."]
+    for table in results["tables"]:
+        if table["heading"] is not None:
+            lines += ["", f"## {table['heading']}"]
+        lines += ["", *table_lines(table["rows"], table["columns"], with_paper=table["with_paper"])]
+    return lines
 
 
 def markdown_table(rows, columns):
@@ -68,34 +127,41 @@ def markdown_table(rows, columns):
     return "\n".join(table_lines(rows, columns, with_paper=False))
 
 
-def append_table(out_dir, heading, rows, columns):
-    """A further table (e.g. a paper's second one) under `heading` in results.md, its rows added to results.csv."""
-    out_dir = Path(out_dir)
-    with (out_dir / "results.md").open("a", encoding="utf-8") as file:
-        file.write("\n".join(["", f"## {heading}", "", *table_lines(rows, columns)]) + "\n")
-    with (out_dir / "results.csv").open("a", newline="", encoding="utf-8") as file:
-        csv.writer(file).writerows(csv_rows(rows, columns))
-
-
 def table_lines(rows, columns, with_paper=True):
-    """Markdown lines: each column's "ours" (and "paper") side by side, then the notes (a table without paper
+    """Markdown lines: each column's "ours", "paper" and Δ side by side, then the notes (a table without paper
     columns has them only where a row has one)."""
-    sides = ("ours", "paper") if with_paper else ("ours",)
+    sides = ("ours", "paper", "delta") if with_paper else ("ours",)
+    titles = {"ours": "ours", "paper": "paper", "delta": "Δ"}
     notes = with_paper or any("note" in row for row in rows)
-    header = ["model"] + [f"{column}, {side}" if with_paper else column for column in columns for side in sides]
+    header = ["model"] + [f"{column}, {titles[side]}" if with_paper else column for column in columns
+                          for side in sides]
     lines = [markdown_row(header + (["note"] if notes else [])),
              "|---|" + "---:|" * (len(sides) * len(columns)) + ("---|" if notes else "")]
     for row in rows:
-        cells = [row["model"]] + [format_value(row.get(side, {}).get(column)) for column in columns for side in sides]
+        deltas = row.get("delta", differences(row, columns))
+        cells = [row["model"]] + [format_difference(deltas.get(column), row.get("ours", {}).get(column))
+                                  if side == "delta" else format_value(row.get(side, {}).get(column))
+                                  for column in columns for side in sides]
         lines.append(markdown_row(cells + ([row.get("note", "")] if notes else [])))
     return lines
+
+
+def format_difference(value, ours):
+    """A signed difference with the decimals format_value gives `ours` ("+0.0004", "−1.60", "+1"); empty where
+    there is nothing to compare."""
+    if value is None:
+        return ""
+    text = format_value(abs(value)) if isinstance(value, int) else f"{abs(value):.{2 if abs(ours) >= 10 else 4}f}"
+    return ("−" if value < 0 else "+") + text
 
 
 def csv_rows(rows, columns):
     for row in rows:
         ours, paper = row.get("ours", {}), row.get("paper", {})
+        deltas = row.get("delta", differences(row, columns))
         for metric in columns:
-            yield [row["model"], metric, csv_value(ours.get(metric)), csv_value(paper.get(metric))]
+            yield [row["model"], metric, csv_value(ours.get(metric)), csv_value(paper.get(metric)),
+                   csv_value(deltas.get(metric))]
 
 
 def markdown_row(cells):
@@ -113,9 +179,10 @@ def plot_gan_losses(history, path, title):
 
     A GAN history gets nampouri figures 8-9's two panels: the generator's
     adversarial loss x0.1 with the discriminator's loss on top, the generator's
-    L1 reconstruction loss (and its validation curve) below; and where it
-    logs them, a third with D's losses on real and on colorized images
-    (efthymiadis' figure 9). A regression
+    L1 reconstruction loss (and its validation curve) below; above them the
+    generator's total loss (efthymiadis' figure 8), and where it logs them, a
+    panel with D's losses on real and on colorized images (efthymiadis'
+    figure 9). A regression
     history ("loss", "val_loss") gets one panel. Other keys are ignored.
     """
     return plot_panels([panel for panel in loss_panels(history) if panel[1]], path, title, "losses")
@@ -182,11 +249,34 @@ def loss_panels(history):
             ("d_real_loss", "discriminator loss on real images"),
             ("d_fake_loss", "discriminator loss on colorizations"),
         ] if key in history]
-        return [("adversarial loss", adversarial), ("reconstruction (L1) loss", reconstruction),
-                ("discriminator loss, by input", discriminator_parts)]
+        # Paper efthymiadis' figure 8: the generator's whole loss, its weighted terms and any auxiliary one summed.
+        total = [(label, history[key]) for key, label in [
+            ("g_loss", "generator loss (train)"), ("val_g_loss", "generator loss (validation)")] if key in history]
+        return [("generator loss, total", total), ("adversarial loss", adversarial),
+                ("reconstruction (L1) loss", reconstruction), ("discriminator loss, by input", discriminator_parts)]
     curves = [(label, history[key]) for key, label in [("loss", "train"), ("val_loss", "validation")]
               if key in history]
     return [("loss", curves)]
+
+
+def class_histogram(counts, path, title):
+    """{class name: images} -> a bar per class, most frequent first (paper bruvik's figure 6, COCO's class
+    imbalance); returns the path. No counts (data without class labels) gives a figure that says so."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    figure = Figure(figsize=(max(PANEL_SIZE[0], 0.16 * len(ranked)), PANEL_SIZE[1] + 1.5), layout="constrained")
+    figure.suptitle(title)
+    axes = figure.subplots()
+    if not ranked:
+        axes.text(0.5, 0.5, "no class labels in this data (COCO's are its instance annotations)", ha="center",
+                  va="center")
+        axes.set_axis_off()
+        return save(figure, path)
+    axes.bar(range(len(ranked)), [count for _, count in ranked])
+    axes.set_xticks(range(len(ranked)), [name for name, _ in ranked], rotation=90, fontsize=7)
+    axes.set_xlim(-0.5, len(ranked) - 0.5)
+    axes.set_ylabel("training images")
+    axes.grid(alpha=0.3, axis="y")
+    return save(figure, path)
 
 
 def epoch_samples(kept_dir, epochs, path, title):
@@ -257,7 +347,7 @@ def save(figure, path):
 
 
 def update_results_index(runs_root, index_path):
-    """Every runs_root/<paper>/<scale>/results.md, with links to its figures, -> one Markdown file at index_path.
+    """Every runs_root/<paper>/<scale>/results.json, with links to its figures, -> one Markdown file at index_path.
 
     Deterministic (sorted, no timestamp of its own), so rerunning it without new runs leaves the file unchanged.
     """
@@ -267,19 +357,16 @@ def update_results_index(runs_root, index_path):
         "# chroma reproduction results",
         "",
         f"Generated by `chroma.reports.update_results_index` from every `{relative(runs_root, index_dir)}/"
-        "<paper>/<scale>/results.md`; do not edit by hand. Regenerate a paper's section with "
+        f"<paper>/<scale>/{RESULTS_JSON}`; do not edit by hand. Regenerate a paper's section with "
         "`make reproduce-<paper> SCALE=smoke|paper` (papers: see `experiments/`). Smoke runs only check the "
         "pipeline on a few images; compare the paper scale with the papers.",
     ]
-    results = sorted(runs_root.glob("*/*/results.md"), key=lambda p: (p.parent.parent.name, p.parent.name))
+    results = sorted(runs_root.glob(f"*/*/{RESULTS_JSON}"), key=lambda p: (p.parent.parent.name, p.parent.name))
     if not results:
         lines += ["", "No runs yet."]
     for results_path in results:
         run_dir = results_path.parent
-        body = results_path.read_text(encoding="utf-8").splitlines()
-        if body and body[0].startswith("# "):
-            body = body[1:]
-        lines += ["", f"## {run_dir.parent.name} ({run_dir.name})", *trim_blank(body)]
+        lines += ["", f"## {run_dir.parent.name} ({run_dir.name})", "", *results_lines(read_results(run_dir))]
         figures = sorted(run_dir.glob("*.png"))
         if figures:
             lines += ["", "Figures:", ""]
@@ -287,12 +374,6 @@ def update_results_index(runs_root, index_path):
     index_dir.mkdir(parents=True, exist_ok=True)
     index_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return index_path
-
-
-def trim_blank(lines):
-    """`lines` with leading and trailing blank lines dropped, then one blank line in front to separate them."""
-    text = "\n".join(lines).strip("\n")
-    return ["", *text.split("\n")] if text else []
 
 
 def relative(path, start):

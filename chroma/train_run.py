@@ -6,15 +6,18 @@ baseline0 on the evaluation data.
 """
 
 import sys
+import time
 from pathlib import Path
 
 import tensorflow as tf
 
-from chroma import evaluation
+from chroma import evaluation, reports
 from chroma.data.specs import dataset_from_spec
 from chroma.export import export_saved_model, load_keras_model
+from chroma.model_card import scored_result
+from chroma.provenance import provenance
 from chroma.recipes import OVERRIDABLE, hyperparameters, select_runs
-from chroma.reproduce import check_protocol, score_run, train_with_pretraining
+from chroma.reproduce import check_protocol, run_record, score_run, train_with_pretraining
 from chroma.runtime import Runtime
 from chroma.training.colorization_model import ColorizationModel
 from chroma.training.trainer import compile_values
@@ -103,9 +106,10 @@ def copy_variables(network, variables, path, name="generator"):
 def train_one_run(experiment, run_key, data, eval_data, out_dir, overrides=(), init=None, export_dir=None,
                   scale="smoke", pretrain_data=None, validation_data=None, assets=None,
                   runtime=Runtime(precision="auto")):
-    """Trains run `run_key` of `experiment` on data, exports it and scores it beside baseline0 on eval_data.
+    """Trains run `run_key` of `experiment` on data, scores it beside baseline0 on eval_data (out_dir/results.json,
+    .md and .csv) and exports it with its scores in its model card.
 
-    Returns (the SavedModel's folder, results rows (chroma.reports.write_results), the --set changes).
+    Returns (the SavedModel's folder, results.md's path, the --set changes).
     overrides: NAME=VALUE strings over the recipe's settings at `scale` (see OVERRIDABLE), applied last
     (Run.settings_for); pretrain_data: what a run's pretraining phase reads (None: `data`); validation_data:
     what it validates on after each epoch (None: eval_data; a run that picks its best epoch needs its own);
@@ -123,7 +127,9 @@ def train_one_run(experiment, run_key, data, eval_data, out_dir, overrides=(), i
           + (f"; settings changed: {', '.join(f'{k}={v}' for k, v in changes.items())}" if changes else ""),
           file=sys.stderr)
     start_from = initial_model(init, run, settings) if init else None
+    started = time.perf_counter()
     model = train_with_pretraining(run, settings, out_dir, runtime, overrides=changes, start_from=start_from)
+    train_seconds = time.perf_counter() - started
     eval_dataset = dataset_from_spec(settings.eval_data, settings.image_size, settings.batch_size,
                                      drop_gray=settings.drop_gray)
     scores, protocol = score_run(run, model, out_dir, eval_dataset, evaluation.DEFAULT_METRICS)
@@ -131,7 +137,12 @@ def train_one_run(experiment, run_key, data, eval_data, out_dir, overrides=(), i
                                          drop_gray=settings.drop_gray)
     rows = [evaluation.scored_row("baseline0", evaluation.evaluate(lambda batch: baseline0(batch)["ab"],
                                                                     eval_dataset)),
-            evaluation.scored_row(run.name, scores, note=protocol)]
+            {**evaluation.scored_row(run.name, scores, note=protocol),
+             "run": run_record(experiment, run, settings, out_dir, evaluation.DEFAULT_METRICS, train_seconds)}]
+    md_path, _ = reports.write_results(
+        out_dir, f"{experiment.PAPER} {run_key} trained on {data}, scored on {settings.eval_data}", rows,
+        evaluation.column_titles(), provenance=provenance())
+    # Written after the results, so the SavedModel's model card shows the scores.
     saved_model = export_saved_model(model.generator, Path(export_dir or out_dir / "saved_model"),
-                                     settings.image_size)
-    return saved_model, rows, changes
+                                     settings.image_size, result=scored_result(out_dir))
+    return saved_model, md_path, changes

@@ -6,8 +6,9 @@ class vector fused at H/8, a nearest-neighbour decoder; table 4) with an extra
 PatchGAN; the generator pretrained by L1 (5.5), then one D update per five G updates,
 each G update on a batch of its own (5.6). Table 2's five rows are recipe switches of
 one builder: without pretraining, without the segmentation layer, without Inception,
-the Deep Koalarization baseline (the generator without the prior, trained by MSE
-alone, 5.1) and the full model.
+the Deep Koalarization baseline (the generator without the prior, fusing the
+Inception classifier's softmax as DK does where the Inception-GAN fuses its logits,
+trained by MSE alone, 5.1) and the full model.
 pix2pix (5.2, the other baseline the paper cites, no figures in its tables) and the
 full model at batch 16 (table 3) complete the runs.
 
@@ -82,21 +83,22 @@ def paper_data(coco, data):
                      eval_data=f"coco:{coco}?split=val2017&take=2000")
 
 
-def inception(settings):
+def inception(settings, probabilities=False):
     """Section 5.3.3's frozen embedding from the asset "inception"; random weights only when allowed.
 
-    The embedding is "the output from the final layer preceding the softmax"
-    (5.3.3): the logits, not Deep Koalarization's probabilities.
+    The Inception-GAN's embedding is "the output from the final layer
+    preceding the softmax" (5.3.3): the logits. Deep Koalarization's code
+    (the paper's [4]) fuses the classifier's softmax: probabilities=True.
     """
     weights = settings.assets.get("inception")
     if weights is None and not settings.smoke:
         raise ValueError("SCALE=paper needs --asset inception=imagenet|/path/to/inception_resnet_v2.h5|"
                          "/path/to/tfhub_savedmodel (or none for a random Inception network)")
     if weights is None or weights.lower() in ("none", "random"):
-        return InceptionEmbedding(weights=None, probabilities=False)
+        return InceptionEmbedding(weights=None, probabilities=probabilities)
     if weights == "imagenet" or weights.endswith(".h5"):
-        return InceptionEmbedding(weights=weights, probabilities=False)
-    return InceptionEmbedding(source=weights, probabilities=False)
+        return InceptionEmbedding(weights=weights, probabilities=probabilities)
+    return InceptionEmbedding(source=weights, probabilities=probabilities)
 
 
 def segmenter(settings):
@@ -108,9 +110,9 @@ def segmenter(settings):
     return SegmentationPrior(source or "random")
 
 
-def generator_builder(with_inception=True, with_segmentation=True):
+def generator_builder(with_inception=True, with_segmentation=True, inception_probabilities=False):
     def build(settings):
-        return KoalarizationGenerator(inception(settings) if with_inception else None,
+        return KoalarizationGenerator(inception(settings, inception_probabilities) if with_inception else None,
                                       segmenter(settings) if with_segmentation else None)
 
     return build
@@ -186,7 +188,7 @@ RUNS = [
     Run("no_inception", "GAN without Inception", inception_gan(with_inception=False), gan_recipe,
         paper={"psnr": 19.3556, "ssim": 0.93829}, pretrain=pretraining(with_inception=False)),
     Run("koalarization", "Deep Koalarization (Baldassarre et al.)",
-        regression(generator_builder(with_segmentation=False)), adam(1e-3, "mse"),
+        regression(generator_builder(with_segmentation=False, inception_probabilities=True)), adam(1e-3, "mse"),
         paper={"psnr": 19.0556, "ssim": 0.90014}),
     _OURS,
     _OURS._replace(key="ours_batch16", name="Inception-GAN, batch 16", paper={}, overrides=smaller_batch,
@@ -194,6 +196,9 @@ RUNS = [
     Run("pix2pix", "pix2pix (U-Net + PatchGAN)", pix2pix, gan_recipe, paper={},
         note="baseline cited in 5.2; no figures in table 2"),
 ]
+
+# Figure 6: "Class imbalance in the COCO dataset", of the training images; "person" by far the most common.
+CLASS_HISTOGRAM = True
 
 LOSS_TABLE = ("Table 3: mean D and G losses over the first and the last epoch", {
     "ours_batch16": {"d_loss, first epoch": 0.8935475, "g_loss, first epoch": 17.1624052,

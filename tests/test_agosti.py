@@ -9,8 +9,8 @@ from chroma.data import make_dataset, samples
 from chroma.export import dropout_layers
 from chroma.models.unet import UNetGenerator
 from chroma.recipes import load_experiment, select_runs, settings_at
-from chroma.reproduce import diverse_columns
-from chroma.training import RegressionColorizer
+from chroma.reproduce import diverse_columns, scoring_mode
+from chroma.training import RegressionColorizer, Run
 from helpers import ab_of, trainable_count
 
 
@@ -58,7 +58,8 @@ def test_recipe_follows_section_v_c(agosti):
         assert recipe["discriminator_loss_weight"] == (1.0 if key == "wgan" else 0.5)
         assert "uiqi_torchmetrics" in runs[key].metrics  # figure 3 follows it per epoch
         # Table 1's figures sit beside the columns computed as the authors computed them.
-        assert set(runs[key].paper) == {"fid", "ssim_torchmetrics", "psnr_torchmetrics", "lpips", "uiqi_torchmetrics"}
+        assert set(runs[key].paper) == {"fid_lab_as_rgb", "ssim_torchmetrics", "psnr_torchmetrics", "lpips_lab_as_rgb",
+                                        "uiqi_torchmetrics"}
     assert set(runs[key].paper) < set(agosti.COLUMNS) and {"ssim", "psnr", "uiqi"} < set(agosti.COLUMNS)
 
 
@@ -67,7 +68,9 @@ def test_figure_4_draws_different_colorizations_with_dropout_on():
     for weight in generator.trainable_weights:  # N(0, 0.02) leaves a tiny net's output nearly gray
         weight.assign(weight * 5.0)
     dataset = make_dataset(samples(), 16, batch_size=2)
-    columns = diverse_columns(RegressionColorizer(generator), dropout_layers(generator), dataset, count=3)
+    with scoring_mode(Run("unet", "U-Net", None, None, paper={}), RegressionColorizer(generator),
+                      dropout=True) as colorize:
+        columns = diverse_columns(colorize, dataset, count=3)
     assert [title for title, _ in columns] == ["grayscale", "original", "sample 1", "sample 2", "sample 3"]
     first, second = np.asarray(columns[2][1]), np.asarray(columns[3][1])
     assert first.shape == (4, 16, 16, 3) and np.abs(first - second).max() > 1e-3

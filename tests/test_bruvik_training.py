@@ -152,7 +152,7 @@ def test_an_image_missing_from_the_cache_is_an_error():
 def bruvik(monkeypatch):
     """The recipe with a 1001-class stand-in for Inception-ResNet-v2, so every run builds in a second."""
     recipe = load_experiment("bruvik")
-    monkeypatch.setattr(recipe, "inception", lambda settings: TinyEmbedding(1001))
+    monkeypatch.setattr(recipe, "inception", lambda settings, probabilities=False: TinyEmbedding(1001))
     return recipe
 
 
@@ -217,3 +217,22 @@ def test_the_embedding_is_inceptions_logits_as_section_5_3_3_says(monkeypatch):
     embedding = bruvik.inception(bruvik.SCALES["smoke"])  # "the final layer preceding the softmax"
     assert not embedding.probabilities
     assert embedding.network.layers[-1].activation.__name__ == "linear"
+    # Deep Koalarization's own baseline fuses the classifier's softmax, as its code does; the GANs the logits.
+    runs = {run.key: run for run in select_runs(bruvik)}
+    for key, activation in (("koalarization", "softmax"), ("ours", "linear"), ("no_segmentation", "linear")):
+        fused = runs[key].build(bruvik.SCALES["smoke"]).generator.embedding
+        assert fused.network.layers[-1].activation.__name__ == activation, key
+
+
+def test_figure_6_counts_the_training_images_of_each_coco_class(fake_coco, tmp_path):
+    from chroma import reports
+    from chroma.reproduce import class_counts
+
+    assert load_experiment("bruvik").CLASS_HISTOGRAM
+    # Each image under the category covering most of its area; images without instances are left out.
+    counts = class_counts(f"coco:{fake_coco}?split=train2017")
+    assert counts == {"person": 1, "dog": 1, "car": 1}
+    assert class_counts("samples") == {}  # the bundled photos have no classes: the figure says so
+    bars = reports.class_histogram({"person": 5, **counts}, tmp_path / "classes.png", "classes")
+    empty = reports.class_histogram({}, tmp_path / "none.png", "classes")
+    assert bars.stat().st_size > 0 and empty.stat().st_size > 0

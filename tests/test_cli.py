@@ -21,7 +21,7 @@ def test_help_lists_every_command(capsys):
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
     for command in ("demo", "reproduce", "train", "evaluate", "export", "colorize", "serve", "baseline0", "data",
-                    "assets"):
+                    "assets", "leaderboard"):
         assert re.search(rf"\n    {command}\s", help_text), command
 
 

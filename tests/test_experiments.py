@@ -197,10 +197,10 @@ def test_every_trained_batch_norm_is_synchronized_across_replicas(smoke_models):
 
 def test_villarenteria_runs_build_their_generators(smoke_models):
     built = {run: model.generator for (recipe, run), model in smoke_models.items() if recipe == "villarenteria"}
-    assert list(built) == ["reference", "reference_no_classes", "model_a", "model_a2", "model_b", "model_c1",
-                           "model_c2"]
+    assert list(built) == ["reference", "reference_no_classes", "model_a_1_epoch", "model_a", "model_a2",
+                           "model_b", "model_c1", "model_c2"]
     assert all(isinstance(built[key], ChromaGANGenerator)
-               for key in ("reference", "reference_no_classes", "model_a", "model_a2"))
+               for key in ("reference", "reference_no_classes", "model_a_1_epoch", "model_a", "model_a2"))
     assert (built["model_b"].mode, built["model_c1"].mode, built["model_c2"].mode) == ("channel", "film", "film")
     assert (built["model_c1"].captioning, built["model_c2"].captioning) == ("colour", "gray")
     assert isinstance(built["model_b"], CaptionChromaGANGenerator)

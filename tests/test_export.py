@@ -17,11 +17,13 @@ import pytest
 import skimage.color
 import skimage.data
 import tensorflow as tf
+import yaml
 from PIL import Image
 
-from chroma import cli, data
+from chroma import cli, data, reports
 from chroma.data.decode import decode_photo
 from chroma.data.photo_header import photo_header
+from chroma.model_card import model_card, scored_result
 from chroma.export import dropout_layers, export_saved_model, load_generator, scored_generator, serving_functions
 from chroma.models.generator import BatchInput, Generator
 from chroma.models.unet import UNetGenerator
@@ -403,6 +405,54 @@ def test_chroma_json_says_what_is_inside(exported):
                                       "colorize_lab"]
     exported_at = datetime.datetime.fromisoformat(metadata["exported"])
     assert abs(datetime.datetime.now(datetime.timezone.utc) - exported_at) < datetime.timedelta(hours=1)
+
+
+def model_card_header(text):
+    """The YAML header of a model card, read as a model hub reads it."""
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_every_export_carries_a_model_card(exported):
+    card = (exported / "README.md").read_text(encoding="utf-8")
+    header = model_card_header(card)
+    assert header["license"] == "apache-2.0" and "image-colorization" in header["tags"]
+    assert "model-index" not in header  # a bare model file has no scores to show
+    assert "# MeanColorBaseline" in card and "## Known limits" in card
+
+
+def test_a_scored_runs_model_card_shows_its_scores_from_results_json(tmp_path):
+    run_dir = tmp_path / "runs" / "nampouri" / "smoke" / "unet_cgan"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"run": "unet_cgan", "settings": {"image_size": 32}}))
+    protocol = {"train_data": "samples?take=6", "eval_data": "samples?skip=6", "image_size": 32, "scored_at": "last",
+                "scored_in": "dropout"}
+    rows = [{"model": "baseline0", "ours": {"PSNR (dB)": 19.6}},
+            {"model": "U-Net cGAN", "ours": {"PSNR (dB)": 21.25, "L1 ab": 0.0931, "LPIPS": None},
+             "paper": {"L1 ab": 0.0917}, "note": "scored with dropout on",
+             "run": {"recipe": "nampouri", "key": "unet_cgan", "protocol": protocol, "precision": "float32",
+                     "replicas": 1}}]
+    code = {"commit": "0123456789abcdef0123456789abcdef01234567", "modified": False}
+    reports.write_results(run_dir.parent, "Image Colorization with Conditional GANs — smoke scale", rows,
+                          ["PSNR (dB)", "L1 ab", "LPIPS"], "nampouri", {"code": code, "machine": {}})
+    unscored = run_dir.parent / "other"  # a run the results do not hold yet
+    unscored.mkdir()
+    (unscored / "run.json").write_text(json.dumps({"run": "other"}))
+    assert scored_result(unscored) is None
+
+    card = model_card("UNetGenerator", 32, scored_result(run_dir))
+    header = model_card_header(card)
+    (entry,) = header["model-index"]
+    assert entry["name"] == "U-Net cGAN"
+    (result,) = entry["results"]
+    assert result["dataset"] == {"name": "samples?skip=6", "type": "samples"}
+    # Its own scores only (not baseline0's), those measured (LPIPS had no weights), keyed as chroma names them.
+    assert result["metrics"] == [{"type": "psnr", "name": "PSNR (dB)", "value": 21.25},
+                                 {"type": "l1_ab", "name": "L1 ab", "value": 0.0931}]
+    assert "nampouri" in header["tags"]
+    assert "`experiments/nampouri.py`, run `unet_cgan`" in card
+    assert "chroma at commit 0123456789abcdef0123456789abcdef01234567" in card
+    assert "scored on `samples?skip=6` at 32x32, its last weights in dropout mode" in card
 
 
 def test_export_replaces_a_saved_model_but_never_other_files(tiny_replaced, tmp_path):

@@ -265,3 +265,30 @@ def test_evaluate_fid_in_its_single_pass_equals_evaluate_fid(tiles):
 
     scores = evaluation.evaluate(upside_down_colours, dataset, ("fid",), fid_model=average_colours())
     np.testing.assert_allclose(scores["fid"], evaluate_fid(upside_down_colours, dataset, average_colours()), rtol=1e-9)
+
+
+def test_fid_on_lab_read_as_rgb_feeds_both_image_sets_as_agosti_did(tiles):
+    """Paper agosti's FID: each image's Lab mapped to [0, 1] (L / 100, ab / 220 + 1/2) and read as RGB."""
+    scaled_l, true_ab = tiles
+    model = average_colours()
+
+    def upside_down_colours(batch):
+        return tf.reverse(batch["ab"], axis=[1])
+
+    def lab_read_as_rgb_features(ab):
+        lightness, chroma_ab = (scaled_l + 1.0) * 50.0, ab * 110.0  # chroma.color.scale_lab undone
+        return model(np.concatenate([lightness / 100.0, chroma_ab / 220.0 + 0.5], axis=-1)).numpy().astype(np.float64)
+
+    real, fake = lab_read_as_rgb_features(true_ab), lab_read_as_rgb_features(tf.reverse(true_ab, axis=[1]))
+    expected = reference_frechet_distance(
+        real.mean(axis=0), np.cov(real, rowvar=False), fake.mean(axis=0), np.cov(fake, rowvar=False)
+    )
+    dataset = tile_dataset(tiles)
+    scores = evaluation.evaluate(upside_down_colours, dataset, ("fid", "fid_lab_as_rgb"), fid_model=model)
+    np.testing.assert_allclose(scores["fid_lab_as_rgb"], expected, rtol=1e-6)
+    assert scores["fid_lab_as_rgb"] != pytest.approx(scores["fid"], rel=0.05)
+    perfect = evaluation.evaluate(evaluation.ground_truth, dataset, ("fid_lab_as_rgb",), fid_model=model)
+    assert abs(perfect["fid_lab_as_rgb"]) < 1e-9
+    assert evaluation.evaluate(upside_down_colours, dataset, ("fid", "fid_lab_as_rgb")) == {
+        "fid": None, "fid_lab_as_rgb": None}  # no weights, no score
+    assert evaluation.column_titles(("fid", "fid_lab_as_rgb")) == ["FID", "FID (Lab read as RGB)"]

@@ -225,6 +225,23 @@ def test_a_vgg_file_does_not_load_into_alexnet(vgg_weights_file):
         LPIPS("alex", weights=vgg_weights_file)
 
 
+def test_a_recipe_choosing_vgg_gets_an_lpips_vgg_from_its_weights_and_refuses_alexnets(
+        vgg_weights_file, alex_weights_file):
+    from chroma.recipes import load_experiment
+    from chroma.reproduce import metric_networks
+
+    agosti = load_experiment("agosti")
+    assert agosti.LPIPS_NETWORK == "vgg"
+    lpips_model, fid_model = metric_networks({"lpips": vgg_weights_file}, agosti.LPIPS_NETWORK)
+    assert lpips_model.net == "vgg" and fid_model is None
+    images = photos()
+    np.testing.assert_allclose(lpips_model(images, distorted(images)), REFERENCE_DISTANCES["vgg"], rtol=1e-4)
+    # The asset of another network than the recipe's: its file names the arrays VGG16 lacks.
+    with pytest.raises(ValueError, match=r"lpips_alex\.npz holds arrays that LPIPS-vgg does not have: \['features\.3"):
+        metric_networks({"lpips": alex_weights_file}, agosti.LPIPS_NETWORK)
+    assert metric_networks({"lpips": alex_weights_file})[0].net == "alex"  # a recipe's default, Zhang et al.'s
+
+
 def test_images_smaller_than_alexnet_can_see_are_refused(random_alex):
     images = photos(31)
     assert random_alex(images, images).shape == (3,)
@@ -260,6 +277,33 @@ def test_evaluate_lpips_averages_over_images_across_unequal_batches(random_alex)
     per_image = lpips_distance(true_rgb, pred_rgb, random_alex).numpy()
     assert not np.isclose(per_image.mean(), (per_image[:2].mean() + per_image[2]) / 2, rtol=1e-4)
     np.testing.assert_allclose(evaluate_lpips(upside_down_colours, dataset, random_alex), per_image.mean(), rtol=1e-5)
+
+
+def test_lpips_on_lab_read_as_rgb_feeds_both_images_as_agosti_did(random_alex):
+    """Paper agosti's LPIPS: each image's Lab mapped to [0, 1] (L / 100, ab / 220 + 1/2) and read as RGB."""
+    from chroma import evaluation
+
+    scaled_l, true_ab = color.rgb_to_scaled_lab(photos())
+    dataset = tf.data.Dataset.from_tensor_slices({"L": scaled_l, "ab": true_ab}).batch(2)
+    calls = []
+
+    def upside_down_colours(batch):
+        calls.append(1)
+        return tf.reverse(batch["ab"], axis=[1])
+
+    def lab_read_as_rgb(ab):
+        lightness, chroma_ab = (scaled_l + 1.0) * 50.0, ab * 110.0  # chroma.color.scale_lab undone
+        return np.concatenate([lightness / 100.0, chroma_ab / 220.0 + 0.5], axis=-1)
+
+    expected = random_alex(lab_read_as_rgb(true_ab), lab_read_as_rgb(tf.reverse(true_ab, axis=[1]))).numpy().mean()
+    scores = evaluation.evaluate(upside_down_colours, dataset, ("lpips", "lpips_lab_as_rgb"), lpips_model=random_alex)
+    assert len(calls) == 2  # one pass: both columns from one colorization of each batch
+    np.testing.assert_allclose(scores["lpips_lab_as_rgb"], expected, rtol=1e-5)
+    assert scores["lpips_lab_as_rgb"] != pytest.approx(scores["lpips"], rel=0.05)
+    perfect = evaluation.evaluate(evaluation.ground_truth, dataset, ("lpips_lab_as_rgb",), lpips_model=random_alex)
+    assert evaluation.titled(perfect) == {"LPIPS (Lab read as RGB)": 0.0}
+    assert evaluation.evaluate(upside_down_colours, dataset, ("lpips", "lpips_lab_as_rgb")) == {
+        "lpips": None, "lpips_lab_as_rgb": None}  # no weights, no score
 
 
 def test_evaluate_scores_lpips_in_its_single_pass_as_evaluate_lpips_does(random_alex):

@@ -25,8 +25,9 @@ def test_an_unknown_recipe_names_the_known_ones(capsys, tmp_path):
     assert f"chroma: error: no recipe file {tmp_path / 'mine.py'}" in capsys.readouterr().err
 
 
-NAMES = ("PAPER, TITLE, COLUMNS, RUNS, SCALES, paper_data (required), ASSETS, LOSS_TABLE, BEST_EPOCH_TABLE, BASELINE0_PAPER, "
-         "REFERENCE_ROWS, DIVERSE_SAMPLES, TRAINING_SAMPLES (optional)")
+NAMES = ("PAPER, TITLE, COLUMNS, RUNS, SCALES, paper_data (required), ASSETS, LOSS_TABLE, BEST_EPOCH_TABLE, "
+         "BASELINE0_PAPER, BASELINES, REFERENCE_ROWS, DIVERSE_SAMPLES, TRAINING_SAMPLES, CLASS_HISTOGRAM, "
+         "LPIPS_NETWORK (optional)")
 
 
 @pytest.mark.parametrize("line, refusal", [
@@ -37,6 +38,10 @@ NAMES = ("PAPER, TITLE, COLUMNS, RUNS, SCALES, paper_data (required), ASSETS, LO
     ('COLUMNS = ["l1_ab"]', "COLUMNS must be of type tuple (the metric names of its table, in order"),
     ("del RUNS", "RUNS is missing"),
     ('SCALES = {"smoke": SCALES["smoke"]}', "SCALES has 'smoke'; it must have 'smoke' and 'paper'"),
+    ('LPIPS_NETWORK = "resnet"',
+     "LPIPS_NETWORK must be 'alex' or 'vgg', the feature network of its LPIPS columns, got 'resnet'"),
+    ('BASELINES = [{"model": "mean colour", "fit": None}]',
+     "BASELINES holds {'model': 'mean colour', 'fit': None}; each entry must be a chroma.recipes.Baseline"),
 ])
 def test_a_recipe_that_breaks_the_contract_is_refused_naming_the_file_the_name_and_the_names(
         tmp_path, capsys, line, refusal):
@@ -70,8 +75,21 @@ def test_a_recipe_that_leaves_out_optional_names_gets_their_defaults(tmp_path):
     recipe.write_text('PAPER, TITLE, COLUMNS, RUNS = "mine", "My paper", ("l1_ab",), []\n'
                       "SCALES = {'smoke': None, 'paper': None}\ndef paper_data(coco, data):\n    return None\n")
     loaded = load_experiment(str(recipe))
-    assert (loaded.ASSETS, loaded.LOSS_TABLE, loaded.BEST_EPOCH_TABLE, loaded.BASELINE0_PAPER, loaded.REFERENCE_ROWS,
-            loaded.DIVERSE_SAMPLES, loaded.TRAINING_SAMPLES) == ({}, None, None, {}, [], 0, False)
+    assert (loaded.ASSETS, loaded.LOSS_TABLE, loaded.BEST_EPOCH_TABLE, loaded.BASELINE0_PAPER, loaded.BASELINES,
+            loaded.REFERENCE_ROWS, loaded.DIVERSE_SAMPLES, loaded.TRAINING_SAMPLES, loaded.CLASS_HISTOGRAM,
+            loaded.LPIPS_NETWORK) == ({}, None, None, {}, [], [], 0, False, False, "alex")
+
+
+def test_a_recipe_may_score_lpips_with_each_network_chroma_has(tmp_path):
+    """check_recipe names LPIPS' networks without TensorFlow: they must stay chroma.metrics.lpips'."""
+    from chroma.metrics.lpips import FEATURE_NETWORKS
+
+    for network in FEATURE_NETWORKS:
+        recipe = tmp_path / f"{network}.py"
+        recipe.write_text('PAPER, TITLE, COLUMNS, RUNS = "mine", "My paper", ("lpips",), []\n'
+                          f"LPIPS_NETWORK = {network!r}\n"
+                          "SCALES = {'smoke': None, 'paper': None}\ndef paper_data(coco, data):\n    return None\n")
+        assert load_experiment(str(recipe)).LPIPS_NETWORK == network
 
 
 def test_the_template_is_a_recipe_a_sixth_paper_starts_from(tmp_path):

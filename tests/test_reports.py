@@ -1,4 +1,5 @@
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -46,11 +47,11 @@ def test_results_md_puts_ours_beside_paper_with_a_dash_for_missing(tmp_path):
     assert text.splitlines()[0] == "# nampouri — smoke scale"
     assert "nampouri" in text.splitlines()[2]  # provenance line names the paper
     header, baseline, unet = table_rows(text)
-    assert header == ["model", "L1 ab, ours", "L1 ab, paper", "PSNR, ours", "PSNR, paper",
-                      "SSIM, ours", "SSIM, paper", "note"]
-    assert baseline == ["baseline0", "0.1235", "–", "21.00", "–", "0.8123", "–", ""]
+    assert header == ["model", "L1 ab, ours", "L1 ab, paper", "L1 ab, Δ", "PSNR, ours", "PSNR, paper", "PSNR, Δ",
+                      "SSIM, ours", "SSIM, paper", "SSIM, Δ", "note"]
+    assert baseline == ["baseline0", "0.1235", "–", "", "21.00", "–", "", "0.8123", "–", "", ""]
     # The "|" in the note is escaped, so it stays one cell; metrics outside `columns` are left out.
-    assert unet == ["U-Net cGAN", "0.0921", "0.0917", "23.46", "–", "–", "–", "smoke \\| 2 epochs"]
+    assert unet == ["U-Net cGAN", "0.0921", "0.0917", "+0.0004", "23.46", "–", "", "–", "–", "", "smoke \\| 2 epochs"]
 
 
 def test_results_csv_round_trips_the_numbers(tmp_path):
@@ -64,6 +65,35 @@ def test_results_csv_round_trips_the_numbers(tmp_path):
         for side in ("ours", "paper"):
             expected = row[side].get(record["metric"])
             assert (float(record[side]) if record[side] else None) == expected
+    assert [record["delta"] for record in records if record["delta"]] == [repr(0.0921348 - 0.0917)]
+
+
+def test_results_json_holds_what_the_tables_are_made_from(tmp_path):
+    provenance = {"code": {"commit": "0123456789abcdef", "modified": True}, "machine": {"cpu": "test CPU"}}
+    rows = [ROWS[0], {**ROWS[1], "run": {"key": "unet_cgan", "protocol": {"eval_data": "samples?skip=6"}}}]
+    run_dir = tmp_path / "runs" / "nampouri" / "smoke"
+    md_path, _ = reports.write_results(run_dir, "nampouri — smoke scale", rows, COLUMNS, "nampouri", provenance)
+    reports.append_table(run_dir, "Epochs", [{"model": "U-Net cGAN", "ours": {"epochs": 3}, "paper": {"epochs": 5}}],
+                         ("epochs",))
+
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    assert results["paper"] == "nampouri" and results["provenance"] == provenance
+    main, epochs = results["tables"]
+    assert main["heading"] is None and main["columns"] == COLUMNS
+    assert main["rows"][1]["run"]["key"] == "unet_cgan"
+    assert main["rows"][1]["delta"] == {"L1 ab": pytest.approx(0.0921348 - 0.0917)}  # only where both are known
+    assert epochs["rows"][0]["delta"] == {"epochs": -2}
+    text = md_path.read_text(encoding="utf-8")
+    assert "at commit 0123456789ab with uncommitted changes" in text.splitlines()[2]
+    assert "| U-Net cGAN | 3 | 5 | −2 |  |" in text
+    # The Markdown is made from the JSON alone: the index renders the same table from it.
+    index = reports.update_results_index(tmp_path / "runs", tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    assert "| U-Net cGAN | 3 | 5 | −2 |  |" in index
+
+
+def test_results_refuse_a_value_json_cannot_hold(tmp_path):
+    with pytest.raises(ValueError):
+        reports.write_results(tmp_path, "title", [{"model": "m", "ours": {"PSNR": float("nan")}}], ["PSNR"])
 
 
 def test_gan_loss_plot_has_two_panels_and_ignores_unknown_keys(tmp_path):
@@ -81,8 +111,8 @@ def test_gan_loss_plot_has_two_panels_and_ignores_unknown_keys(tmp_path):
 
 
 def test_gan_loss_panels_scale_the_adversarial_loss_as_figures_8_and_9():
-    (_, adversarial), (_, reconstruction), (_, parts) = reports.loss_panels(GAN_HISTORY)
-    assert parts == []  # a history without D's parts: plot_gan_losses leaves that panel out
+    (_, total), (_, adversarial), (_, reconstruction), (_, parts) = reports.loss_panels(GAN_HISTORY)
+    assert parts == total == []  # a history without them: plot_gan_losses leaves those panels out
 
     (adversarial_label, scaled), (_, discriminator) = adversarial
     assert "0.1" in adversarial_label
@@ -90,6 +120,15 @@ def test_gan_loss_panels_scale_the_adversarial_loss_as_figures_8_and_9():
     assert discriminator == GAN_HISTORY["d_loss"]
     assert [values for _, values in reconstruction] == [GAN_HISTORY["g_reconstruction_loss"],
                                                         GAN_HISTORY["val_g_reconstruction_loss"]]
+
+
+def test_the_generators_total_loss_gets_a_panel_of_its_own():
+    """Paper efthymiadis' figure 8: the whole generator loss, not only its terms."""
+    history = {**GAN_HISTORY, "g_loss": [23.1, 16.0, 13.9], "val_g_loss": [20.0, 17.5, 15.2]}
+    (label, total), *_ = reports.loss_panels(history)
+    assert label == "generator loss, total"
+    assert total == [("generator loss (train)", history["g_loss"]),
+                     ("generator loss (validation)", history["val_g_loss"])]
 
 
 def test_discriminator_losses_on_real_and_colorized_images_get_their_own_panel(tmp_path):
@@ -171,7 +210,7 @@ def test_results_index_gathers_every_run_and_is_idempotent(tmp_path):
     assert "make reproduce-<paper> SCALE=smoke|paper" in text
     headings = [line for line in text.splitlines() if line.startswith("#")]
     assert headings == ["# chroma reproduction results", "## agosti (paper)", "## nampouri (smoke)"]
-    assert "| PixelGAN | 22.50 | 24.10 |" in text and "| U-Net cGAN | 22.50 | 24.10 |" in text
+    assert "| PixelGAN | 22.50 | 24.10 | −1.60 |" in text and "| U-Net cGAN | 22.50 | 24.10 | −1.60 |" in text
     assert "not a <paper>/<scale> run" not in text
     links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("- [samples.png](")]
     assert links == ["../runs/agosti/paper/samples.png", "../runs/nampouri/smoke/samples.png"]
@@ -183,7 +222,8 @@ def test_a_further_table_keeps_the_note_column_of_a_papers_table(tmp_path):
     reports.append_table(tmp_path, "Epochs", [{"model": "U-Net cGAN", "ours": {"epochs": 3}, "paper": {"epochs": 5}}],
                          ("epochs",))
     assert (tmp_path / "results.md").read_text(encoding="utf-8").splitlines()[-3:] == [
-        "| model | epochs, ours | epochs, paper | note |", "|---|---:|---:|---|", "| U-Net cGAN | 3 | 5 |  |"]
+        "| model | epochs, ours | epochs, paper | epochs, Δ | note |", "|---|---:|---:|---:|---|",
+        "| U-Net cGAN | 3 | 5 | −2 |  |"]
 
 
 def test_a_table_without_a_paper_has_ours_alone(tmp_path):
@@ -192,4 +232,4 @@ def test_a_table_without_a_paper_has_ours_alone(tmp_path):
     assert md_path.read_text(encoding="utf-8").splitlines()[-4:] == [
         "| model | PSNR |", "|---|---:|", "| baseline0 | 21.00 |", "| U-Net cGAN | 23.46 |"]
     assert csv_path.read_text(encoding="utf-8").splitlines() == [
-        "model,metric,ours,paper", "baseline0,PSNR,21.0,", "U-Net cGAN,PSNR,23.456,"]
+        "model,metric,ours,paper,delta", "baseline0,PSNR,21.0,,", "U-Net cGAN,PSNR,23.456,,"]

@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from chroma import reports
 from chroma.export import scored_generator
 from chroma.recipes import check_recipe, load_experiment, select_runs
 from chroma.training import CheckpointNotSaved, Runtime, TrainingDiverged, read_history, train
@@ -73,15 +75,19 @@ def test_a_run_killed_mid_training_resumes_where_its_checkpoint_left_off(tmp_pat
     losses = results.split("## Tiny losses by epoch")[1].splitlines()
     # The run's first-epoch D loss beside the recipe's 0.7, and the three columns the recipe left out.
     row = next(line for line in losses if line.startswith("| tiny cGAN |"))
-    assert row.startswith(f"| tiny cGAN | {history['d_loss'][0]:.4f} | 0.7000 | {history['g_loss'][0]:.4f} | – |")
-    assert f"| {history['g_loss'][-1]:.4f} | – |" in row
+    first_d_loss = history["d_loss"][0]
+    assert row.startswith(f"| tiny cGAN | {first_d_loss:.4f} | 0.7000 | "
+                          f"{reports.format_difference(first_d_loss - 0.7, first_d_loss)} | "
+                          f"{history['g_loss'][0]:.4f} | – |  |")
+    assert f"| {history['g_loss'][-1]:.4f} | – |  |" in row
     assert (tmp_path / "RESULTS.md").exists() and (out_dir.parent / "gan_losses.png").exists()
     assert (out_dir.parent / "training_samples.png").exists()  # the recipe's TRAINING_SAMPLES
-    assert "| a figure from the literature | – | – | – | 25.00 | no model |" in results
+    assert "| a figure from the literature | – | – |  | – | 25.00 |  | no model |" in results
     # Scored at its best epoch by val_l1_ab: the table says which, and a table of epochs follows.
     best = int(np.argmin(history["val_l1_ab"])) + 1
     assert f"best epoch {best} of {recipe._EPOCHS} by val_l1_ab" in results
-    assert f"| tiny cGAN | {recipe._EPOCHS} | {recipe._EPOCHS} | {best} | – |" in results.split("## Tiny best epochs")[1]
+    assert (f"| tiny cGAN | {recipe._EPOCHS} | {recipe._EPOCHS} | +0 | {best} | – |  |"
+            in results.split("## Tiny best epochs")[1])
     # The recipe keeps epochs 1 (before the kill) and 12 (after resuming): gray, both epochs and the truth.
     assert sorted(path.name for path in (out_dir / "epoch_samples").iterdir()) == [
         "epoch_1.png", "epoch_12.png", "gray.png", "truth.png"]
@@ -401,7 +407,6 @@ def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path, mo
     import types
     import weakref
 
-    from chroma import reports
     from chroma.reproduce import reproduce
     from chroma.training import Run, smoke_settings
 
@@ -434,8 +439,20 @@ def test_reproduce_frees_each_runs_model_before_the_next_one_trains(tmp_path, mo
     reproduce(experiment, "smoke", runs_root=tmp_path / "runs", index_path=tmp_path / "RESULTS.md")
     assert alive_at_build == [0, 0]
     assert [ref() for ref in built] == [None, None]
+    out_dir = tmp_path / "runs" / "two" / "smoke"
     assert "two tiny runs — smoke scale, trained in float32, scored on samples?skip=6" in (
-        tmp_path / "runs" / "two" / "smoke" / "results.md").read_text()
+        out_dir / "results.md").read_text()
+    # results.json: each run's record beside its scores, and where the numbers come from.
+    results = json.loads((out_dir / "results.json").read_text())
+    assert set(results["provenance"]) == {"code", "machine"} and results["provenance"]["machine"]["cores"] >= 1
+    record = {row["model"]: row for row in results["tables"][0]["rows"]}["a"]["run"]
+    assert record["recipe"] == "two" and record["key"] == "a" and record["precision"] == "float32"
+    assert record["protocol"] == {"train_data": "samples?take=2", "validation_data": "samples?skip=6",
+                                  "eval_data": "samples?skip=6", "image_size": 16, "scored_at": "last",
+                                  "scored_in": "inference", "metrics": ["l1_ab"]}
+    assert record["settings"]["epochs"] == 1 and record["compile_values"] == {"lr": pytest.approx(1e-3), "loss": "l1"}
+    assert record["generator_sha256"] == hashlib.sha256((out_dir / "a" / "generator.keras").read_bytes()).hexdigest()
+    assert record["train_seconds"] > 0
 
 
 PROCESS_PER_RUN_RECIPE = """

@@ -1,20 +1,22 @@
 """How the harness scores a trained run: at its best or last epoch, in inference, dropout or training mode."""
 
 import functools
+import types
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from chroma import evaluation
+from chroma import color, evaluation
 from chroma.data.specs import dataset_from_spec
 from chroma.models.network_generator import NetworkGenerator
 from chroma.models.patchgan import PatchDiscriminator
 from chroma.models.unet import UNetGenerator
 from chroma.data.specs import parse_data_spec, resolve
 from chroma.recipes import known_experiments, load_experiment, select_runs, settings_at
-from chroma.reproduce import check_protocol, score_run
+from chroma.reproduce import check_protocol, known_assets, sample_column, score_run, scored_mode, scoring_mode
 from chroma.training import ConditionalGAN, Run
 from chroma.training import smoke_settings
 
@@ -96,6 +98,24 @@ def test_training_mode_normalises_with_the_test_batch_and_leaves_the_moving_aver
         np.testing.assert_array_equal(weight.numpy(), before)
 
 
+def test_sample_grids_show_a_run_in_the_mode_its_table_scores_it():
+    """Paper agosti's figures 5-6 are drawn as its table is scored, in training mode; nampouri's figure 7 with
+    dropout on. The moving averages are left as they were."""
+    model = batch_norm_gan()
+    averages = [weight.numpy() for weight in model.non_trainable_weights]
+    columns = {}
+    first = next(iter(photos().unbatch().take(4).batch(4)))
+    for mode in ("inference", "training"):
+        with scoring_mode(run(scored_in=mode), model) as colorize:
+            columns[mode] = np.asarray(sample_column(f"tiny ({mode})", colorize, photos())[1])
+            expected = color.scaled_lab_to_rgb(first["L"], model(first, training=mode == "training"))
+        np.testing.assert_allclose(columns[mode], expected, atol=1e-5)
+    assert np.abs(columns["training"] - columns["inference"]).max() > 1e-3
+    for weight, before in zip(model.non_trainable_weights, averages):
+        np.testing.assert_array_equal(weight.numpy(), before)
+    assert scored_mode(run(scored_in="dropout"), model) == "in inference mode"  # this generator has no dropout
+
+
 def test_dropout_scoring_turns_dropout_on_only_while_scoring(tmp_path):
     generator = UNetGenerator(base_filters=4, depth=5)  # dropout in its three innermost decoder blocks
     for weight in generator.trainable_weights:  # N(0, 0.02) leaves a tiny net's output nearly gray
@@ -151,10 +171,11 @@ def protocols(paper):
 
 
 def test_each_recipe_scores_its_runs_as_its_paper_did():
-    # villarenteria table 3-4: Models A, A.2, B at their best epoch; the reference as its own paper reports it.
+    # villarenteria table 3-4: Models A, A.2, B at their best epoch, exp3's one epoch of Model A; the reference as its
+    # own paper reports it.
     villarenteria = protocols("villarenteria")
-    for reference in ("reference", "reference_no_classes"):
-        assert villarenteria.pop(reference)[:2] == ("last", "inference")
+    for last in ("reference", "reference_no_classes", "model_a_1_epoch"):
+        assert villarenteria.pop(last)[:2] == ("last", "inference")
     assert set(villarenteria.values()) == {("best", "inference", "val_g_reconstruction_loss")}
     # efthymiadis 3.2: the CNN + classifier at its lowest total loss (epoch 110 of 200); the others last.
     efthymiadis = protocols("efthymiadis")
@@ -164,3 +185,61 @@ def test_each_recipe_scores_its_runs_as_its_paper_did():
     assert {protocol[:2] for protocol in protocols("nampouri").values()} == {("last", "dropout")}
     assert {protocol[:2] for protocol in protocols("agosti").values()} == {("last", "training")}
     assert {protocol[:2] for protocol in protocols("bruvik").values()} == {("last", "inference")}
+
+
+# A table of paper agosti's Lab-read-as-RGB columns alone, scored with LPIPS-VGG, over tests/recipes/tiny.py's runs.
+LAB_AS_RGB_RECIPE = """
+from chroma.recipes import load_experiment
+
+_tiny = load_experiment({tiny!r})
+PAPER, TITLE, COLUMNS = "lab_as_rgb", "Lab read as RGB", ("fid_lab_as_rgb", "lpips_lab_as_rgb")
+LPIPS_NETWORK = "vgg"
+RUNS, SCALES, paper_data = _tiny.RUNS[:1], _tiny.SCALES, _tiny.paper_data
+"""
+
+
+def lab_as_rgb_recipe(tmp_path):
+    recipe = tmp_path / "lab_as_rgb.py"
+    recipe.write_text(LAB_AS_RGB_RECIPE.format(tiny=str(Path(__file__).parent / "recipes" / "tiny.py")))
+    return recipe
+
+
+def test_the_lab_as_rgb_columns_read_the_fid_and_lpips_assets_of_the_recipes_lpips_network(tmp_path):
+    assets = known_assets(load_experiment(str(lab_as_rgb_recipe(tmp_path))))
+    assert list(assets) == ["lpips", "fid"]
+    assert "LPIPS_NETWORK (vgg), a .npz converted (net='vgg')" in assets["lpips"]
+    assert "(alex)" in known_assets(load_experiment("efthymiadis"))["lpips"]  # Zhang et al.'s AlexNet by default
+
+
+def test_reproduce_builds_the_recipes_lpips_network_and_so_does_a_runs_own_process(tmp_path, monkeypatch):
+    import chroma.cli
+    from chroma import reproduce as harness
+
+    recipe = lab_as_rgb_recipe(tmp_path)
+    networks = []
+
+    class Built(Exception):
+        """Ends reproduce once it has built its metric networks."""
+
+    def build_and_stop(assets, lpips_network="alex"):
+        networks.append(lpips_network)
+        raise Built
+
+    monkeypatch.setattr(harness, "metric_networks", build_and_stop)
+    with pytest.raises(Built):
+        harness.reproduce(load_experiment(str(recipe)), "smoke", runs_root=tmp_path / "runs",
+                          assets={"lpips": "lpips_vgg.npz"})
+
+    def build_nothing(assets, lpips_network="alex"):
+        networks.append(lpips_network)
+        return None, None
+
+    sent, exits = [], []
+    monkeypatch.setattr(harness, "metric_networks", build_nothing)
+    monkeypatch.setattr(harness, "train_and_draw", lambda *args, **kwargs: ({"model": "tiny cGAN"}, {}))
+    monkeypatch.setattr(chroma.cli, "exit_without_finalizing", exits.append)
+    harness.train_in_own_process(types.SimpleNamespace(send=sent.append), str(recipe), "smoke", "gan",
+                                 tmp_path / "runs", None, None, {"lpips": "lpips_vgg.npz"}, "default", "float32",
+                                 False, {})
+    assert sent == [{"row": {"model": "tiny cGAN"}, "columns": {}}] and exits == [0]
+    assert networks == ["vgg", "vgg"]

@@ -56,6 +56,11 @@ def test_train_runs_a_recipe_on_a_folder_with_overrides_and_exports_it(first_run
     assert json.loads((first_run / "saved_model" / "chroma.json").read_text())["image_size"] == 32
     results = (first_run / "results.md").read_text()
     assert "| baseline0 |" in results and "| U-Net cGAN" in results
+    # The SavedModel's model card shows the scores results.json holds.
+    scored = {row["model"]: row for row in json.loads((first_run / "results.json").read_text())["tables"][0]["rows"]}
+    card = (first_run / "saved_model" / "README.md").read_text()
+    psnr = scored["U-Net cGAN"]["ours"]["PSNR (dB)"]
+    assert f"value: {json.dumps(psnr)}" in card and scored["U-Net cGAN"]["run"]["key"] == "unet_cgan"
     # The run folder is what `chroma export` takes: the scored generator at the run's size.
     assert cli.main(["export", "--model", str(first_run), "-o", str(first_run / "exported")]) == 0
     assert json.loads((first_run / "exported" / "chroma.json").read_text())["image_size"] == 32

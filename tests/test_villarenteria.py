@@ -18,8 +18,8 @@ def villarenteria():
 
 def test_runs_follow_the_release_and_the_papers_changes(villarenteria):
     runs = {run.key: run for run in select_runs(villarenteria)}
-    assert list(runs) == ["reference", "reference_no_classes", "model_a", "model_a2", "model_b", "model_c1",
-                          "model_c2"]
+    assert list(runs) == ["reference", "reference_no_classes", "model_a_1_epoch", "model_a", "model_a2",
+                          "model_b", "model_c1", "model_c2"]
     for key, run in runs.items():
         recipe = run.compile_args(total_steps=1)
         assert (recipe["reconstruction_loss"], recipe["reconstruction_weight"]) == ("mse", 1.0)
@@ -30,7 +30,7 @@ def test_runs_follow_the_release_and_the_papers_changes(villarenteria):
         assert recipe["adversarial_weight"] == pytest.approx(0.1 * scale_factor)
         assert recipe["adversarial_loss"] == ("bce" if key == "model_a2" else "wgan-gp")
         # The class loss needs the oracle's targets; Models B and C drop both (4.2.3-4.2.4).
-        with_classes = key in ("reference", "model_a", "model_a2")
+        with_classes = key in ("reference", "model_a_1_epoch", "model_a", "model_a2")
         expected = {"class": with_classes, "caption": key.startswith("model_c")}  # the caption replaces the class loss
         assert [term.name for term in recipe["auxiliary_losses"]] == [name for name, used in expected.items() if used]
         assert all(term.weight == pytest.approx(0.003 * (255 / 110) ** 2) for term in recipe["auxiliary_losses"])

@@ -19,6 +19,7 @@ from chroma.metrics.keras_metrics import (
     SCALED_LAB_METRICS,
     ColorizationMetric,
     colorization_metrics,
+    unit_lab,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "ssim_per_channel",
     "uiqi",
     "uiqi_torchmetrics",
+    "unit_lab",
 ]

@@ -25,13 +25,18 @@ def _on_rgb(rgb_metric):
     return lab_metric
 
 
+def unit_lab(scaled_lab):
+    """Paper agosti's metric inputs: scaled Lab mapped to [0, 1] channel by channel, so L / 100 and
+    ab / 220 + 1/2, which the authors fed torchmetrics as if RGB (NNDL-recoloring-GAN, train.py,
+    `Trainer._update_metrics`; its scaled Lab is chroma's: L / 50 - 1, ab / 110)."""
+    return 0.5 * scaled_lab + 0.5
+
+
 def _on_unit_lab(metric):
-    """Lifts a metric to paper agosti's metric inputs: scaled Lab mapped to [0, 1] channel by
-    channel, so L / 100 and ab / 220 + 1/2, not RGB (the authors' NNDL-recoloring-GAN,
-    train.py, `Trainer._update_metrics`; its scaled Lab is chroma's: L / 50 - 1, ab / 110)."""
+    """Lifts a metric to paper agosti's metric inputs (`unit_lab`), not RGB."""
 
     def lab_metric(true_lab, pred_lab):
-        return metric(0.5 * true_lab + 0.5, 0.5 * pred_lab + 0.5)
+        return metric(unit_lab(true_lab), unit_lab(pred_lab))
 
     return lab_metric
 
