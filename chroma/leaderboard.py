@@ -4,7 +4,8 @@ alike on one common evaluation set, each metric with a 95% bootstrap interval so
 Protocol. The evaluation images are read at a common resolution R (square, as training reads them). Each model
 sees their L resized to its own input size (bilinear with antialiasing, as chroma.data.preprocess resizes
 photos for training) with the rest of the batch as it is (a caption model's caption); its ab is resized back to R
-(bilinear, as an exported model upsamples it) and joined with the R-sized L. baseline0 (fitted at R on its own
+(bilinear, as an exported model upsamples it) and joined with the R-sized L. Every model runs as an exported
+one does, in inference mode (MODE), whatever mode its paper's table is scored in. baseline0 (fitted at R on its own
 data spec) and the gray image (ab = 0) go through the same steps. Every metric is then taken per image at R:
 PSNR, SSIM, L1 ab, colourfulness and its distance from the true image's, LPIPS and FID where their pretrained
 weights are given.
@@ -47,6 +48,7 @@ PAPER_BASELINE_DATA = "coco:{coco}?split=train2017&take=8000"
 # about 20 s on 2 CPU cores, so 200 resamples add over an hour per model.
 FID_RESAMPLES = 200
 INTERVAL = "95% percentile bootstrap over images"
+MODE = "in inference mode (dropout off, batch norm's moving averages)"
 METRICS = ("psnr", "ssim", "l1_ab", "colorfulness", "colorfulness_gap", "lpips", "fid")
 TITLES = {**{name: evaluation.COLUMN_TITLES[name] for name in METRICS if name in evaluation.COLUMN_TITLES},
           "colorfulness_gap": "|Δ colourfulness|"}
@@ -105,6 +107,7 @@ def leaderboard(scale, runs_root="runs", eval_data=None, coco=None, out_dir=None
     protocol = {
         "scale": scale, "eval_data": eval_spec, "images": images, "resolution": resolution,
         "resize": "model input: L bilinear with antialiasing; output: ab bilinear back to the resolution",
+        "mode": MODE,
         "baseline_data": baseline_spec, "resamples": resamples, "fid_resamples": min(resamples, FID_RESAMPLES),
         "seed": seed, "interval": INTERVAL, "lpips_network": lpips_network if lpips_model is not None else None,
         "assets": assets, "code": code_version(),
@@ -144,7 +147,7 @@ def write_board(out_dir, protocol, rows, not_scored, first):
     columns.sort(key=lambda column: column[0] != GRAY)  # stable: the others stay in the board's order
     columns.append(("original", color.scaled_lab_to_rgb(first["L"], first["ab"]).numpy()))
     md_path, json_path, figure_path = (Path(out_dir) / name for name in FILES)
-    reports.sample_grid([(title, [image]) for title, image in columns], figure_path,
+    reports.image_mosaic(columns, figure_path,
                         f"Leaderboard, {protocol['scale']} scale: {first['name'].numpy().decode()} "
                         f"({protocol['eval_data']})")
     board = {"protocol": protocol,
@@ -342,7 +345,8 @@ def markdown(board):
     lines += [
         f"Written {datetime.date.today().isoformat()} by chroma.leaderboard. Every model is scored on the same "
         f"{images} images read at {size}x{size}: its input L resized to its own size (bilinear, antialiased), its "
-        f"ab resized back (bilinear) and joined with the {size}x{size} L; baseline0 is fitted on "
+        f"ab resized back (bilinear) and joined with the {size}x{size} L; every model runs {MODE}, whatever "
+        f"its paper's table does; baseline0 is fitted on "
         f"{protocol['baseline_data']}. Each cell is the mean over the images and {interval}; {reports.MISSING} "
         "marks a metric whose network was not given (--asset lpips=FILE.npz, --asset fid=imagenet). Higher is "
         "better for PSNR and SSIM, lower for L1 ab, |Δ colourfulness|, LPIPS and FID; colourfulness alone "

@@ -26,6 +26,7 @@ GAN_ADVERSARIAL_SCALE = 0.1  # nampouri figures 8-9 plot the generator's BCE sca
 PANEL_SIZE = (7.0, 3.0)  # inches, one loss panel
 GRID_CELL_WIDTH = 2.5  # inches, one sample-grid column
 TITLE_CHARACTERS = 22  # a line of a sample-grid column title
+MOSAIC_COLUMNS = 6  # panels in a row of image_mosaic: a figure that still reads at a page's width
 RESULTS_JSON = "results.json"  # what write_results writes first; results.md and .csv are made from it
 
 
@@ -147,11 +148,12 @@ def table_lines(rows, columns, with_paper=True):
 
 
 def format_difference(value, ours):
-    """A signed difference with the decimals format_value gives `ours` ("+0.0004", "−1.60", "+1"); empty where
-    there is nothing to compare."""
+    """A signed difference with the decimals format_value gives the larger of it and `ours` ("+0.0004", "−1.60",
+    "−10.25", "+1"); empty where there is nothing to compare."""
     if value is None:
         return ""
-    text = format_value(abs(value)) if isinstance(value, int) else f"{abs(value):.{2 if abs(ours) >= 10 else 4}f}"
+    decimals = 2 if max(abs(value), abs(ours)) >= 10 else 4
+    text = format_value(abs(value)) if isinstance(value, int) else f"{abs(value):.{decimals}f}"
     return ("−" if value < 0 else "+") + text
 
 
@@ -326,6 +328,29 @@ def sample_grid(columns, path, title=None):
             if row_index == 0:
                 # Wrapped to the column's width, so long model names do not run into each other.
                 axes.set_title("\n".join(textwrap.wrap(columns[column_index][0], TITLE_CHARACTERS)))
+    return save(figure, path)
+
+
+def image_mosaic(panels, path, title=None, per_row=MOSAIC_COLUMNS):
+    """(title, image) panels, `per_row` to a row, each titled: one photo as many models colour it (the
+    leaderboard's side-by-side figure); returns the path. Images as sample_grid takes them, all of one size."""
+    panels = list(panels)
+    if not panels:
+        raise ValueError("image_mosaic needs at least one panel")
+    columns = min(per_row, len(panels))
+    rows = -(-len(panels) // columns)
+    height, width = displayable(panels[0][1]).shape[:2]
+    figure = Figure(figsize=(GRID_CELL_WIDTH * columns, (GRID_CELL_WIDTH * height / width + 0.6) * rows),
+                    layout="constrained")
+    if title:
+        figure.suptitle(title)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes in grid.flat:
+        axes.set_axis_off()
+    for axes, (panel_title, image) in zip(grid.flat, panels):
+        image = displayable(image)
+        axes.imshow(image, **({"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if image.ndim == 2 else {}))
+        axes.set_title("\n".join(textwrap.wrap(panel_title, TITLE_CHARACTERS)), fontsize=9)
     return save(figure, path)
 
 

@@ -15,14 +15,14 @@ from chroma.data.specs import dataset_from_spec
 from chroma.leaderboard import (BASELINE0, GRAY, METRICS, fid, fid_interval, in_shared_span, leaderboard,
                                 mean_interval, resample_indices, score_colorizer)
 from chroma.metrics import LPIPS
-from chroma.reports import GRID_CELL_WIDTH
+from chroma.reports import GRID_CELL_WIDTH, MOSAIC_COLUMNS
 from helpers import tiny_generator
 
 RESOLUTION = 32  # the smallest side LPIPS' AlexNet takes is 31
 EVAL_DATA = "samples?skip=2"  # six photos, enough that the intervals depend on the draws
 BASELINE_DATA = "samples?take=2"
 TRAINED = {"nampouri: U-Net cGAN": 16, "mine: tiny": 24}  # display name: input size
-FIGURE_DPI = 100  # matplotlib's default, which reports.sample_grid keeps
+FIGURE_DPI = 100  # matplotlib's default, which reports.image_mosaic keeps
 
 
 def write_run(runs_root, paper, key, image_size, model=None):
@@ -126,8 +126,8 @@ def test_the_figure_shows_the_first_photo_gray_colorized_by_every_model_and_orig
     columns = board_json["figure"]["columns"]
     others = [model["name"] for model in board_json["models"] if model["name"] != GRAY]
     assert columns == [GRAY, *others, "original"]
-    with PIL.Image.open(figure_path) as figure:
-        assert figure.width == round(len(columns) * GRID_CELL_WIDTH * FIGURE_DPI)
+    with PIL.Image.open(figure_path) as figure:  # one panel per model, gray and original, MOSAIC_COLUMNS to a row
+        assert figure.width == round(min(len(columns), MOSAIC_COLUMNS) * GRID_CELL_WIDTH * FIGURE_DPI)
 
 
 def test_a_model_sees_l_at_its_own_size_with_the_captions_and_is_scored_at_the_common_resolution():

@@ -279,17 +279,29 @@ def test_evaluate_lpips_averages_over_images_across_unequal_batches(random_alex)
     np.testing.assert_allclose(evaluate_lpips(upside_down_colours, dataset, random_alex), per_image.mean(), rtol=1e-5)
 
 
+def photo_batches():
+    """(scaled L, ab, the three photos as a dataset in batches of 2 and 1)."""
+    scaled_l, true_ab = color.rgb_to_scaled_lab(photos())
+    return scaled_l, true_ab, tf.data.Dataset.from_tensor_slices({"L": scaled_l, "ab": true_ab}).batch(2)
+
+
+class UpsideDownColours:
+    """A colorizer that turns each photo's colours upside down, counting its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, batch):
+        self.calls += 1
+        return tf.reverse(batch["ab"], axis=[1])
+
+
 def test_lpips_on_lab_read_as_rgb_feeds_both_images_as_agosti_did(random_alex):
     """Paper agosti's LPIPS: each image's Lab mapped to [0, 1] (L / 100, ab / 220 + 1/2) and read as RGB."""
     from chroma import evaluation
 
-    scaled_l, true_ab = color.rgb_to_scaled_lab(photos())
-    dataset = tf.data.Dataset.from_tensor_slices({"L": scaled_l, "ab": true_ab}).batch(2)
-    calls = []
-
-    def upside_down_colours(batch):
-        calls.append(1)
-        return tf.reverse(batch["ab"], axis=[1])
+    scaled_l, true_ab, dataset = photo_batches()
+    upside_down_colours = UpsideDownColours()
 
     def lab_read_as_rgb(ab):
         lightness, chroma_ab = (scaled_l + 1.0) * 50.0, ab * 110.0  # chroma.color.scale_lab undone
@@ -297,7 +309,7 @@ def test_lpips_on_lab_read_as_rgb_feeds_both_images_as_agosti_did(random_alex):
 
     expected = random_alex(lab_read_as_rgb(true_ab), lab_read_as_rgb(tf.reverse(true_ab, axis=[1]))).numpy().mean()
     scores = evaluation.evaluate(upside_down_colours, dataset, ("lpips", "lpips_lab_as_rgb"), lpips_model=random_alex)
-    assert len(calls) == 2  # one pass: both columns from one colorization of each batch
+    assert upside_down_colours.calls == 2  # one pass: both columns from one colorization of each batch
     np.testing.assert_allclose(scores["lpips_lab_as_rgb"], expected, rtol=1e-5)
     assert scores["lpips_lab_as_rgb"] != pytest.approx(scores["lpips"], rel=0.05)
     perfect = evaluation.evaluate(evaluation.ground_truth, dataset, ("lpips_lab_as_rgb",), lpips_model=random_alex)
@@ -309,14 +321,8 @@ def test_lpips_on_lab_read_as_rgb_feeds_both_images_as_agosti_did(random_alex):
 def test_evaluate_scores_lpips_in_its_single_pass_as_evaluate_lpips_does(random_alex):
     from chroma import evaluation
 
-    scaled_l, true_ab = color.rgb_to_scaled_lab(photos())
-    dataset = tf.data.Dataset.from_tensor_slices({"L": scaled_l, "ab": true_ab}).batch(2)
-    calls = []
-
-    def upside_down_colours(batch):
-        calls.append(1)
-        return tf.reverse(batch["ab"], axis=[1])
-
+    _, _, dataset = photo_batches()
+    upside_down_colours = UpsideDownColours()
     scores = evaluation.evaluate(upside_down_colours, dataset, ("psnr", "lpips"), lpips_model=random_alex)
-    assert len(calls) == 2  # two batches, one colorization each for every metric
+    assert upside_down_colours.calls == 2  # two batches, one colorization each for every metric
     np.testing.assert_allclose(scores["lpips"], evaluate_lpips(upside_down_colours, dataset, random_alex), rtol=1e-6)

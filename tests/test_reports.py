@@ -233,3 +233,12 @@ def test_a_table_without_a_paper_has_ours_alone(tmp_path):
         "| model | PSNR |", "|---|---:|", "| baseline0 | 21.00 |", "| U-Net cGAN | 23.46 |"]
     assert csv_path.read_text(encoding="utf-8").splitlines() == [
         "model,metric,ours,paper,delta", "baseline0,PSNR,21.0,,", "U-Net cGAN,PSNR,23.456,,"]
+
+
+def test_a_mosaic_wraps_its_panels_into_rows(tmp_path):
+    photo = sample_photos()[0]
+    seven = png_pixels(reports.image_mosaic([(f"model {i}", photo) for i in range(7)], tmp_path / "seven.png"))
+    three = png_pixels(reports.image_mosaic([(f"model {i}", photo) for i in range(3)], tmp_path / "three.png"))
+    assert seven.shape[1] == round(reports.MOSAIC_COLUMNS * reports.GRID_CELL_WIDTH * 100)  # six to a row
+    assert three.shape[1] == round(3 * reports.GRID_CELL_WIDTH * 100)
+    assert seven.shape[0] > 1.8 * three.shape[0]  # a second row
