@@ -363,10 +363,10 @@ def scoring_mode(run, model, dropout=False):
 
 def run_record(experiment, run, settings, run_dir, metrics, train_seconds):
     """What results.json keeps of a scored run of `experiment` beside its scores: its recipe and key, its protocol
-    (data, image size, which weights and in which mode it is scored, the metrics), its resolved settings and
-    compile values, the precision and replicas it trained with, the seconds this command spent training it
-    (pretraining included; 0 for a run resumed finished) and the sha256 of the generator scored (what `chroma
-    export` exports)."""
+    (data, image size, which weights and in which mode it is scored, the metrics and LPIPS' network), its resolved
+    settings and compile values, the precision and replicas it trained with, the seconds this command spent
+    training it (pretraining included; 0 for a run resumed finished) and the sha256 of the generator scored (what
+    `chroma export` exports)."""
     run_dir = Path(run_dir)
     trained = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
     protocol = {"train_data": settings.train_data, "validation_data": settings.validation_data or settings.eval_data,
@@ -374,6 +374,8 @@ def run_record(experiment, run, settings, run_dir, metrics, train_seconds):
                 "scored_in": run.scored_in, "metrics": list(metrics)}
     if run.scored_at == "best":
         protocol.update(monitor=run.monitor, best_epoch=best_epoch(run, read_history(run_dir))["best epoch"])
+    if any(evaluation.NETWORK_METRICS.get(name, ("",))[0] == "lpips" for name in metrics):
+        protocol["lpips_network"] = experiment.LPIPS_NETWORK
     compile_args = with_compile_overrides(run.compile_args(trained["total_steps"]), trained["overrides"])
     return {"recipe": experiment.PAPER, "key": run.key, "protocol": protocol, "settings": trained["settings"],
             "compile_values": compile_values(compile_args),

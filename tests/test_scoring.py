@@ -1,6 +1,8 @@
 """How the harness scores a trained run: at its best or last epoch, in inference, dropout or training mode."""
 
 import functools
+import hashlib
+import json
 import types
 from pathlib import Path
 
@@ -243,3 +245,20 @@ def test_reproduce_builds_the_recipes_lpips_network_and_so_does_a_runs_own_proce
                                  False, {})
     assert sent == [{"row": {"model": "tiny cGAN"}, "columns": {}}] and exits == [0]
     assert networks == ["vgg", "vgg"]
+
+
+def test_a_runs_record_names_the_lpips_network_its_lpips_columns_were_scored_with(tmp_path):
+    from chroma.reproduce import run_record
+
+    (tmp_path / "run.json").write_text(json.dumps({
+        "settings": {"image_size": SIZE}, "total_steps": 3, "overrides": {"reconstruction_weight": 50.0},
+        "precision": "float32", "replicas": 1, "workers": 1, "global_batch_size": 2, "jit": False}))
+    (tmp_path / "generator.keras").write_bytes(b"the scored generator")
+    scored = Run("tiny", "tiny", build=None, compile_args=lambda steps: {"reconstruction_weight": 100.0}, paper={})
+    settings = smoke_settings(epochs=1, image_size=SIZE)
+    experiment = types.SimpleNamespace(PAPER="mine", LPIPS_NETWORK="vgg")
+    with_lpips = run_record(experiment, scored, settings, tmp_path, ("psnr", "lpips_lab_as_rgb"), 1.25)
+    assert with_lpips["protocol"]["lpips_network"] == "vgg"
+    assert with_lpips["compile_values"] == {"reconstruction_weight": 50.0}  # --set's value, as it trained
+    assert with_lpips["generator_sha256"] == hashlib.sha256(b"the scored generator").hexdigest()
+    assert "lpips_network" not in run_record(experiment, scored, settings, tmp_path, ("psnr",), 1.25)["protocol"]
