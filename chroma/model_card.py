@@ -49,7 +49,7 @@ def model_card(model_class, image_size, result=None):
     name = row.get("model", model_class)
     run = row.get("run", {})
     protocol, code = run.get("protocol", {}), results.get("provenance", {}).get("code", {})
-    paper = results.get("paper")
+    paper = results.get("paper") or run.get("recipe")  # `chroma train`'s table quotes no paper; its run names it
     header = [
         "---",
         f"license: {LICENSE}",
@@ -82,7 +82,7 @@ def model_card(model_class, image_size, result=None):
             "Serving or `chroma serve`; its signatures are listed in chroma.json beside this file."]
     if row:
         body += ["", "## How it was trained and scored", "",
-                 f"- Recipe: {results.get('title', paper)} (chroma's `experiments/{paper}.py`, run `{run.get('key')}`)"
+                 f"- Recipe: {results.get('title', paper)} (chroma recipe `{paper}`, run `{run.get('key')}`)"
                  if paper else f"- {results.get('title', '')}",
                  f"- Training data: `{protocol.get('train_data')}`; scored on `{protocol.get('eval_data')}` at "
                  f"{protocol.get('image_size')}x{protocol.get('image_size')}, its {protocol.get('scored_at')} "

@@ -450,7 +450,7 @@ def test_a_scored_runs_model_card_shows_its_scores_from_results_json(tmp_path):
     assert result["metrics"] == [{"type": "psnr", "name": "PSNR (dB)", "value": 21.25},
                                  {"type": "l1_ab", "name": "L1 ab", "value": 0.0931}]
     assert "nampouri" in header["tags"]
-    assert "`experiments/nampouri.py`, run `unet_cgan`" in card
+    assert "(chroma recipe `nampouri`, run `unet_cgan`)" in card
     assert "chroma at commit 0123456789abcdef0123456789abcdef01234567" in card
     assert "scored on `samples?skip=6` at 32x32, its last weights in dropout mode" in card
 
