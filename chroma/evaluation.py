@@ -21,6 +21,7 @@ COLUMN_TITLES = {
     "mse_8bit": "MSE (8-bit)",
     "mse_unit": "MSE (unit)",
     "l1_ab": "L1 ab",
+    "auc_ab": "AuC (ab, %)",  # Zhang, Isola & Efros 2016, section 3.1 (chroma.metrics.auc)
     "uiqi": "UIQI",
     "colorfulness": "colourfulness",
     "lpips": "LPIPS",

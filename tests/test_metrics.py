@@ -403,6 +403,8 @@ def expected_per_image(name, true_lab, pred_lab):
     """The per-image values, computed without the Keras metric."""
     if name == "l1_ab":
         return np.abs(true_lab[..., 1:] - pred_lab[..., 1:]).mean(axis=(1, 2, 3))
+    if name == "auc_ab":  # takes scaled Lab; its values are checked against a direct sweep in test_auc.py
+        return metrics.auc_ab(true_lab, pred_lab).numpy()
     if name in ("ssim_torchmetrics", "uiqi_torchmetrics"):
         true_unit, pred_unit = 0.5 * np.asarray(true_lab) + 0.5, 0.5 * np.asarray(pred_lab) + 0.5
         if name == "ssim_torchmetrics":

@@ -1,5 +1,6 @@
 """Image-quality metrics of the colorization papers: TF functions and a Keras metric."""
 
+from chroma.metrics.auc import auc_ab, auc_ab_rebalanced
 from chroma.metrics.fid import ActivationStatistics, evaluate_fid, fid_inception, frechet_distance
 from chroma.metrics.image_quality import (
     PSNR_MSE_FLOOR,
@@ -28,6 +29,8 @@ __all__ = [
     "PSNR_MSE_FLOOR",
     "SCALED_LAB_METRICS",
     "ColorizationMetric",
+    "auc_ab",
+    "auc_ab_rebalanced",
     "colorfulness",
     "colorization_metrics",
     "evaluate_fid",

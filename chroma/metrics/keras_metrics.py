@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from chroma import color
 from chroma.metrics import image_quality
+from chroma.metrics.auc import auc_ab
 
 
 def _scaled_lab_to_rgb(scaled_lab):
@@ -60,6 +61,8 @@ SCALED_LAB_METRICS = {
     "uiqi": _on_rgb(image_quality.uiqi),
     "colorfulness": _prediction_colorfulness,
     "l1_ab": _ab_l1,
+    # Zhang, Isola & Efros 2016, section 3.1: the non-rebalanced AuC in %, on scaled Lab like the others.
+    "auc_ab": auc_ab,
     # Paper agosti's three torchmetrics columns, each given data_range=1.0 there.
     # SSIM: torchmetrics' definition is chroma's `ssim`; only the inputs differ.
     "ssim_torchmetrics": _on_unit_lab(image_quality.ssim),
