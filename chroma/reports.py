@@ -27,6 +27,8 @@ PANEL_SIZE = (7.0, 3.0)  # inches, one loss panel
 GRID_CELL_WIDTH = 2.5  # inches, one sample-grid column
 TITLE_CHARACTERS = 22  # a line of a sample-grid column title
 MOSAIC_COLUMNS = 6  # panels in a row of image_mosaic: a figure that still reads at a page's width
+# inches, one image_mosaic panel: smaller than a sample-grid column, so a board of ~30 models stays near 1 MB of PNG
+MOSAIC_CELL_WIDTH = 1.6
 RESULTS_JSON = "results.json"  # what write_results writes first; results.md and .csv are made from it
 
 
@@ -340,7 +342,7 @@ def image_mosaic(panels, path, title=None, per_row=MOSAIC_COLUMNS):
     columns = min(per_row, len(panels))
     rows = -(-len(panels) // columns)
     height, width = displayable(panels[0][1]).shape[:2]
-    figure = Figure(figsize=(GRID_CELL_WIDTH * columns, (GRID_CELL_WIDTH * height / width + 0.6) * rows),
+    figure = Figure(figsize=(MOSAIC_CELL_WIDTH * columns, (MOSAIC_CELL_WIDTH * height / width + 0.6) * rows),
                     layout="constrained")
     if title:
         figure.suptitle(title)
@@ -350,7 +352,7 @@ def image_mosaic(panels, path, title=None, per_row=MOSAIC_COLUMNS):
     for axes, (panel_title, image) in zip(grid.flat, panels):
         image = displayable(image)
         axes.imshow(image, **({"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if image.ndim == 2 else {}))
-        axes.set_title("\n".join(textwrap.wrap(panel_title, TITLE_CHARACTERS)), fontsize=9)
+        axes.set_title("\n".join(textwrap.wrap(panel_title, TITLE_CHARACTERS)), fontsize=7)
     return save(figure, path)
 
 

@@ -15,7 +15,7 @@ from chroma.data.specs import dataset_from_spec
 from chroma.leaderboard import (BASELINE0, GRAY, METRICS, fid, fid_interval, in_shared_span, leaderboard,
                                 mean_interval, resample_indices, score_colorizer)
 from chroma.metrics import LPIPS
-from chroma.reports import GRID_CELL_WIDTH, MOSAIC_COLUMNS
+from chroma.reports import MOSAIC_CELL_WIDTH, MOSAIC_COLUMNS
 from helpers import tiny_generator
 
 RESOLUTION = 32  # the smallest side LPIPS' AlexNet takes is 31
@@ -127,7 +127,7 @@ def test_the_figure_shows_the_first_photo_gray_colorized_by_every_model_and_orig
     others = [model["name"] for model in board_json["models"] if model["name"] != GRAY]
     assert columns == [GRAY, *others, "original"]
     with PIL.Image.open(figure_path) as figure:  # one panel per model, gray and original, MOSAIC_COLUMNS to a row
-        assert figure.width == round(min(len(columns), MOSAIC_COLUMNS) * GRID_CELL_WIDTH * FIGURE_DPI)
+        assert figure.width == round(min(len(columns), MOSAIC_COLUMNS) * MOSAIC_CELL_WIDTH * FIGURE_DPI)
 
 
 def test_a_model_sees_l_at_its_own_size_with_the_captions_and_is_scored_at_the_common_resolution():

@@ -239,6 +239,6 @@ def test_a_mosaic_wraps_its_panels_into_rows(tmp_path):
     photo = sample_photos()[0]
     seven = png_pixels(reports.image_mosaic([(f"model {i}", photo) for i in range(7)], tmp_path / "seven.png"))
     three = png_pixels(reports.image_mosaic([(f"model {i}", photo) for i in range(3)], tmp_path / "three.png"))
-    assert seven.shape[1] == round(reports.MOSAIC_COLUMNS * reports.GRID_CELL_WIDTH * 100)  # six to a row
-    assert three.shape[1] == round(3 * reports.GRID_CELL_WIDTH * 100)
+    assert seven.shape[1] == round(reports.MOSAIC_COLUMNS * reports.MOSAIC_CELL_WIDTH * 100)  # six to a row
+    assert three.shape[1] == round(3 * reports.MOSAIC_CELL_WIDTH * 100)
     assert seven.shape[0] > 1.8 * three.shape[0]  # a second row
